@@ -1,0 +1,45 @@
+"""Write the example models' weights (seeded, so the shipped files can be re-made exactly).
+
+    python manifests/make_weights.py
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from models import classifier, generator, gpt, lstm, segmenter  # noqa: E402
+
+MODELS = {
+    "classifier": lambda: classifier.build(num_classes=10, width=16),
+    "segmenter": lambda: segmenter.build(num_classes=4),
+    "generator": lambda: generator.build(width=16, blocks=2),
+    "gpt": lambda: gpt.build(vocab_size=512, dim=64, heads=4, layers=2, max_len=128),
+    "lstm": lambda: lstm.build(features=8, hidden=32, num_classes=3),
+}
+
+
+def main() -> None:
+    out = HERE / "weights"
+    out.mkdir(exist_ok=True)
+    for index, (name, make) in enumerate(sorted(MODELS.items())):
+        torch.manual_seed(1000 + index)
+        model = make()
+        # Non-trivial batch-norm statistics, so folding and conversion are really exercised.
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 1.5)
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(out / f"{name}.safetensors"))
+        print(f"{name}: {sum(v.numel() for v in state.values())} values")
+
+
+if __name__ == "__main__":
+    main()

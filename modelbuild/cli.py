@@ -1,0 +1,170 @@
+"""The ``modelbuild`` command line. Heavy imports stay out: converters load in workers only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from modelbuild import __version__
+from modelbuild.errors import ManifestError, UserError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelbuild", description="Declarative, cached, reproducible builds of PyTorch models for Core ML.")
+    parser.add_argument("--version", action="version", version=f"modelbuild {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_paths(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("paths", nargs="*", default=["manifests"], help="manifest files or folders (default: manifests)")
+        p.add_argument("--model", action="append", default=[], help="only this model (repeatable)")
+        p.add_argument("--target", action="append", default=[], help="only this target (repeatable), e.g. coreml")
+        p.add_argument("-v", "--verbose", action="store_true", help="tracebacks for build failures")
+        return p
+
+    build = with_paths(sub.add_parser("build", help="build what is stale, then print a summary"))
+    build.add_argument("-j", "--jobs", type=int, default=None, help="stages run in parallel across models (processes)")
+    build.add_argument("--force", action="store_true", help="re-run every selected stage")
+    build.add_argument("--keep-going", action="store_true", help="build the other models when one fails")
+    build.add_argument("--dry-run", action="store_true", help="say what would run, run nothing")
+    with_paths(sub.add_parser("plan", help="what would run and why, runs nothing"))
+    with_paths(sub.add_parser("check", help="validate manifests only (never imports torch)"))
+    graph = with_paths(sub.add_parser("graph", help="print the stage graph"))
+    graph.add_argument("--dot", action="store_true", help="Graphviz dot instead of text")
+    sub.add_parser("schema", help="print the manifest JSON Schema")
+    clean = sub.add_parser("clean", help="remove build/ (and the cache with --cache)")
+    clean.add_argument("--cache", action="store_true", help="also remove the cache folder")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ManifestError as exc:
+        for line in exc.problems:
+            print(f"error: {line}", file=sys.stderr)
+        count = len(exc.problems)
+        print(f"{count} problem{'s' if count != 1 else ''} found; nothing was built.", file=sys.stderr)
+        return 2
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, list[Any]]:
+    from modelbuild.manifest import find_manifest_files, load_models
+    from modelbuild.project import load_project
+
+    project = load_project()
+    paths = [Path(p) if Path(p).is_absolute() else Path.cwd() / p for p in args.paths]
+    files = find_manifest_files(paths)
+    if not files:
+        raise UserError(f"no manifests (*.yaml, *.yml, *.toml) under {', '.join(args.paths)}")
+    return project, load_models(files, project.root, project.defaults)
+
+
+def _graph(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
+    from modelbuild.graph.planner import plan_graph
+
+    project, models = _load(args)
+    return project, models, plan_graph(models, args.model, args.target or None)
+
+
+def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
+    from modelbuild.graph.executor import BuildOptions, Executor
+    from modelbuild.graph.planner import ordered_nodes
+    from modelbuild.lock import build_lock
+    from modelbuild.store.objects import ObjectStore
+    from modelbuild.store.state import StateDB
+    from modelbuild.terminal import Terminal
+
+    project, _models, graph = _graph(args)
+    dry_run = dry_run or getattr(args, "dry_run", False)
+    terminal = Terminal()
+    nodes = ordered_nodes(graph)
+    options = BuildOptions(jobs=args.jobs or project.jobs if hasattr(args, "jobs") else project.jobs,
+                           force=getattr(args, "force", False), keep_going=getattr(args, "keep_going", False), dry_run=dry_run)
+    with build_lock(project.cache_dir, terminal.error):
+        db = StateDB(project.cache_dir / "state.sqlite")
+        try:
+            executor = Executor(nodes, db, ObjectStore(project.cache_dir), project.out_dir, options, terminal.on_event)
+            if not dry_run:
+                terminal.start_progress(len(nodes))
+            try:
+                report = executor.run()
+            finally:
+                terminal.stop_progress()
+        finally:
+            db.close()
+    if not dry_run:
+        report.write(project.out_dir / "report.json")
+    terminal.print(terminal.summary(report, title="modelbuild plan" if dry_run else "modelbuild build"))
+    terminal.print(terminal.totals(report))
+    for line in terminal.failures(report, args.verbose):
+        terminal.error(line)
+    return 0 if dry_run else report.exit_code
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    return cmd_build(args, dry_run=True)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    project, models = _load(args)
+    for model in models:
+        print(f"ok: {model.display}{' ' + model.prefix if model.prefix else ''}: {model.name} ({', '.join(sorted(model.data['targets']))})")
+    print(f"{len(models)} model{'s' if len(models) != 1 else ''} valid")
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from modelbuild.graph.planner import ordered_nodes
+
+    _project, _models, graph = _graph(args)
+    if args.dot:
+        print("digraph modelbuild {\n  rankdir=LR;")
+        for node in ordered_nodes(graph):
+            print(f'  "{node.id}" [label="{node.model}\\n{node.stage}"];')
+        for a, b in sorted(graph.edges):
+            print(f'  "{a}" -> "{b}";')
+        print("}")
+        return 0
+    for node in ordered_nodes(graph):
+        after = ", ".join(d.split(":", 1)[1] for d in node.deps) or "-"
+        files = ", ".join(sorted(node.files)) or "-"
+        print(f"{node.id}  after: {after}  reads: {files}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from modelbuild.manifest.schema import schema
+
+    print(json.dumps(schema(), indent=2))
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    from modelbuild.project import load_project
+
+    project = load_project()
+    targets = [project.out_dir] + ([project.cache_dir] if args.cache else [])
+    for folder in targets:
+        if folder.exists():
+            if folder == project.cache_dir:
+                for child in folder.iterdir():
+                    if child.name != ".gitkeep":
+                        shutil.rmtree(child) if child.is_dir() else child.unlink()
+            else:
+                shutil.rmtree(folder)
+            print(f"removed {folder}")
+    return 0
+
+
+COMMANDS = {"build": cmd_build, "plan": cmd_plan, "check": cmd_check, "graph": cmd_graph, "schema": cmd_schema, "clean": cmd_clean}

@@ -1,0 +1,1 @@
+"""Core ML specifics: building converter arguments, reading and writing packages."""

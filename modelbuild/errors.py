@@ -1,0 +1,48 @@
+"""The error hierarchy, sorted by who has to act.
+
+``UserError`` means the person must fix their input: exit 2, no traceback. ``StageFailure``
+means a build step failed on valid input: exit 1, log path, traceback only with ``-v``.
+Anything else escaping is a bug in modelbuild and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a value came from: the file, the line when the format has lines, the field path."""
+
+    file: str
+    line: int | None = None
+    field: str = ""
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.field}" if self.field else where
+
+
+class UserError(Exception):
+    """Bad input a person can fix. Exit code 2."""
+
+    exit_code = 2
+
+
+class ManifestError(UserError):
+    """One or more problems in manifests, each already phrased as ``file:line: field: message``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+def problem(location: Location, message: str) -> str:
+    """Format one manifest problem the way every message in modelbuild reads."""
+    return f"{location}: {message}"
+
+
+class StageFailure(Exception):
+    """A stage ran on valid input and failed. Exit code 1."""
+
+    exit_code = 1

@@ -1,0 +1,1 @@
+"""The stage graph: planning (manifests to frozen nodes), keys, and execution."""

@@ -1,0 +1,235 @@
+"""Walking the stage graph: keys, cache hits, workers, early cutoff, materialised artifacts.
+
+The executor knows nothing of Core ML or ONNX: stages declare what they read and write, and
+this module only decides *whether* each one runs.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import multiprocessing
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from modelbuild.graph.keys import explain, key_of, material
+from modelbuild.graph.node import StageNode
+from modelbuild.report import BuildReport, StageResult
+from modelbuild.stages import STAGES
+from modelbuild.store.objects import ObjectStore
+from modelbuild.store.state import StateDB
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    jobs: int = 2
+    force: bool = False
+    keep_going: bool = False
+    dry_run: bool = False
+
+
+Listener = Callable[[str, StageNode, StageResult | None], None]
+
+
+class Executor:
+    def __init__(self, nodes: list[StageNode], db: StateDB, store: ObjectStore, out_dir: Path,
+                 options: BuildOptions, listener: Listener | None = None) -> None:
+        self.nodes = {n.id: n for n in nodes}
+        self.order = [n.id for n in nodes]
+        self.db = db
+        self.store = store
+        self.out_dir = out_dir
+        self.options = options
+        self.listener = listener or (lambda event, node, result: None)
+        self.outputs: dict[str, str] = {}
+        self.results: dict[str, StageResult] = {}
+        self.rebuilt: set[str] = set()
+
+    def run(self) -> BuildReport:
+        started = time.perf_counter()
+        waiting = {nid: set(self.nodes[nid].deps) & set(self.nodes) for nid in self.order}
+        ready = [nid for nid in self.order if not waiting[nid]]
+        running: dict[futures.Future, tuple[str, str, dict]] = {}
+        pool: futures.ProcessPoolExecutor | None = None
+        stopping = False
+        try:
+            while ready or running:
+                while ready and not stopping:
+                    nid = ready.pop(0)
+                    decision = self._decide(nid)
+                    if decision is None:
+                        ready += self._finish(nid, waiting)
+                    else:
+                        pool = pool or self._pool()
+                        running[self._submit(nid, pool)] = (nid, *decision)
+                if stopping and ready:
+                    for nid in ready:
+                        self._set(nid, StageResult(*self._ids(nid), status="not run", reason="stopped after a failure (use --keep-going)"))
+                    ready = []
+                if not running:
+                    continue
+                done, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
+                for future in done:
+                    nid, key, mat = running.pop(future)
+                    self._collect(nid, key, mat, future)
+                    if self.results[nid].status == "failed" and not self.options.keep_going:
+                        stopping = True
+                    ready += self._finish(nid, waiting)
+            for nid in self.order:  # anything never reached (after a stop)
+                if nid not in self.results:
+                    self._set(nid, StageResult(*self._ids(nid), status="not run", reason="stopped after a failure (use --keep-going)"))
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        report = BuildReport([self.results[nid] for nid in self.order], time.perf_counter() - started)
+        return report
+
+    # -- one node ----------------------------------------------------------------------------
+
+    def _ids(self, nid: str) -> tuple[str, str]:
+        node = self.nodes[nid]
+        return node.model, node.stage
+
+    def _decide(self, nid: str) -> tuple[str, dict] | None:
+        """Settle a node now (cached, blocked, would run: None) or say it must run: (key, material)."""
+        node = self.nodes[nid]
+        blocked = [d for d in node.deps if self.results.get(d) and self.results[d].status in ("failed", "blocked", "not run")]
+        if blocked:
+            self._set(nid, StageResult(node.model, node.stage, "blocked", reason=f"{blocked[0].split(':', 1)[1]} failed"))
+            return None
+        pending = [d for d in node.deps if d not in self.outputs]
+        if pending:  # only in a dry run: an upstream stage would run first
+            self._set(nid, StageResult(node.model, node.stage, "would run", reason=f"after {pending[0].split(':', 1)[1]} runs"))
+            return None
+        mat = material(node, self.outputs, lambda p: self.db.file_digest(Path(p)))
+        key = key_of(mat)
+        last = self.db.last_stage(node.model, node.stage)
+        record = self.db.action(key)
+        if record and not self.options.force and self.store.has(record.output):
+            self._cached(node, key, mat, record.output, record.info, last)
+            return None
+        if self.options.force:
+            reason = "--force"
+        elif record:
+            reason = "cache entry missing"
+        else:
+            reason = "; ".join(explain(last[1] if last else None, mat))
+        if self.options.dry_run:
+            self._set(nid, StageResult(node.model, node.stage, "would run", reason=reason))
+            return None
+        self.results[nid] = StageResult(node.model, node.stage, "running", reason=reason)
+        return key, mat
+
+    def _submit(self, nid: str, pool: futures.ProcessPoolExecutor) -> futures.Future:
+        node = self.nodes[nid]
+        self.listener("start", node, None)
+        inputs = {d.split(":", 1)[1]: str(self.store.path(self.outputs[d])) for d in node.deps}
+        log = self.out_dir / node.model / "logs" / f"{node.stage}.log"
+        from modelbuild.graph.worker import run_stage
+
+        return pool.submit(run_stage, node.to_json(), inputs, str(self.store.root), str(log))
+
+    def _cached(self, node: StageNode, key: str, mat: dict, output: str, info: dict, last: tuple | None) -> None:
+        if last is None or last[0] != key:
+            self.db.remember_stage(node.model, node.stage, key, mat, output)
+        rebuilt_deps = [d for d in node.deps if d in self.rebuilt]
+        reason = f"early cutoff: {rebuilt_deps[0].split(':', 1)[1]} output unchanged" if rebuilt_deps else "up to date"
+        result = StageResult(node.model, node.stage, "cached", reason=reason, output=output,
+                             notes=list(info.get("notes", [])), info=dict(info.get("info", {})))
+        self.outputs[node.id] = output
+        self._materialise(node, result)
+        self._set(node.id, result)
+
+    def _collect(self, nid: str, key: str, mat: dict, future: futures.Future) -> None:
+        node = self.nodes[nid]
+        reason = self.results[nid].reason
+        log = self.out_dir / node.model / "logs" / f"{node.stage}.log"
+        try:
+            outcome = future.result()
+        except Exception as exc:  # noqa: BLE001 - a worker that died (killed, out of memory)
+            outcome = {"ok": False, "kind": "stage", "message": f"worker process died: {type(exc).__name__}: {exc}", "seconds": 0.0}
+        if not outcome["ok"]:
+            self._set(nid, StageResult(node.model, node.stage, "failed", reason=reason, seconds=outcome["seconds"],
+                                       error=outcome["message"], error_kind=outcome["kind"], log=_rel(log, self.out_dir.parent),
+                                       traceback=outcome.get("traceback")))
+            return
+        output = outcome["output"]
+        self.db.record(node.model, node.stage, key, mat, output, {"notes": outcome["notes"], "info": outcome["info"]})
+        self.outputs[nid] = output
+        self.rebuilt.add(nid)
+        result = StageResult(node.model, node.stage, "built", reason=reason, seconds=outcome["seconds"], output=output,
+                             notes=outcome["notes"], info=outcome["info"], log=_rel(log, self.out_dir.parent))
+        self._materialise(node, result)
+        self._set(nid, result)
+
+    def _finish(self, nid: str, waiting: dict[str, set[str]]) -> list[str]:
+        newly = []
+        for other in self.order:
+            if nid in waiting[other]:
+                waiting[other].discard(nid)
+                if not waiting[other] and other not in self.results:
+                    newly.append(other)
+        return newly
+
+    def _set(self, nid: str, result: StageResult) -> None:
+        self.results[nid] = result
+        self.listener("done", self.nodes[nid], result)
+
+    def _pool(self) -> futures.ProcessPoolExecutor:
+        # Processes, not threads: conversion holds the GIL. "spawn": the coordinator may hold
+        # sqlite handles and threads that must not be forked.
+        workers = max(1, min(self.options.jobs, len({n.model for n in self.nodes.values()})))
+        return futures.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+    # -- artifacts in build/ -----------------------------------------------------------------
+
+    def _materialise(self, node: StageNode, result: StageResult) -> None:
+        """Copy a final artifact from the store into build/<model>/, atomically, if it differs."""
+        pattern = STAGES.get(node.stage).artifact
+        if not pattern or result.output is None:
+            return
+        name = pattern.format(model=node.model)
+        folder = self.out_dir / node.model
+        dest = folder / name
+        marker = folder / f".{name}.digest"
+        result.artifact = _rel(dest, self.out_dir.parent)
+        source = self.store.path(result.output) / name
+        result.size = _size(source)
+        if dest.exists() and marker.exists() and marker.read_text() == result.output:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = folder / f".{name}.tmp-{os.getpid()}"
+        _remove(staging)
+        if source.is_dir():
+            shutil.copytree(source, staging)
+        else:
+            shutil.copy2(source, staging)
+        old = folder / f".{name}.old-{os.getpid()}"
+        if dest.exists():
+            os.replace(dest, old)
+        os.replace(staging, dest)
+        _remove(old)
+        marker.write_text(result.output)
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,88 @@
+"""Stage keys: the digest of exactly what a stage reads, and the reasons a key changed.
+
+The material is kept next to each record so ``plan`` can say *which* input changed.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Callable
+
+from modelbuild.graph.node import StageNode
+from modelbuild.stages import STAGES
+from modelbuild.store.hashing import digest_json
+
+
+@lru_cache(maxsize=64)
+def tool_version(distribution: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def material(node: StageNode, upstream: dict[str, str], file_digest: Callable[[str], str]) -> dict[str, Any]:
+    stage = STAGES.get(node.stage)
+    return {
+        "stage": node.stage,
+        "implementation": stage.version,
+        "params": node.params,
+        "files": {label: file_digest(path) for label, path in sorted(node.files.items())},
+        "inputs": {dep.split(":", 1)[1]: upstream[dep] for dep in node.deps},
+        "tools": {name: tool_version(name) for name in stage.tools},
+    }
+
+
+def key_of(material: dict[str, Any]) -> str:
+    return digest_json(material)
+
+
+def explain(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
+    """Human reasons for a changed key, most specific first: files, fields, inputs, tools."""
+    if old is None:
+        return ["first build"]
+    reasons: list[str] = []
+    for label in sorted(set(old.get("files", {})) | set(new["files"])):
+        before, after = old.get("files", {}).get(label), new["files"].get(label)
+        if before != after:
+            reasons.append(f"{label} {'added' if before is None else 'removed' if after is None else 'changed'}")
+    reasons += [f"{path}: {_short(a)} → {_short(b)}" for path, a, b in _diff(old.get("params", {}), new["params"], "")]
+    for dep in sorted(set(old.get("inputs", {})) | set(new["inputs"])):
+        if old.get("inputs", {}).get(dep) != new["inputs"].get(dep):
+            reasons.append(f"{dep} output changed")
+    for tool in sorted(set(old.get("tools", {})) | set(new["tools"])):
+        if old.get("tools", {}).get(tool) != new["tools"].get(tool):
+            reasons.append(f"{tool} {old.get('tools', {}).get(tool)} → {new['tools'].get(tool)}")
+    if old.get("implementation") != new["implementation"]:
+        reasons.append(f"{new['stage']} implementation v{old.get('implementation')} → v{new['implementation']}")
+    return reasons or ["cache entry missing"]
+
+
+def _diff(a: Any, b: Any, path: str) -> list[tuple[str, Any, Any]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b), key=str):
+            sub = f"{path}.{key}" if path else str(key)
+            out += _diff(a.get(key, _MISSING), b.get(key, _MISSING), sub)
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        out = []
+        for index, (x, y) in enumerate(zip(a, b)):
+            out += _diff(x, y, f"{path}[{index}]")
+        return out
+    return [] if a == b else [(path, a, b)]
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "(unset)"
+
+
+_MISSING = _Missing()
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

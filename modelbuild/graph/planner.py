@@ -1,0 +1,74 @@
+"""Manifests to a networkx graph of frozen stage nodes. Knows stages and targets by name only."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import networkx as nx
+
+from modelbuild.errors import UserError
+from modelbuild.graph.node import StageNode, node_id
+from modelbuild.manifest.spec import ModelSpec
+from modelbuild.stages import STAGES
+from modelbuild.targets import TARGETS
+
+CORE_STAGES = ("source", "capture")
+
+
+def stage_names(model: ModelSpec, targets: Iterable[str] | None = None) -> list[str]:
+    wanted = set(targets) if targets else None
+    names = list(CORE_STAGES)
+    for target in sorted(model.data["targets"]):
+        if wanted is not None and target not in wanted:
+            continue
+        names.extend(TARGETS.get(target).stages)
+    return names
+
+
+def plan_graph(models: list[ModelSpec], selected: Iterable[str] | None = None, targets: Iterable[str] | None = None) -> nx.DiGraph:
+    """The stage graph of the selected models (all when ``selected`` is empty)."""
+    chosen = set(selected or [])
+    unknown = chosen - {m.name for m in models}
+    if unknown:
+        raise UserError(f"--model: no model named {', '.join(sorted(unknown))}; models: {', '.join(sorted(m.name for m in models))}")
+    for target in targets or []:
+        if target not in TARGETS:
+            TARGETS.get(target)  # raises with a did-you-mean
+    graph = nx.DiGraph()
+    for model in models:
+        if chosen and model.name not in chosen:
+            continue
+        context = _context(model)
+        for name in stage_names(model, targets):
+            stage = STAGES.get(name)
+            node = StageNode(model=model.name, stage=name, params=stage.params(model), files=stage.files(model),
+                             deps=tuple(node_id(model.name, d) for d in stage.deps), context=context)
+            graph.add_node(node.id, node=node)
+            for dep in node.deps:
+                graph.add_edge(dep, node.id)
+    missing = [n for n in graph.nodes if "node" not in graph.nodes[n]]
+    if missing:
+        raise UserError(f"--target: {missing[0]} is needed but not selected")
+    return graph
+
+
+def ordered_nodes(graph: nx.DiGraph) -> list[StageNode]:
+    """Topological order, ties broken by model then stage so output order is stable."""
+    return [graph.nodes[n]["node"] for n in nx.lexicographical_topological_sort(graph)]
+
+
+def _context(model: ModelSpec) -> dict[str, Any]:
+    prefix = f"{model.prefix}." if model.prefix else ""
+    lines = {k[len(prefix):]: v for k, v in model.lines.items() if k.startswith(prefix) and not k.endswith("#key")}
+    data = model.data
+    return {
+        "manifest": model.display,
+        "prefix": model.prefix,
+        "lines": lines,
+        "folder": str(model.folder),
+        "root": str(model.root),
+        "source": data["source"],
+        "inputs": data["inputs"],
+        "outputs": data.get("outputs"),
+        "needs_coreml": "coreml" in data["targets"],
+    }

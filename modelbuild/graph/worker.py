@@ -1,0 +1,110 @@
+"""Running one stage, in a worker process: logs to a file, output into the store.
+
+Everything torch, coremltools and the user's code print goes to
+``build/<model>/logs/<stage>.log`` (file descriptors included, since converters print from C
+and tqdm), so the terminal shows only modelbuild's progress and summary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+from modelbuild.errors import StageFailure, UserError
+from modelbuild.graph.node import StageNode
+from modelbuild.stages import STAGES
+from modelbuild.stages.base import StageJob
+from modelbuild.store.objects import ObjectStore
+
+
+def run_stage(node_json: dict[str, Any], inputs: dict[str, str], cache_dir: str, log_path: str) -> dict[str, Any]:
+    """Run one stage; return a plain dict (it crosses a process boundary)."""
+    node = StageNode.from_json(node_json)
+    store = ObjectStore(Path(cache_dir))
+    scratch = store.scratch()
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with open(log_path, "w", encoding="utf-8") as log_file, _captured_output(log_file), _on_path(node):
+        logger = _logger(node, log_file)
+        job = StageJob(node=node, inputs={k: Path(v) for k, v in inputs.items()}, out=scratch, log=logger)
+        try:
+            STAGES.get(node.stage)().run(job)
+        except UserError as exc:
+            logger.error("%s", traceback.format_exc())
+            _discard(scratch)
+            return {"ok": False, "kind": "user", "message": str(exc), "traceback": traceback.format_exc(), "seconds": time.perf_counter() - started}
+        except StageFailure as exc:
+            logger.error("%s", traceback.format_exc())
+            _discard(scratch)
+            return {"ok": False, "kind": "stage", "message": str(exc), "traceback": traceback.format_exc(), "seconds": time.perf_counter() - started}
+        except Exception as exc:  # noqa: BLE001 - reported as this stage's failure, with its traceback
+            logger.error("%s", traceback.format_exc())
+            _discard(scratch)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            return {"ok": False, "kind": "stage", "message": f"{type(exc).__name__}: {first}", "traceback": traceback.format_exc(), "seconds": time.perf_counter() - started}
+        for note in job.notes:
+            logger.info("note: %s", note)
+    digest = store.put(scratch)
+    return {"ok": True, "output": digest, "notes": job.notes, "info": job.info, "seconds": time.perf_counter() - started}
+
+
+def _logger(node: StageNode, log_file: Any) -> logging.Logger:
+    logger = logging.getLogger(f"modelbuild.stage.{node.id}")
+    logger.handlers[:] = [logging.StreamHandler(log_file)]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
+
+
+@contextlib.contextmanager
+def _captured_output(log_file: Any) -> Iterator[None]:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    saved_streams = sys.stdout, sys.stderr
+    os.dup2(log_file.fileno(), 1)
+    os.dup2(log_file.fileno(), 2)
+    sys.stdout = sys.stderr = log_file
+    root = logging.getLogger()
+    handler = logging.StreamHandler(log_file)
+    root.addHandler(handler)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: log_file.write(
+                warnings.formatwarning(message, category, filename, lineno, line))
+            yield
+    finally:
+        root.removeHandler(handler)
+        log_file.flush()
+        sys.stdout, sys.stderr = saved_streams
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+@contextlib.contextmanager
+def _on_path(node: StageNode) -> Iterator[None]:
+    """The manifest's folder and the project root are importable while the model builds."""
+    added = [p for p in (node.context.get("folder"), node.context.get("root")) if p and p not in sys.path]
+    sys.path[:0] = added
+    try:
+        yield
+    finally:
+        for path in added:
+            if path in sys.path:
+                sys.path.remove(path)
+
+
+def _discard(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

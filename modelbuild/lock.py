@@ -1,0 +1,33 @@
+"""One build at a time per cache: a second process waits, and says what it is waiting for."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+from typing import Callable, Iterator
+
+
+@contextlib.contextmanager
+def build_lock(cache_dir: Path, say: Callable[[str], None]) -> Iterator[None]:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / "lock"
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            say(f"waiting for another modelbuild build ({holder}) to release {path} …")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)

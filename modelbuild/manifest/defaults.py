@@ -1,0 +1,79 @@
+"""Built-in defaults, applied after project defaults so that every key is computed from
+fully resolved data: writing ``mode: trace`` or leaving it out must give the same build."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from modelbuild.manifest.shapes import has_unbounded
+
+VALIDATE = {"samples": 2, "shapes": ["default", "min", "max"], "atol": 1e-3, "rtol": 1e-3, "on_failure": "error"}
+BENCHMARK = {"runs": 100, "warmup": 10, "shapes": ["default"], "threads": 1}
+NEURALNETWORK_MAX = {"iOS": 15, "macOS": 12, "watchOS": 8, "tvOS": 15}
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` wins; nested tables merge; lists are replaced, never concatenated."""
+    merged = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def apply_defaults(model: dict[str, Any]) -> dict[str, Any]:
+    data = copy.deepcopy(model)
+    data.setdefault("version", "0.0.0")
+    data["version"] = str(data["version"])
+    source = data.setdefault("source", {})
+    if "factory" in source:
+        source.setdefault("args", {})
+        source.setdefault("strict", True)
+    source.setdefault("code", [])
+    wrapper = data.setdefault("wrapper", {})
+    wrapper.setdefault("replace", {})
+    capture = data.setdefault("capture", {})
+    capture.setdefault("mode", "trace")
+    capture.setdefault("trace_submodules", [])
+    capture.setdefault("check", True)
+    for inp in data.get("inputs", []):
+        kind = inp.setdefault("kind", "tensor")
+        if kind == "image":
+            inp.setdefault("color_layout", "RGB")
+            if "normalize" not in inp:
+                inp.setdefault("scale", 1.0)
+                inp.setdefault("bias", 0.0)
+        else:
+            inp.setdefault("dtype", "float32")
+    for out in data.get("outputs", []) or []:
+        kind = out.setdefault("kind", "tensor")
+        if kind == "image":
+            out.setdefault("color_layout", "RGB")
+    data.setdefault("metadata", {})
+    targets = data.setdefault("targets", {"coreml": {}})
+    for name in list(targets):
+        if targets[name] is None:
+            targets[name] = {}
+    if "coreml" in targets:
+        _coreml_defaults(targets["coreml"], data.get("inputs", []))
+    data["validate"] = {**VALIDATE, **data.get("validate", {})}
+    data["benchmark"] = {**BENCHMARK, "backends": ["torch", *sorted(targets)], **data.get("benchmark", {})}
+    return data
+
+
+def _coreml_defaults(coreml: dict[str, Any], inputs: list[dict[str, Any]]) -> None:
+    # mlprogram refuses unbounded dimensions; neuralnetwork takes them. Pick the format that
+    # can express what the inputs declare unless the manifest chose one itself.
+    unbounded = any("shape" in i and has_unbounded(i) for i in inputs)
+    coreml.setdefault("format", "neuralnetwork" if unbounded else "mlprogram")
+    if coreml["format"] == "mlprogram":
+        coreml.setdefault("deployment_target", "iOS15")
+        coreml.setdefault("precision", "float16")
+    else:
+        coreml.setdefault("deployment_target", "iOS13")
+        coreml.setdefault("precision", "float32")
+    coreml.setdefault("compute_units", "all")
+    coreml.setdefault("optimize", [])

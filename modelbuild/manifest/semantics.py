@@ -1,0 +1,181 @@
+"""Rules the JSON Schema cannot express: ranges, cross-field constraints, files that must exist,
+and the coremltools limits a user should hear about before a conversion starts."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from modelbuild.errors import problem
+from modelbuild.manifest.defaults import NEURALNETWORK_MAX
+from modelbuild.manifest.shapes import Dim, has_unbounded
+from modelbuild.manifest.spec import ModelSpec
+
+QUALNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+
+
+def check_model(model: ModelSpec) -> list[str]:
+    problems: list[str] = []
+
+    def fail(field: str, message: str) -> None:
+        problems.append(problem(model.where(field), message))
+
+    data = model.data
+    _check_source(model, data["source"], fail)
+    _check_wrapper(data, fail)
+    input_names = _check_inputs(data["inputs"], fail)
+    output_names = _check_outputs(data.get("outputs"), fail)
+    _check_metadata(model, data["metadata"], output_names, fail)
+    _check_coreml(data, fail)
+    if data["capture"]["trace_submodules"] and data["capture"]["mode"] != "script":
+        fail("capture.trace_submodules", f"expected capture.mode 'script' for trace_submodules, got mode {data['capture']['mode']!r}")
+    if "data" in data["validate"]:
+        _require_file(model, "validate.data", data["validate"]["data"], fail)
+    del input_names
+    return problems
+
+
+def _require_file(model: ModelSpec, field: str, relative: str, fail: Any, folder: bool = False) -> None:
+    path = model.resolve_path(relative)
+    if not path.exists():
+        fail(field, f"file not found: {relative!r} (looked in {model.folder})")
+    elif not folder and path.is_dir():
+        fail(field, f"expected a file, got the folder {relative!r}")
+
+
+def _check_source(model: ModelSpec, source: dict[str, Any], fail: Any) -> None:
+    kinds = [k for k in ("factory", "torchscript", "exported_program") if k in source]
+    if len(kinds) != 1:
+        found = "none" if not kinds else " and ".join(kinds)
+        fail("source", f"expected exactly one of factory, torchscript, exported_program, got {found}")
+        return
+    if kinds[0] != "factory":
+        for key in ("weights", "args"):
+            if key in source:
+                fail(f"source.{key}", f"expected {key} only with source.factory, got it with source.{kinds[0]}")
+        _require_file(model, f"source.{kinds[0]}", source[kinds[0]], fail)
+    if "weights" in source:
+        weights = source["weights"]
+        if not weights.endswith((".safetensors", ".pt", ".pth", ".bin")):
+            fail("source.weights", f"expected a .safetensors, .pt, .pth or .bin file, got {weights!r}")
+        else:
+            _require_file(model, "source.weights", weights, fail)
+    for index, code in enumerate(source.get("code", [])):
+        _require_file(model, f"source.code[{index}]", code, fail, folder=True)
+
+
+def _check_wrapper(data: dict[str, Any], fail: Any) -> None:
+    for old, new in data["wrapper"]["replace"].items():
+        for value in (old, new):
+            if not QUALNAME.match(value):
+                fail(f"wrapper.replace.{old}", f"expected a class path like 'torch.nn.ReLU', got {value!r}")
+
+
+def _check_inputs(inputs: list[dict[str, Any]], fail: Any) -> set[str]:
+    names: set[str] = set()
+    for i, inp in enumerate(inputs):
+        at = f"inputs[{i}]"
+        if inp["name"] in names:
+            fail(f"{at}.name", f"input name {inp['name']!r} is used twice")
+        names.add(inp["name"])
+        if ("shape" in inp) == ("shapes" in inp):
+            fail(at, "expected exactly one of shape or shapes")
+            continue
+        if "shape" in inp:
+            if "default_shape" in inp:
+                fail(f"{at}.default_shape", "expected default_shape only with enumerated shapes")
+            dims = []
+            for j, raw in enumerate(inp["shape"]):
+                dim = Dim.parse(raw)
+                dims.append(dim)
+                where = f"{at}.shape[{j}]"
+                if dim.max is not None and dim.min > dim.max:
+                    fail(where, f"expected min <= max, got min {dim.min} > max {dim.max}")
+                elif not (dim.min <= dim.default and (dim.max is None or dim.default <= dim.max)):
+                    top = "unbounded" if dim.max is None else dim.max
+                    fail(f"{where}.default", f"expected a default within [{dim.min}, {top}], got {dim.default}")
+            rank = len(dims)
+            channels = dims[1] if rank > 1 else None
+        else:
+            shapes = inp["shapes"]
+            rank = len(shapes[0])
+            if any(len(s) != rank for s in shapes):
+                fail(f"{at}.shapes", f"expected every enumerated shape to have rank {rank}, got ranks {sorted({len(s) for s in shapes})}")
+                continue
+            if "default_shape" in inp and inp["default_shape"] not in shapes:
+                fail(f"{at}.default_shape", f"expected one of the enumerated shapes, got {inp['default_shape']}")
+            values = {s[1] for s in shapes} if rank > 1 else set()
+            channels = Dim(min(values), max(values), min(values)) if values else None
+        if inp["kind"] == "image":
+            _check_image(inp, at, rank, channels, fail)
+        elif any(k in inp for k in ("scale", "bias", "normalize", "color_layout")):
+            fail(at, "expected scale, bias, normalize and color_layout only with kind: image")
+        if "range" in inp and inp["range"][0] > inp["range"][1]:
+            fail(f"{at}.range", f"expected [low, high] with low <= high, got {inp['range']}")
+    return names
+
+
+def _check_image(inp: dict[str, Any], at: str, rank: int, channels: Dim | None, fail: Any) -> None:
+    if "dtype" in inp:
+        fail(f"{at}.dtype", "expected no dtype on an image input (images are 8-bit pixels)")
+    want = 1 if inp["color_layout"] == "GRAYSCALE" else 3
+    if rank != 4 or channels is None or channels.flexible or channels.min != want:
+        fail(f"{at}.shape", f"expected an image shape [N, {want}, H, W] for color_layout {inp['color_layout']}, got rank {rank}" + (f" with {channels.min} channels" if channels and not channels.flexible else ""))
+    if "normalize" in inp:
+        if "scale" in inp or "bias" in inp:
+            fail(f"{at}.normalize", "expected either normalize or scale/bias, got both")
+        for key in ("mean", "std"):
+            values = inp["normalize"][key]
+            if len(values) not in (1, want):
+                fail(f"{at}.normalize.{key}", f"expected 1 or {want} values, got {len(values)}")
+        if any(s <= 0 for s in inp["normalize"]["std"]):
+            fail(f"{at}.normalize.std", f"expected positive values, got {inp['normalize']['std']}")
+    elif isinstance(inp.get("bias"), list) and len(inp["bias"]) not in (1, want):
+        fail(f"{at}.bias", f"expected 1 or {want} values for color_layout {inp['color_layout']}, got {len(inp['bias'])}")
+
+
+def _check_outputs(outputs: list[dict[str, Any]] | None, fail: Any) -> set[str]:
+    names: set[str] = set()
+    for i, out in enumerate(outputs or []):
+        if out["name"] in names:
+            fail(f"outputs[{i}].name", f"output name {out['name']!r} is used twice")
+        names.add(out["name"])
+        if out["kind"] != "image" and "color_layout" in out:
+            fail(f"outputs[{i}].color_layout", "expected color_layout only with kind: image")
+    return names
+
+
+def _check_metadata(model: ModelSpec, meta: dict[str, Any], outputs: set[str], fail: Any) -> None:
+    if "classes" in meta and "classes_file" in meta:
+        fail("metadata.classes_file", "expected either classes or classes_file, got both")
+    if "classes_file" in meta:
+        _require_file(model, "metadata.classes_file", meta["classes_file"], fail)
+    if "classifier" in meta:
+        if "classes" not in meta and "classes_file" not in meta:
+            fail("metadata.classifier", "expected metadata.classes or metadata.classes_file with a classifier")
+        probs = meta["classifier"]["probabilities"]
+        if outputs and probs not in outputs:
+            fail("metadata.classifier.probabilities", f"expected the name of an output ({', '.join(sorted(outputs))}), got {probs!r}")
+
+
+def _check_coreml(data: dict[str, Any], fail: Any) -> None:
+    coreml = data["targets"].get("coreml")
+    if coreml is None:
+        return
+    if coreml["format"] == "mlprogram":
+        for i, inp in enumerate(data["inputs"]):
+            if "shape" in inp and has_unbounded(inp):
+                axis = next(j for j, d in enumerate(inp["shape"]) if isinstance(d, dict) and "max" not in d)
+                fail(f"inputs[{i}].shape[{axis}]", "expected a max for every flexible dimension with targets.coreml.format 'mlprogram' "
+                     "(Core ML ML programs refuse unbounded dimensions); add max, or use format 'neuralnetwork'")
+    else:
+        target = coreml["deployment_target"]
+        family = re.match(r"[a-zA-Z]+", target).group(0)
+        major = int(re.search(r"\d+", target).group(0))
+        if major > NEURALNETWORK_MAX.get(family, 99):
+            fail("targets.coreml.deployment_target", f"expected at most {family}{NEURALNETWORK_MAX[family]} with format 'neuralnetwork', got {target!r}; use format 'mlprogram' for newer targets")
+        if coreml.get("precision") == "float16":
+            fail("targets.coreml.precision", "expected float32 with format 'neuralnetwork' (float16 precision applies to ML programs); use 'mlprogram' or quantize in optimize")
+    for i, out in enumerate(data.get("outputs") or []):
+        if out["kind"] == "image" and any("shape" in inp and has_unbounded(inp) for inp in data["inputs"]):
+            fail(f"outputs[{i}].kind", "expected a tensor output: Core ML image outputs need bounded input dimensions (coremltools rejects symbolic image output shapes)")

@@ -1,0 +1,64 @@
+"""Input shapes: fixed, ranged (bounded or unbounded) and enumerated, without torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Dim:
+    min: int
+    max: int | None  # None: unbounded
+    default: int
+
+    @property
+    def flexible(self) -> bool:
+        return self.max is None or self.min != self.max
+
+    @classmethod
+    def parse(cls, raw: Any) -> "Dim":
+        if isinstance(raw, int):
+            return cls(raw, raw, raw)
+        low = raw["min"]
+        return cls(low, raw.get("max"), raw.get("default", low))
+
+
+def dims(inp: dict[str, Any]) -> list[Dim]:
+    """The ranged view of an input (enumerated shapes become per-axis ranges)."""
+    if "shapes" in inp:
+        shapes = inp["shapes"]
+        default = inp.get("default_shape", shapes[0])
+        return [Dim(min(s[i] for s in shapes), max(s[i] for s in shapes), default[i]) for i in range(len(default))]
+    return [Dim.parse(d) for d in inp["shape"]]
+
+
+def shape_at(inp: dict[str, Any], which: str) -> list[int]:
+    """The concrete shape of an input for ``default``, ``min`` or ``max``.
+
+    Enumerated inputs pick the enumerated shape (never a mix of axes that was not declared);
+    an unbounded axis's ``max`` is its default, since there is no largest size to try.
+    """
+    if "shapes" in inp:
+        shapes = [list(s) for s in inp["shapes"]]
+        if which == "default":
+            return list(inp.get("default_shape", shapes[0]))
+        key = sum if which == "max" else (lambda s: -sum(s))
+        return max(shapes, key=key)
+    result = []
+    for d in dims(inp):
+        if which == "min":
+            result.append(d.min)
+        elif which == "max":
+            result.append(d.max if d.max is not None else d.default)
+        else:
+            result.append(d.default)
+    return result
+
+
+def is_flexible(inp: dict[str, Any]) -> bool:
+    return "shapes" in inp or any(d.flexible for d in dims(inp))
+
+
+def has_unbounded(inp: dict[str, Any]) -> bool:
+    return "shapes" not in inp and any(d.max is None for d in dims(inp))

@@ -1,0 +1,65 @@
+"""The build report: one record per stage; report.json and the summary table are two views."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelbuild import __version__
+
+
+@dataclass
+class StageResult:
+    model: str
+    stage: str
+    status: str  # built | cached | failed | skipped | blocked | would run | not run
+    reason: str = ""
+    seconds: float = 0.0
+    output: str | None = None  # digest in the store
+    artifact: str | None = None  # path under build/
+    size: int | None = None
+    notes: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    error_kind: str | None = None  # user | stage
+    log: str | None = None
+    traceback: str | None = None
+
+
+@dataclass
+class BuildReport:
+    results: list[StageResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(self, result: StageResult) -> None:
+        self.results.append(result)
+
+    def by_status(self, status: str) -> list[StageResult]:
+        return [r for r in self.results if r.status == status]
+
+    @property
+    def exit_code(self) -> int:
+        failed = self.by_status("failed")
+        if any(r.error_kind == "user" for r in failed):
+            return 2
+        return 1 if failed else 0
+
+    def to_json(self) -> dict[str, Any]:
+        models: dict[str, Any] = {}
+        for r in self.results:
+            entry = {k: v for k, v in asdict(r).items() if k not in ("model", "stage", "traceback") and v not in (None, [], {})}
+            entry["seconds"] = round(r.seconds, 3)
+            models.setdefault(r.model, {"stages": {}})["stages"][r.stage] = entry
+        counts: dict[str, int] = {}
+        for r in self.results:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        return {"modelbuild": __version__, "seconds": round(self.seconds, 3), "exit_code": self.exit_code, "counts": counts, "models": models}
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)

@@ -1,0 +1,62 @@
+"""The stage interface. A stage declares what it reads (its key) and knows how to run.
+
+A new stage is one module with one class registered in ``modelbuild.stages`` (one line);
+the planner and executor never change for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from modelbuild.errors import Location
+from modelbuild.graph.node import StageNode
+from modelbuild.manifest.spec import ModelSpec
+
+
+@dataclass
+class StageJob:
+    """Everything a running stage may touch: its node, its inputs, its output folder, its log."""
+
+    node: StageNode
+    inputs: dict[str, Path]  # upstream stage name -> that stage's output (file or folder)
+    out: Path  # an empty folder the stage fills; it becomes the stage's output
+    log: Any  # a logging.Logger writing to build/<model>/logs/<stage>.log
+    notes: list[str] = field(default_factory=list)  # short remarks for the summary (warnings)
+    info: dict[str, Any] = field(default_factory=dict)  # figures for report.json
+
+    def where(self, field_path: str) -> Location:
+        """The manifest location of a field, for UserErrors raised while running."""
+        ctx = self.node.context
+        line = ctx.get("lines", {}).get(field_path)
+        prefix = ctx.get("prefix", "")
+        full = f"{prefix}.{field_path}" if prefix else field_path
+        return Location(ctx.get("manifest", "?"), line, full)
+
+
+class Stage:
+    name: ClassVar[str]
+    version: ClassVar[int] = 1  # bump when the stage's code changes what it writes
+    tools: ClassVar[tuple[str, ...]] = ()  # distributions whose versions are part of the key
+    deps: ClassVar[tuple[str, ...]] = ()  # stages of the same model this one reads
+    artifact: ClassVar[str | None] = None  # "{model}.mlpackage": copied to build/<model>/
+    heavy: ClassVar[bool] = True  # imports torch/coremltools: worth a worker process
+
+    @classmethod
+    def params(cls, model: ModelSpec) -> dict[str, Any]:
+        """The resolved manifest values this stage reads, keyed by field path."""
+        return {}
+
+    @classmethod
+    def files(cls, model: ModelSpec) -> dict[str, str]:
+        """Files (or folders) whose content this stage reads, by display label -> absolute path."""
+        return {}
+
+    @classmethod
+    def context_fields(cls) -> tuple[str, ...]:
+        """Manifest field paths whose line numbers the stage may cite in errors."""
+        return ()
+
+    def run(self, job: StageJob) -> None:
+        raise NotImplementedError

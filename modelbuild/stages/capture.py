@@ -1,0 +1,115 @@
+"""``capture``: the prepared module as TorchScript (trace, script) or an ExportedProgram.
+
+Output folder: ``module.pt`` and/or ``program.pt2``, and ``capture.json`` saying which one a
+converter should read (and why, when a compatibility fallback chose it).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from modelbuild.manifest.spec import ModelSpec
+from modelbuild.stages import STAGES
+from modelbuild.stages.base import Stage, StageJob
+
+
+def input_signature(model: ModelSpec, full: bool) -> list[dict[str, Any]]:
+    """What capture reads of the inputs: default shapes and dtypes, plus ranges for export."""
+    keep = {"name", "kind", "dtype", "normalize", "scale", "bias", "color_layout", "range"}
+    result = []
+    for inp in model.data["inputs"]:
+        entry = {k: v for k, v in inp.items() if k in keep}
+        if full:
+            entry.update({k: inp[k] for k in ("shape", "shapes", "default_shape") if k in inp})
+        else:
+            from modelbuild.manifest.shapes import shape_at
+
+            entry["default_shape"] = shape_at(inp, "default")
+        result.append(entry)
+    return result
+
+
+@STAGES.register
+class CaptureStage(Stage):
+    name = "capture"
+    version = 1
+    tools = ("torch",)
+    deps = ("source",)
+
+    @classmethod
+    def params(cls, model: ModelSpec) -> dict[str, Any]:
+        data = model.data
+        # trace/script read only default shapes (plus min shapes for the check); export also
+        # turns every range into a dynamic dimension.
+        outputs = [{k: o[k] for k in ("name", "select") if k in o} for o in data.get("outputs") or []]
+        return {"wrapper": data["wrapper"], "capture": data["capture"],
+                "inputs": input_signature(model, full=data["capture"]["mode"] == "export" or data["capture"]["check"]),
+                "outputs": outputs}
+
+    def run(self, job: StageJob) -> None:
+        import torch
+
+        from modelbuild.torch_side import capture as cap
+        from modelbuild.torch_side.loading import build_module
+        from modelbuild.torch_side.samples import make_inputs
+        from modelbuild.torch_side.wrapper import check_selectors, prepare, replace_modules
+
+        ctx = job.node.context
+        params = job.node.params
+        mode = params["capture"]["mode"]
+        inputs = ctx["inputs"]
+        model = build_module(ctx["source"], Path(ctx["folder"]), job.where)
+        replaced = replace_modules(model, params["wrapper"]["replace"], job.where)
+        job.notes += [f"replaced {r}" for r in replaced]
+        model.eval()
+        example = make_inputs(inputs, "default", seed=0)
+        prepared = prepare(model, inputs, ctx["outputs"], params["wrapper"], job.where)
+        with torch.no_grad():
+            try:
+                raw = prepared.model(*_apply_factors(prepared, example))
+            except Exception as exc:  # noqa: BLE001
+                from modelbuild.errors import UserError
+
+                raise UserError(f"{job.where('inputs')}: the model fails on example inputs of the declared shapes "
+                                f"{[list(t.shape) for t in example]}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+        check_selectors(raw, ctx["outputs"], job.where)
+        manifest: dict[str, Any] = {"mode": mode, "inputs": [i["name"] for i in inputs]}
+        with torch.no_grad():
+            if mode == "export":
+                program = cap.export(prepared, example, inputs, job.where)
+                from modelbuild.torch_side.zipnorm import normalize_torch_zip
+
+                torch.export.save(program, str(job.out / "program.pt2"))
+                normalize_torch_zip(job.out / "program.pt2")
+                manifest["program"] = "program.pt2"
+                manifest["coreml_source"] = "program.pt2"
+                if cap.has_recurrent_layers(model) and ctx.get("needs_coreml"):
+                    # coremltools 9.0 cannot convert the ExportedProgram of nn.LSTM/GRU/RNN;
+                    # it converts their trace, so the Core ML target reads a trace instead.
+                    traced, messages = cap.trace(prepared, example)
+                    cap.save_torchscript(traced, job.out / "module.pt")
+                    manifest["coreml_source"] = "module.pt"
+                    job.notes.append("compat: recurrent layers: Core ML converts a trace (coremltools cannot convert their torch.export graph)")
+                    job.notes += messages
+                captured = program.module()
+            else:
+                if mode == "script":
+                    captured, messages = cap.script(model, prepared, example, params["capture"]["trace_submodules"], job.where)
+                else:
+                    captured, messages = cap.trace(prepared, example)
+                job.notes += [f"tracer: {m}" for m in messages]
+                cap.save_torchscript(captured, job.out / "module.pt")
+                manifest["module"] = "module.pt"
+                manifest["coreml_source"] = "module.pt"
+            if params["capture"]["check"]:
+                problem = cap.check_against_eager(captured, prepared, inputs)
+                if problem:
+                    job.notes.append(problem)
+                    job.log.warning(problem)
+        (job.out / "capture.json").write_text(json.dumps(manifest, sort_keys=True, indent=1))
+
+
+def _apply_factors(prepared: Any, example: list[Any]) -> list[Any]:
+    return [x * getattr(prepared, f"channel_factors_{i}") if prepared.scaled[i] else x for i, x in enumerate(example)]

@@ -1,0 +1,1 @@
+"""The content-addressed store, the state database and file hashing."""

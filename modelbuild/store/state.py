@@ -1,0 +1,139 @@
+"""The state database (sqlite): the stat cache, the action cache and the last record of
+every stage, each write in a transaction so an interrupted build leaves nothing half-made."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelbuild.store.hashing import hash_file
+
+SCHEMA_VERSION = 1
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL, digest TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS actions (
+    key TEXT PRIMARY KEY, output TEXT NOT NULL, info TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS stages (
+    model TEXT NOT NULL, stage TEXT NOT NULL, key TEXT NOT NULL, material TEXT NOT NULL,
+    output TEXT NOT NULL, PRIMARY KEY (model, stage));
+CREATE TABLE IF NOT EXISTS plans (key TEXT PRIMARY KEY, plan TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    output: str
+    info: dict[str, Any]
+
+
+class StateDB:
+    """One connection, used by the coordinating process only (workers never write here)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.conn = sqlite3.connect(path, timeout=60, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        version = self._schema_version()
+        if version != SCHEMA_VERSION:
+            # A state file from another modelbuild version is thrown away, never misread.
+            with self.transaction():
+                for table in ("meta", "files", "actions", "stages", "plans"):
+                    self.conn.execute(f"DROP TABLE IF EXISTS {table}")
+                for statement in _TABLES.strip().split(";"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+                self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        self._hashed = 0
+
+    def _schema_version(self) -> int | None:
+        try:
+            row = self.conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        except sqlite3.OperationalError:
+            return None
+        return int(row[0]) if row else None
+
+    def transaction(self) -> "_Transaction":
+        return _Transaction(self.conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- the stat cache -------------------------------------------------------------------
+
+    def file_digest(self, path: Path) -> str:
+        """The content digest of ``path``, re-reading it only when its stat signature changed."""
+        st = os.stat(path)
+        key = str(path)
+        row = self.conn.execute("SELECT size, mtime_ns, inode, digest FROM files WHERE path=?", (key,)).fetchone()
+        if row and row[0] == st.st_size and row[1] == st.st_mtime_ns and row[2] == st.st_ino:
+            return row[3]
+        digest = hash_file(path)
+        self._hashed += st.st_size
+        # A file modified within the filesystem's timestamp granularity could change again
+        # with the same mtime; don't remember such a signature (as git and ninja do).
+        if time.time_ns() - st.st_mtime_ns > 2_000_000_000:
+            with self.transaction():
+                self.conn.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?)", (key, st.st_size, st.st_mtime_ns, st.st_ino, digest))
+        return digest
+
+    @property
+    def bytes_hashed(self) -> int:
+        return self._hashed
+
+    # -- the action cache and stage records -------------------------------------------------
+
+    def action(self, key: str) -> ActionRecord | None:
+        row = self.conn.execute("SELECT output, info FROM actions WHERE key=?", (key,)).fetchone()
+        return ActionRecord(row[0], json.loads(row[1])) if row else None
+
+    def forget_action(self, key: str) -> None:
+        with self.transaction():
+            self.conn.execute("DELETE FROM actions WHERE key=?", (key,))
+
+    def last_stage(self, model: str, stage: str) -> tuple[str, dict[str, Any], str] | None:
+        row = self.conn.execute("SELECT key, material, output FROM stages WHERE model=? AND stage=?", (model, stage)).fetchone()
+        return (row[0], json.loads(row[1]), row[2]) if row else None
+
+    def record(self, model: str, stage: str, key: str, material: dict[str, Any], output: str, info: dict[str, Any]) -> None:
+        with self.transaction():
+            self.conn.execute("INSERT OR REPLACE INTO actions VALUES (?,?,?,?)", (key, output, json.dumps(info, sort_keys=True), time.time()))
+            self.conn.execute("INSERT OR REPLACE INTO stages VALUES (?,?,?,?,?)", (model, stage, key, json.dumps(material, sort_keys=True), output))
+
+    def remember_stage(self, model: str, stage: str, key: str, material: dict[str, Any], output: str) -> None:
+        """Point (model, stage) at an action that was already cached (e.g. after a revert)."""
+        with self.transaction():
+            self.conn.execute("INSERT OR REPLACE INTO stages VALUES (?,?,?,?,?)", (model, stage, key, json.dumps(material, sort_keys=True), output))
+
+    # -- cached plans -------------------------------------------------------------------------
+
+    def plan(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT plan FROM plans WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def store_plan(self, key: str, plan: str) -> None:
+        with self.transaction():
+            self.conn.execute("DELETE FROM plans")
+            self.conn.execute("INSERT INTO plans VALUES (?,?)", (key, plan))
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,122 @@
+"""The one terminal object: it owns the rich console; views return renderables, never print.
+
+rich is imported lazily so that ``--help`` and ``check`` stay fast.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from modelbuild.graph.node import StageNode
+from modelbuild.report import BuildReport, StageResult
+
+STATUS_STYLE = {"built": "green", "cached": "dim", "failed": "bold red", "blocked": "yellow", "not run": "yellow",
+                "skipped": "yellow", "would run": "cyan"}
+
+
+def _size(size: int | None) -> str:
+    if size is None:
+        return ""
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024  # type: ignore[assignment]
+    return ""
+
+
+class Terminal:
+    def __init__(self, file: Any = None, force_plain: bool | None = None) -> None:
+        from rich.console import Console
+
+        self.console = Console(file=file or sys.stdout, highlight=False, markup=False, soft_wrap=False)
+        self.plain = force_plain if force_plain is not None else not self.console.is_terminal
+        self.err = Console(file=sys.stderr, highlight=False, markup=False)
+        self._live: Any = None
+        self._running: dict[str, float] = {}
+        self._done = 0
+        self._total = 0
+
+    # -- progress ---------------------------------------------------------------------------
+
+    def start_progress(self, total: int) -> None:
+        self._total = total
+        if not self.plain:
+            from rich.live import Live
+
+            self._live = Live(self._progress_view(), console=self.console, refresh_per_second=8, transient=True)
+            self._live.start()
+
+    def stop_progress(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def on_event(self, event: str, node: StageNode, result: StageResult | None) -> None:
+        if event == "start":
+            self._running[node.id] = time.perf_counter()
+            if self.plain:
+                self.console.print(f"[{node.model}] {node.stage}: running ({self._reason(node)})")
+        elif result is not None:
+            self._running.pop(node.id, None)
+            self._done += 1
+            if self.plain and result.status in ("built", "failed"):
+                extra = f" in {result.seconds:.1f}s" if result.status == "built" else f": {result.error}"
+                self.console.print(f"[{node.model}] {node.stage}: {result.status}{extra}")
+        if self._live is not None:
+            self._live.update(self._progress_view())
+
+    def _reason(self, node: StageNode) -> str:
+        return "stale"
+
+    def _progress_view(self) -> Any:
+        from rich.spinner import Spinner
+        from rich.table import Table
+
+        table = Table.grid(padding=(0, 1))
+        table.add_row(f"modelbuild: {self._done}/{self._total} stages settled")
+        now = time.perf_counter()
+        for nid, started in self._running.items():
+            model, stage = nid.split(":", 1)
+            table.add_row(Spinner("dots", text=f"{model} · {stage} ({now - started:.0f}s)"))
+        return table
+
+    # -- views ------------------------------------------------------------------------------
+
+    def summary(self, report: BuildReport, title: str = "modelbuild") -> Any:
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title=title, title_justify="left", show_lines=False)
+        for column in ("model", "stage", "status", "seconds", "size", "why"):
+            table.add_column(column, justify="right" if column in ("seconds", "size") else "left",
+                             overflow="fold", max_width=70 if column == "why" else None)
+        for r in report.results:
+            why = r.error if r.status == "failed" and r.error else r.reason
+            if r.notes:
+                why = f"{why}\n" + "\n".join(f"· {n}" for n in r.notes[:4]) + (f"\n· … {len(r.notes) - 4} more in report.json" if len(r.notes) > 4 else "")
+            table.add_row(r.model, r.stage, Text(r.status, style=STATUS_STYLE.get(r.status, "")),
+                          f"{r.seconds:.2f}" if r.status == "built" or r.status == "failed" else "", _size(r.size), why)
+        return table
+
+    def totals(self, report: BuildReport) -> str:
+        counts = {}
+        for r in report.results:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        return f"{parts} in {report.seconds:.2f}s"
+
+    def failures(self, report: BuildReport, verbose: bool) -> list[str]:
+        lines = []
+        for r in report.by_status("failed"):
+            lines.append(f"{r.model}: {r.stage} failed: {r.error}" + (f" (log: {r.log})" if r.log and r.error_kind != "user" else ""))
+            if verbose and r.traceback:
+                lines.append(r.traceback)
+        return lines
+
+    def print(self, renderable: Any = "") -> None:
+        self.console.print(renderable)
+
+    def error(self, message: str) -> None:
+        self.err.print(message)

@@ -1,0 +1,1 @@
+"""Everything that imports torch. Nothing outside stage ``run`` methods imports this package."""

@@ -1,0 +1,152 @@
+"""Capturing a prepared module: trace, script (with traced submodules) or torch.export."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+from modelbuild.errors import Location, UserError
+from modelbuild.manifest.shapes import dims, shape_at
+
+
+def trace(module: Any, example: list[Any]) -> tuple[Any, list[str]]:
+    """torch.jit.trace, with its TracerWarnings collected for the summary instead of the terminal."""
+    import torch
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", torch.jit.TracerWarning)
+        traced = torch.jit.trace(module, tuple(example), check_trace=False, strict=False)
+    messages = sorted({str(w.message).splitlines()[0] for w in caught if issubclass(w.category, torch.jit.TracerWarning)})
+    return traced, messages
+
+
+def give_convolutions_a_zero_bias(model: Any) -> int:
+    """coremltools cannot convert a scripted convolution whose bias is None ("bias has dtype
+    str"); a zero bias computes exactly the same thing and converts."""
+    import torch
+
+    count = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.conv._ConvNd) and module.bias is None:
+            channels = module.out_channels
+            module.bias = torch.nn.Parameter(torch.zeros(channels, dtype=module.weight.dtype), requires_grad=False)
+            count += 1
+    return count
+
+
+def script(model: Any, prepared: Any, example: list[Any], submodules: list[str], where: Callable[[str], Location]) -> tuple[Any, list[str]]:
+    """Script the model after tracing the named submodules with the inputs they see in one pass."""
+    import torch
+
+    notes: list[str] = []
+    seen: dict[str, tuple[Any, ...]] = {}
+    handles = []
+    for index, name in enumerate(submodules):
+        try:
+            sub = model.get_submodule(name)
+        except AttributeError:
+            raise UserError(f"{where(f'capture.trace_submodules[{index}]')}: the model has no submodule {name!r}") from None
+        handles.append(sub.register_forward_pre_hook(lambda _m, args, _n=name: seen.setdefault(_n, tuple(args))))
+    with torch.no_grad():
+        prepared(*example)
+    for handle in handles:
+        handle.remove()
+    for index, name in enumerate(submodules):
+        if name not in seen:
+            raise UserError(f"{where(f'capture.trace_submodules[{index}]')}: submodule {name!r} is not called in a forward pass of the example inputs")
+        traced, messages = trace(model.get_submodule(name), list(seen[name]))
+        notes += [f"{name}: {m}" for m in messages]
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, traced)
+    fixed = give_convolutions_a_zero_bias(model)
+    if fixed:
+        notes.append(f"compat: {fixed} bias-less convolution(s) given a zero bias for scripting (exact; coremltools needs it)")
+    try:
+        scripted = torch.jit.script(model)
+    except Exception as exc:  # noqa: BLE001
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(f"{where('capture.mode')}: torch.jit.script failed: {first}; trace the offending submodule "
+                        "with capture.trace_submodules, or use mode 'trace'") from exc
+    # Output selection and normalisation folding live in the Prepared wrapper; tracing it keeps
+    # the scripted model inside intact (control flow included).
+    prepared.model = scripted
+    traced, messages = trace(prepared, example)
+    return traced, notes + messages
+
+
+def dynamic_shapes(inputs: list[dict[str, Any]]) -> tuple[Any, ...]:
+    """torch.export dynamic dims from the manifest's flexible dimensions."""
+    from torch.export import Dim
+
+    spec = []
+    for inp in inputs:
+        axes = {}
+        for axis, d in enumerate(dims(inp)):
+            if d.flexible:
+                # torch.export specialises sizes 0 and 1; a range starting at 1 starts at 2 there.
+                low = max(d.min, 2)
+                axes[axis] = Dim(f"{inp['name']}_{axis}", min=low, max=d.max) if d.max is not None else Dim(f"{inp['name']}_{axis}", min=low)
+        spec.append(axes or None)
+    return tuple(spec)
+
+
+def export(prepared: Any, example: list[Any], inputs: list[dict[str, Any]], where: Callable[[str], Location]) -> Any:
+    import torch
+
+    try:
+        return torch.export.export(prepared, tuple(example), dynamic_shapes=dynamic_shapes(inputs), strict=False)
+    except Exception as exc:  # noqa: BLE001
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(f"{where('capture.mode')}: torch.export failed: {first}; see the log, or use mode 'trace'") from exc
+
+
+def has_recurrent_layers(model: Any) -> bool:
+    import torch
+
+    return any(isinstance(m, torch.nn.RNNBase) for m in model.modules())
+
+
+def check_against_eager(captured: Any, prepared: Any, inputs: list[dict[str, Any]]) -> str | None:
+    """Run both on a second seeded sample (at the min shape when it differs) and compare.
+
+    A trace bakes in every Python-side value; a second sample of another size is what shows it.
+    """
+    import torch
+
+    from modelbuild.torch_side.samples import make_inputs
+
+    which = "min" if any(shape_at(i, "min") != shape_at(i, "default") for i in inputs) else "default"
+    sample = make_inputs(inputs, which, seed=1)
+    with torch.no_grad():
+        try:
+            expected = prepared(*sample)
+            got = captured(*sample)
+        except Exception as exc:  # noqa: BLE001
+            return f"warning: the captured module fails on a second sample at the {which} shape: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+    expected_list = _flat(expected)
+    got_list = _flat(got)
+    for index, (e, g) in enumerate(zip(expected_list, got_list)):
+        if e.shape != g.shape:
+            return f"warning: check at the {which} shape: output {index} has shape {tuple(g.shape)}, eager gives {tuple(e.shape)}"
+        if e.is_floating_point() and not torch.allclose(e, g, rtol=1e-4, atol=1e-5):
+            delta = (e - g).abs().max().item()
+            return f"warning: check at the {which} shape: output {index} differs from eager by up to {delta:.3g}; the capture baked in an input-dependent value"
+    return None
+
+
+def _flat(value: Any) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _flat(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _flat(v)]
+    return [value]
+
+
+def save_torchscript(module: Any, path: Path) -> None:
+    import torch
+
+    from modelbuild.torch_side.zipnorm import normalize_torch_zip
+
+    torch.jit.save(module, str(path))
+    normalize_torch_zip(path)

@@ -1,0 +1,115 @@
+"""Building the user's module: import the factory, call it, load weights without running code."""
+
+from __future__ import annotations
+
+import importlib
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from modelbuild.errors import Location, UserError
+
+
+def import_object(spec: str, where: Location, what: str = "factory") -> Any:
+    """Import ``module:attr`` (``attr`` may be dotted) and explain precisely what went wrong."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - any import failure is the user's to fix
+        raise UserError(f"{where}: cannot import module {module_name!r} of {what} {spec!r}: {type(exc).__name__}: {exc}") from exc
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            names = sorted(n for n in dir(module) if not n.startswith("_"))
+            import difflib
+
+            close = difflib.get_close_matches(part, names, n=1)
+            hint = f" (did you mean {module_name}:{close[0]}?)" if close else ""
+            raise UserError(f"{where}: module {module_name!r} has no attribute {attr!r}{hint}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def import_class_path(path: str, where: Location) -> Any:
+    """Import a dotted class path like ``torch.nn.ReLU``."""
+    module_name, _, name = path.rpartition(".")
+    return import_object(f"{module_name}:{name}", where, what="class")
+
+
+def load_state_dict(path: Path, where: Location) -> dict[str, Any]:
+    """Read a state dict without ever unpickling arbitrary code."""
+    import torch
+
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # noqa: BLE001
+            raise UserError(f"{where}: cannot read {path.name} as safetensors: {exc}") from exc
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{where}: cannot read {path.name} as a tensor-only checkpoint (weights_only=True): {first}") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{where}: expected a state dict of tensors in {path.name}, got {type(state).__name__}")
+    return state
+
+
+def build_module(source: dict[str, Any], folder: Path, where: Callable[[str], Location]) -> Any:
+    """The user's model, weights loaded, in eval mode (always, before any capture)."""
+    import torch
+
+    if "torchscript" in source:
+        path = folder / source["torchscript"]
+        try:
+            module = torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:  # noqa: BLE001
+            raise UserError(f"{where('source.torchscript')}: cannot load {path.name} as TorchScript: {exc}") from exc
+        return module.eval()
+    if "exported_program" in source:
+        path = folder / source["exported_program"]
+        try:
+            program = torch.export.load(str(path))
+        except Exception as exc:  # noqa: BLE001
+            raise UserError(f"{where('source.exported_program')}: cannot load {path.name} with torch.export.load: {exc}") from exc
+        return program.module()
+    factory = import_object(source["factory"], where("source.factory"))
+    try:
+        module = factory(**source.get("args", {}))
+    except Exception as exc:  # noqa: BLE001
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        raise UserError(f"{where('source.factory')}: factory {source['factory']!r} raised {type(exc).__name__}: {exc} "
+                        f"(at {Path(frame.filename).name}:{frame.lineno}; check source.args)") from exc
+    if not isinstance(module, torch.nn.Module):
+        raise UserError(f"{where('source.factory')}: expected the factory to return a torch.nn.Module, got {type(module).__name__}")
+    if "weights" in source:
+        state = load_state_dict(folder / source["weights"], where("source.weights"))
+        _load_weights(module, state, bool(source.get("strict", True)), where("source.weights"))
+    return module.eval()
+
+
+def _load_weights(module: Any, state: dict[str, Any], strict: bool, where: Location) -> None:
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    parts = []
+    if mismatched:
+        shown = ", ".join(f"{k} (model {tuple(own[k].shape)}, file {tuple(state[k].shape)})" for k in mismatched[:3])
+        parts.append(f"shape mismatch for {len(mismatched)} key(s): {shown}")
+    if strict and missing:
+        parts.append(f"missing {len(missing)} key(s): {_few(missing)}")
+    if strict and unexpected:
+        parts.append(f"unexpected {len(unexpected)} key(s): {_few(unexpected)}")
+    if parts:
+        hint = "; set source.strict: false to load only the keys that match" if not mismatched else "; check source.args against the weights"
+        raise UserError(f"{where}: the weights do not match the model: " + "; ".join(parts) + hint)
+    module.load_state_dict(state, strict=strict)
+
+
+def _few(keys: list[str]) -> str:
+    return ", ".join(keys[:4]) + (f", … ({len(keys) - 4} more)" if len(keys) > 4 else "")
