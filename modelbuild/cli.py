@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, list[Any]]:
+def _load(args: argparse.Namespace, memo: Any = None) -> tuple[Any, list[Any]]:
     from modelbuild.manifest import find_manifest_files, load_models
     from modelbuild.project import load_project
 
@@ -67,13 +67,13 @@ def _load(args: argparse.Namespace) -> tuple[Any, list[Any]]:
     files = find_manifest_files(paths)
     if not files:
         raise UserError(f"no manifests (*.yaml, *.yml, *.toml) under {', '.join(args.paths)}")
-    return project, load_models(files, project.root, project.defaults)
+    return project, load_models(files, project.root, project.defaults, memo)
 
 
-def _graph(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
+def _graph(args: argparse.Namespace, memo: Any = None) -> tuple[Any, list[Any], Any]:
     from modelbuild.graph.planner import plan_graph
 
-    project, models = _load(args)
+    project, models = _load(args, memo)
     return project, models, plan_graph(models, args.model, args.target or None)
 
 
@@ -81,19 +81,21 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
     from modelbuild.graph.executor import BuildOptions, Executor
     from modelbuild.graph.planner import ordered_nodes
     from modelbuild.lock import build_lock
+    from modelbuild.project import load_project
     from modelbuild.store.objects import ObjectStore
     from modelbuild.store.state import StateDB
     from modelbuild.terminal import Terminal
 
-    project, _models, graph = _graph(args)
+    project = load_project()
     dry_run = dry_run or getattr(args, "dry_run", False)
     terminal = Terminal()
-    nodes = ordered_nodes(graph)
-    options = BuildOptions(jobs=args.jobs or project.jobs if hasattr(args, "jobs") else project.jobs,
-                           force=getattr(args, "force", False), keep_going=getattr(args, "keep_going", False), dry_run=dry_run)
     with build_lock(project.cache_dir, terminal.error):
         db = StateDB(project.cache_dir / "state.sqlite")
         try:
+            project, _models, graph = _graph(args, memo=db)
+            nodes = ordered_nodes(graph)
+            options = BuildOptions(jobs=getattr(args, "jobs", None) or project.jobs, force=getattr(args, "force", False),
+                                   keep_going=getattr(args, "keep_going", False), dry_run=dry_run)
             executor = Executor(nodes, db, ObjectStore(project.cache_dir), project.out_dir, options, terminal.on_event)
             if not dry_run:
                 terminal.start_progress(len(nodes))

@@ -32,6 +32,9 @@ class Terminal:
 
         self.console = Console(file=file or sys.stdout, highlight=False, markup=False, soft_wrap=False)
         self.plain = force_plain if force_plain is not None else not self.console.is_terminal
+        if self.plain:
+            # Logs and CI pages are wide; rich's 80-column default would fold every reason.
+            self.console.width = 150
         self.err = Console(file=sys.stderr, highlight=False, markup=False)
         self._live: Any = None
         self._running: dict[str, float] = {}
@@ -94,7 +97,7 @@ class Terminal:
                              overflow="fold", max_width=70 if column == "why" else None)
         for r in report.results:
             why = r.error if r.status == "failed" and r.error else r.reason
-            if r.notes:
+            if r.notes and r.status in ("built", "failed"):
                 why = f"{why}\n" + "\n".join(f"· {n}" for n in r.notes[:4]) + (f"\n· … {len(r.notes) - 4} more in report.json" if len(r.notes) > 4 else "")
             table.add_row(r.model, r.stage, Text(r.status, style=STATUS_STYLE.get(r.status, "")),
                           f"{r.seconds:.2f}" if r.status == "built" or r.status == "failed" else "", _size(r.size), why)

@@ -32,11 +32,18 @@ class BuildOptions:
 
 
 Listener = Callable[[str, StageNode, StageResult | None], None]
+PoolFactory = Callable[[int], futures.Executor]
+
+
+def process_pool(workers: int) -> futures.Executor:
+    # Processes, not threads: conversion holds the GIL. "spawn": the coordinator holds sqlite
+    # handles and threads that must not be forked.
+    return futures.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 class Executor:
     def __init__(self, nodes: list[StageNode], db: StateDB, store: ObjectStore, out_dir: Path,
-                 options: BuildOptions, listener: Listener | None = None) -> None:
+                 options: BuildOptions, listener: Listener | None = None, pool_factory: PoolFactory = process_pool) -> None:
         self.nodes = {n.id: n for n in nodes}
         self.order = [n.id for n in nodes]
         self.db = db
@@ -47,13 +54,14 @@ class Executor:
         self.outputs: dict[str, str] = {}
         self.results: dict[str, StageResult] = {}
         self.rebuilt: set[str] = set()
+        self.pool_factory = pool_factory
 
     def run(self) -> BuildReport:
         started = time.perf_counter()
         waiting = {nid: set(self.nodes[nid].deps) & set(self.nodes) for nid in self.order}
         ready = [nid for nid in self.order if not waiting[nid]]
         running: dict[futures.Future, tuple[str, str, dict]] = {}
-        pool: futures.ProcessPoolExecutor | None = None
+        pool: futures.Executor | None = None
         stopping = False
         try:
             while ready or running:
@@ -123,7 +131,7 @@ class Executor:
         self.results[nid] = StageResult(node.model, node.stage, "running", reason=reason)
         return key, mat
 
-    def _submit(self, nid: str, pool: futures.ProcessPoolExecutor) -> futures.Future:
+    def _submit(self, nid: str, pool: futures.Executor) -> futures.Future:
         node = self.nodes[nid]
         self.listener("start", node, None)
         inputs = {d.split(":", 1)[1]: str(self.store.path(self.outputs[d])) for d in node.deps}
@@ -178,11 +186,8 @@ class Executor:
         self.results[nid] = result
         self.listener("done", self.nodes[nid], result)
 
-    def _pool(self) -> futures.ProcessPoolExecutor:
-        # Processes, not threads: conversion holds the GIL. "spawn": the coordinator may hold
-        # sqlite handles and threads that must not be forked.
-        workers = max(1, min(self.options.jobs, len({n.model for n in self.nodes.values()})))
-        return futures.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    def _pool(self) -> futures.Executor:
+        return self.pool_factory(max(1, min(self.options.jobs, len({n.model for n in self.nodes.values()}))))
 
     # -- artifacts in build/ -----------------------------------------------------------------
 

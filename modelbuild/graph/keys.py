@@ -26,6 +26,9 @@ def tool_version(distribution: str) -> str:
 def material(node: StageNode, upstream: dict[str, str], file_digest: Callable[[str], str]) -> dict[str, Any]:
     stage = STAGES.get(node.stage)
     return {
+        # Outputs are shared across models when their inputs match, except an artifact,
+        # whose file name is the model's.
+        **({"model": node.model} if stage.artifact else {}),
         "stage": node.stage,
         "implementation": stage.version,
         "params": node.params,
@@ -85,4 +88,4 @@ _MISSING = _Missing()
 
 def _short(value: Any) -> str:
     text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return text if len(text) <= 60 else text[:57] + "..."

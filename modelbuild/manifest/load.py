@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Protocol
 
 from modelbuild.errors import Location, ManifestError, problem
 from modelbuild.manifest.defaults import apply_defaults, deep_merge
 from modelbuild.manifest.parse import parse_file
-from modelbuild.manifest.schema import model_errors
+from modelbuild.manifest.schema import model_errors, schema_digest as SCHEMA_DIGEST
+from modelbuild.store.hashing import digest_json
 from modelbuild.manifest.semantics import check_model
 from modelbuild.manifest.spec import ModelSpec
 
 SUFFIXES = (".yaml", ".yml", ".toml")
+
+
+class ValidationMemo(Protocol):
+    """Digests of model data already found schema-valid: jsonschema is the slowest import of
+    a no-op build, and an unchanged manifest needs no second opinion."""
+
+    def is_valid(self, digest: str) -> bool: ...
+
+    def mark_valid(self, digest: str) -> None: ...
 
 
 def find_manifest_files(paths: Iterable[Path]) -> list[Path]:
@@ -41,7 +51,7 @@ def display_path(path: Path, root: Path) -> str:
         return str(path)
 
 
-def load_models(files: list[Path], root: Path, defaults: dict[str, Any] | None = None) -> list[ModelSpec]:
+def load_models(files: list[Path], root: Path, defaults: dict[str, Any] | None = None, memo: ValidationMemo | None = None) -> list[ModelSpec]:
     """Load and validate every model of ``files``; raise one ManifestError listing every problem."""
     problems: list[str] = []
     models: list[ModelSpec] = []
@@ -56,10 +66,14 @@ def load_models(files: list[Path], root: Path, defaults: dict[str, Any] | None =
             merged = deep_merge(defaults or {}, raw) if isinstance(raw, dict) else raw
             spec = ModelSpec(name=str(merged.get("name", "?")) if isinstance(merged, dict) else "?",
                              data=merged, manifest=path, display=display, prefix=prefix, lines=lines, root=root)
-            schema_problems = [problem(spec.where(field), message) for field, message in model_errors(merged)]
-            if schema_problems:
-                problems.extend(schema_problems)
-                continue
+            digest = digest_json({"schema": SCHEMA_DIGEST(), "data": merged}) if memo is not None else ""
+            if memo is None or not memo.is_valid(digest):
+                schema_problems = [problem(spec.where(field), message) for field, message in model_errors(merged)]
+                if schema_problems:
+                    problems.extend(schema_problems)
+                    continue
+                if memo is not None:
+                    memo.mark_valid(digest)
             resolved = ModelSpec(spec.name, apply_defaults(merged), path, display, prefix, lines, root)
             model_problems = check_model(resolved)
             problems.extend(model_problems)

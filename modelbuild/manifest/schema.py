@@ -17,6 +17,13 @@ def schema() -> dict[str, Any]:
 
 
 @lru_cache(maxsize=1)
+def schema_digest() -> str:
+    from modelbuild.store.hashing import digest_bytes
+
+    return digest_bytes(SCHEMA_PATH.read_bytes())
+
+
+@lru_cache(maxsize=1)
 def _model_validator() -> Any:
     import jsonschema  # imported here: only a changed manifest needs validating
 

@@ -92,14 +92,16 @@ class CaptureStage(Stage):
                     cap.save_torchscript(traced, job.out / "module.pt")
                     manifest["coreml_source"] = "module.pt"
                     job.notes.append("compat: recurrent layers: Core ML converts a trace (coremltools cannot convert their torch.export graph)")
-                    job.notes += messages
+                    job.notes += tracer_notes(messages)
                 captured = program.module()
             else:
                 if mode == "script":
                     captured, messages = cap.script(model, prepared, example, params["capture"]["trace_submodules"], job.where)
                 else:
                     captured, messages = cap.trace(prepared, example)
-                job.notes += [f"tracer: {m}" for m in messages]
+                job.notes += tracer_notes(messages)
+                for message in messages:
+                    job.log.warning("TracerWarning: %s", message)
                 cap.save_torchscript(captured, job.out / "module.pt")
                 manifest["module"] = "module.pt"
                 manifest["coreml_source"] = "module.pt"
@@ -109,6 +111,15 @@ class CaptureStage(Stage):
                     job.notes.append(problem)
                     job.log.warning(problem)
         (job.out / "capture.json").write_text(json.dumps(manifest, sort_keys=True, indent=1))
+
+
+def tracer_notes(messages: list[str]) -> list[str]:
+    """One summary line for the table; every full warning is in the stage's log."""
+    if not messages:
+        return []
+    first = messages[0].split(". ")[0]
+    first = first if len(first) <= 90 else first[:87] + "..."
+    return [f"tracer: {len(messages)} warning(s), e.g. {first!r} (full text in the log)"]
 
 
 def _apply_factors(prepared: Any, example: list[Any]) -> list[Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from modelbuild.store.hashing import hash_file
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS actions (
 CREATE TABLE IF NOT EXISTS stages (
     model TEXT NOT NULL, stage TEXT NOT NULL, key TEXT NOT NULL, material TEXT NOT NULL,
     output TEXT NOT NULL, PRIMARY KEY (model, stage));
-CREATE TABLE IF NOT EXISTS plans (key TEXT PRIMARY KEY, plan TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS validated (digest TEXT PRIMARY KEY);
 """
 
 
@@ -48,7 +48,7 @@ class StateDB:
         if version != SCHEMA_VERSION:
             # A state file from another modelbuild version is thrown away, never misread.
             with self.transaction():
-                for table in ("meta", "files", "actions", "stages", "plans"):
+                for table in ("meta", "files", "actions", "stages", "validated"):
                     self.conn.execute(f"DROP TABLE IF EXISTS {table}")
                 for statement in _TABLES.strip().split(";"):
                     if statement.strip():
@@ -115,16 +115,14 @@ class StateDB:
         with self.transaction():
             self.conn.execute("INSERT OR REPLACE INTO stages VALUES (?,?,?,?,?)", (model, stage, key, json.dumps(material, sort_keys=True), output))
 
-    # -- cached plans -------------------------------------------------------------------------
+    # -- schema-valid manifests (see manifest.load.ValidationMemo) ------------------------------
 
-    def plan(self, key: str) -> str | None:
-        row = self.conn.execute("SELECT plan FROM plans WHERE key=?", (key,)).fetchone()
-        return row[0] if row else None
+    def is_valid(self, digest: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM validated WHERE digest=?", (digest,)).fetchone() is not None
 
-    def store_plan(self, key: str, plan: str) -> None:
+    def mark_valid(self, digest: str) -> None:
         with self.transaction():
-            self.conn.execute("DELETE FROM plans")
-            self.conn.execute("INSERT INTO plans VALUES (?,?)", (key, plan))
+            self.conn.execute("INSERT OR IGNORE INTO validated VALUES (?)", (digest,))
 
 
 class _Transaction:

@@ -1,0 +1,247 @@
+"""The rebuild matrix, driven by fake stages that count their runs and write fixed bytes.
+
+No converter is involved: these tests pin the executor's decisions (what runs, what is
+cached, what early cutoff stops, what a failure blocks).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import contextlib
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from modelbuild.graph.executor import BuildOptions, Executor
+from modelbuild.graph.planner import ordered_nodes, plan_graph
+from modelbuild.manifest import load_models
+from modelbuild.manifest.spec import ModelSpec
+from modelbuild.stages import STAGES, Stage, StageJob
+from modelbuild.store.objects import ObjectStore
+from modelbuild.store.state import StateDB
+
+RUNS: list[str] = []
+
+
+class FakeSource(Stage):
+    name = "source"
+
+    @classmethod
+    def params(cls, model: ModelSpec) -> dict[str, Any]:
+        return {"source": model.data["source"]}
+
+    @classmethod
+    def files(cls, model: ModelSpec) -> dict[str, str]:
+        return {"weights.bin": str(model.folder / "weights.bin")}
+
+    def run(self, job: StageJob) -> None:
+        RUNS.append(f"{job.node.model}:source")
+        (job.out / "fingerprint").write_bytes(Path(job.node.files["weights.bin"]).read_bytes())
+
+
+class FakeCapture(Stage):
+    name = "capture"
+    deps = ("source",)
+
+    @classmethod
+    def params(cls, model: ModelSpec) -> dict[str, Any]:
+        return {"capture": model.data["capture"]}
+
+    def run(self, job: StageJob) -> None:
+        RUNS.append(f"{job.node.model}:capture")
+        data = (job.inputs["source"] / "fingerprint").read_bytes()
+        if data.startswith(b"fail"):
+            raise RuntimeError("capture exploded")
+        # Only the first 4 bytes count: a weights change past them is cut off after capture.
+        (job.out / "module").write_bytes(data[:4])
+
+
+class FakeConvert(Stage):
+    name = "coreml.convert"
+    deps = ("capture",)
+
+    @classmethod
+    def params(cls, model: ModelSpec) -> dict[str, Any]:
+        return {"coreml": model.data["targets"]["coreml"]}
+
+    def run(self, job: StageJob) -> None:
+        RUNS.append(f"{job.node.model}:coreml.convert")
+        (job.out / "raw").write_bytes((job.inputs["capture"] / "module").read_bytes() + b"-converted")
+
+
+class FakePackage(Stage):
+    name = "coreml.package"
+    deps = ("coreml.convert",)
+    artifact = "{model}.mlpackage"
+
+    @classmethod
+    def params(cls, model: ModelSpec) -> dict[str, Any]:
+        return {"metadata": model.data["metadata"]}
+
+    def run(self, job: StageJob) -> None:
+        RUNS.append(f"{job.node.model}:coreml.package")
+        package = job.out / f"{job.node.model}.mlpackage"
+        package.mkdir()
+        (package / "model").write_bytes((job.inputs["coreml.convert"] / "raw").read_bytes())
+
+
+@contextlib.contextmanager
+def fake_stages() -> Iterator[None]:
+    with STAGES.override(FakeSource), STAGES.override(FakeCapture), STAGES.override(FakeConvert), STAGES.override(FakePackage):
+        yield
+
+
+MANIFEST = """\
+name: {name}
+source: {{factory: "models.fake:build"}}
+inputs: [{{name: x, shape: [1, 4]}}]
+metadata: {{author: someone}}
+"""
+
+
+class Project:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        for name in ("alpha", "beta"):
+            folder = root / name
+            folder.mkdir()
+            (folder / "m.yaml").write_text(MANIFEST.format(name=name))
+            (folder / "weights.bin").write_bytes(name.encode() + b"-w0")
+        self.cache = root / "cache"
+
+    def build(self, **options: Any) -> dict[str, str]:
+        RUNS.clear()
+        models = load_models(sorted(self.root.glob("*/m.yaml")), self.root)
+        nodes = ordered_nodes(plan_graph(models))
+        db = StateDB(self.cache / "state.sqlite")
+        try:
+            executor = Executor(nodes, db, ObjectStore(self.cache), self.root / "build", BuildOptions(**options),
+                                pool_factory=lambda n: futures.ThreadPoolExecutor(max_workers=1))
+            report = executor.run()
+        finally:
+            db.close()
+        self.report = report
+        return {f"{r.model}:{r.stage}": r.status for r in report.results}
+
+    def edit(self, name: str, old: str, new: str) -> None:
+        path = self.root / name / "m.yaml"
+        path.write_text(path.read_text().replace(old, new))
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Project]:
+    with fake_stages():
+        yield Project(tmp_path)
+
+
+def statuses(result: dict[str, str], status: str) -> set[str]:
+    return {k for k, v in result.items() if v == status}
+
+
+def test_first_build_runs_everything_second_runs_nothing(project: Project) -> None:
+    first = project.build()
+    assert set(first.values()) == {"built"}
+    assert len(RUNS) == 8
+    second = project.build()
+    assert set(second.values()) == {"cached"}
+    assert RUNS == []
+    assert (project.root / "build" / "alpha" / "alpha.mlpackage" / "model").read_bytes() == b"alph-converted"
+
+
+def test_touch_without_new_bytes_runs_nothing(project: Project) -> None:
+    project.build()
+    weights = project.root / "alpha" / "weights.bin"
+    os.utime(weights, (time.time() + 100, time.time() + 100))
+    assert set(project.build().values()) == {"cached"}
+
+
+def test_new_weights_rebuild_only_that_model_and_cut_off_early(project: Project) -> None:
+    project.build()
+    (project.root / "alpha" / "weights.bin").write_bytes(b"alph-other-bytes-after-the-first-four")
+    result = project.build()
+    assert RUNS == ["alpha:source", "alpha:capture"]
+    assert result["alpha:coreml.convert"] == "cached"
+    assert project.report.results[2].reason == "early cutoff: capture output unchanged"
+    assert statuses(result, "built") == {"alpha:source", "alpha:capture"}
+
+
+def test_metadata_edit_reruns_only_package(project: Project) -> None:
+    project.build()
+    project.edit("beta", "author: someone", "author: someone else")
+    result = project.build()
+    assert statuses(result, "built") == {"beta:coreml.package"}
+    package = next(r for r in project.report.results if r.model == "beta" and r.stage == "coreml.package")
+    assert package.reason == "metadata.author: 'someone' → 'someone else'"
+
+
+def test_coreml_option_rebuilds_only_coreml_branch(project: Project) -> None:
+    project.build()
+    project.edit("alpha", "metadata:", "targets: {coreml: {precision: float32}}\nmetadata:")
+    result = project.build()
+    assert statuses(result, "built") == {"alpha:coreml.convert"}  # same bytes: package is cut off
+    convert = next(r for r in project.report.results if r.model == "alpha" and r.stage == "coreml.convert")
+    assert convert.reason == "coreml.precision: 'float16' → 'float32'"
+
+
+def test_failure_blocks_dependents_and_others_build_with_keep_going(project: Project) -> None:
+    (project.root / "alpha" / "weights.bin").write_bytes(b"fail")
+    result = project.build(keep_going=True)
+    assert result["alpha:capture"] == "failed"
+    assert result["alpha:coreml.convert"] == "blocked"
+    assert statuses(result, "built") >= {"beta:source", "beta:capture", "beta:coreml.convert", "beta:coreml.package"}
+    assert project.report.exit_code == 1
+    failed = next(r for r in project.report.results if r.status == "failed")
+    assert failed.error == "RuntimeError: capture exploded"
+
+
+def test_failure_without_keep_going_stops_new_work(project: Project) -> None:
+    (project.root / "alpha" / "weights.bin").write_bytes(b"fail")
+    result = project.build()
+    assert "not run" in result.values()
+    assert result["alpha:capture"] == "failed"
+
+
+def test_failed_stage_leaves_no_cache_entry_and_retries(project: Project) -> None:
+    (project.root / "alpha" / "weights.bin").write_bytes(b"fail")
+    project.build(keep_going=True)
+    result = project.build(keep_going=True)
+    assert result["alpha:capture"] == "failed"
+    assert "alpha:capture" in RUNS
+
+
+def test_force_reruns_everything(project: Project) -> None:
+    project.build()
+    assert set(project.build(force=True).values()) == {"built"}
+
+
+def test_dry_run_runs_nothing_and_explains(project: Project) -> None:
+    project.build()
+    project.edit("alpha", "author: someone", "author: x")
+    result = project.build(dry_run=True)
+    assert RUNS == []
+    assert result["alpha:coreml.package"] == "would run"
+    assert statuses(project.build(dry_run=True), "would run") == {"alpha:coreml.package"}
+
+
+def test_evicted_cache_entry_is_rebuilt(project: Project) -> None:
+    project.build()
+    import shutil
+
+    shutil.rmtree(project.cache / "objects")
+    result = project.build()
+    assert set(result.values()) == {"built"}
+    assert project.report.results[0].reason == "cache entry missing"
+
+
+def test_reverting_weights_hits_the_action_cache(project: Project) -> None:
+    project.build()
+    weights = project.root / "alpha" / "weights.bin"
+    original = weights.read_bytes()
+    weights.write_bytes(b"zzzz-new")
+    project.build()
+    weights.write_bytes(original)
+    result = project.build()
+    assert "alpha:source" not in RUNS and statuses(result, "built") == set()
