@@ -45,10 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except ManifestError as exc:
-        for line in exc.problems:
-            print(f"error: {line}", file=sys.stderr)
-        count = len(exc.problems)
-        print(f"{count} problem{'s' if count != 1 else ''} found; nothing was built.", file=sys.stderr)
+        _print_problems(exc)
+        print("nothing was built (--keep-going builds the valid models).", file=sys.stderr)
         return 2
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -56,6 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _print_problems(exc: ManifestError) -> None:
+    for line in exc.problems:
+        print(f"error: {line}", file=sys.stderr)
+    count = len(exc.problems)
+    print(f"{count} manifest problem{'s' if count != 1 else ''} found.", file=sys.stderr)
 
 
 def _load(args: argparse.Namespace, memo: Any = None) -> tuple[Any, list[Any]]:
@@ -67,14 +72,26 @@ def _load(args: argparse.Namespace, memo: Any = None) -> tuple[Any, list[Any]]:
     files = find_manifest_files(paths)
     if not files:
         raise UserError(f"no manifests (*.yaml, *.yml, *.toml) under {', '.join(args.paths)}")
-    return project, load_models(files, project.root, project.defaults, memo)
+    try:
+        return project, load_models(files, project.root, project.defaults, memo)
+    except ManifestError as exc:
+        if not getattr(args, "keep_going", False) or not exc.valid:
+            raise
+        _print_problems(exc)
+        args.manifest_problems = exc.problems
+        return project, exc.valid
 
 
 def _graph(args: argparse.Namespace, memo: Any = None) -> tuple[Any, list[Any], Any]:
     from modelbuild.graph.planner import plan_graph
 
     project, models = _load(args, memo)
-    return project, models, plan_graph(models, args.model, args.target or None)
+    selected = args.model
+    if getattr(args, "manifest_problems", None):  # --keep-going: a selected invalid model was reported already
+        selected = [name for name in selected if name in {m.name for m in models}]
+        if args.model and not selected:
+            raise UserError("none of the selected models is valid (see above)")
+    return project, models, plan_graph(models, selected, args.target or None)
 
 
 def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
@@ -111,6 +128,9 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
     terminal.print(terminal.totals(report))
     for line in terminal.failures(report, args.verbose):
         terminal.error(line)
+    if getattr(args, "manifest_problems", None):
+        terminal.error(f"{len(args.manifest_problems)} manifest problem(s): those models were not built (see above).")
+        return 2
     return 0 if dry_run else report.exit_code
 
 

@@ -32,8 +32,9 @@ class UserError(Exception):
 class ManifestError(UserError):
     """One or more problems in manifests, each already phrased as ``file:line: field: message``."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], valid: list | None = None) -> None:
         self.problems = list(problems)
+        self.valid = list(valid or [])  # what loaded fine: --keep-going builds these
         super().__init__("\n".join(self.problems))
 
 

@@ -35,7 +35,6 @@ class Terminal:
         if self.plain:
             # Logs and CI pages are wide; rich's 80-column default would fold every reason.
             self.console.width = 150
-        self.err = Console(file=sys.stderr, highlight=False, markup=False)
         self._live: Any = None
         self._running: dict[str, float] = {}
         self._done = 0
@@ -113,7 +112,10 @@ class Terminal:
     def failures(self, report: BuildReport, verbose: bool) -> list[str]:
         lines = []
         for r in report.by_status("failed"):
-            lines.append(f"{r.model}: {r.stage} failed: {r.error}" + (f" (log: {r.log})" if r.log and r.error_kind != "user" else ""))
+            if r.error_kind == "user":
+                lines.append(f"error: {r.error}")
+            else:
+                lines.append(f"{r.model}: {r.stage} failed: {r.error}" + (f" (log: {r.log})" if r.log else ""))
             if verbose and r.traceback:
                 lines.append(r.traceback)
         return lines
@@ -122,4 +124,5 @@ class Terminal:
         self.console.print(renderable)
 
     def error(self, message: str) -> None:
-        self.err.print(message)
+        # Plain text: error lines are grepped and pasted; rich would wrap them at 80 columns.
+        print(message, file=sys.stderr, flush=True)

@@ -79,9 +79,11 @@ def load_models(files: list[Path], root: Path, defaults: dict[str, Any] | None =
             problems.extend(model_problems)
             if not model_problems:
                 models.append(resolved)
-    problems.extend(_duplicate_names(models))
+    duplicates = _duplicate_names(models)
+    problems.extend(duplicates)
     if problems:
-        raise ManifestError(problems)
+        unique = list({m.name: m for m in reversed(models)}.values())[::-1]
+        raise ManifestError(problems, valid=unique)
     return models
 
 

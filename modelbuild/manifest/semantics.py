@@ -49,7 +49,9 @@ def _check_source(model: ModelSpec, source: dict[str, Any], fail: Any) -> None:
         found = "none" if not kinds else " and ".join(kinds)
         fail("source", f"expected exactly one of factory, torchscript, exported_program, got {found}")
         return
-    if kinds[0] != "factory":
+    if kinds[0] == "factory":
+        _check_factory_module(model, source["factory"], fail)
+    else:
         for key in ("weights", "args"):
             if key in source:
                 fail(f"source.{key}", f"expected {key} only with source.factory, got it with source.{kinds[0]}")
@@ -62,6 +64,21 @@ def _check_source(model: ModelSpec, source: dict[str, Any], fail: Any) -> None:
             _require_file(model, "source.weights", weights, fail)
     for index, code in enumerate(source.get("code", [])):
         _require_file(model, f"source.code[{index}]", code, fail, folder=True)
+
+
+def _check_factory_module(model: ModelSpec, factory: str, fail: Any) -> None:
+    """Find the factory's module without importing it (importing it would import torch)."""
+    import importlib.util
+
+    from modelbuild.stages.source import find_local_module
+
+    module = factory.partition(":")[0]
+    if find_local_module(module, model) is not None:
+        return
+    top = module.split(".")[0]
+    local_top = any((base / top).is_dir() for base in (model.folder, model.root))
+    if local_top or importlib.util.find_spec(top) is None:
+        fail("source.factory", f"cannot find module {module!r} (looked in {model.folder}, {model.root} and the installed packages)")
 
 
 def _check_wrapper(data: dict[str, Any], fail: Any) -> None:

@@ -18,7 +18,7 @@ from modelbuild.stages.base import Stage, StageJob
 @STAGES.register
 class SourceStage(Stage):
     name = "source"
-    version = 1
+    version = 2
     tools = ("torch",)
 
     @classmethod
@@ -50,8 +50,12 @@ class SourceStage(Stage):
         module = build_module(source, Path(job.node.context["folder"]), job.where)
         state = module.state_dict()
         job.info["parameters"] = int(sum(t.numel() for t in state.values()))
+        from modelbuild.store.hashing import hash_tree
+
         fingerprint = {
             "params": job.node.params,
+            # The content of every file the model comes from: new weights must reach capture.
+            "files": {label: hash_tree(Path(path)) for label, path in sorted(job.node.files.items())},
             "state_dict": {k: [list(v.shape), str(v.dtype)] for k, v in sorted(state.items())},
             "class": f"{type(module).__module__}.{type(module).__qualname__}",
         }

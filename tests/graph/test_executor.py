@@ -105,6 +105,8 @@ metadata: {{author: someone}}
 class Project:
     def __init__(self, root: Path) -> None:
         self.root = root
+        (root / "models").mkdir()
+        (root / "models" / "fake.py").write_text("def build():\n    pass\n")
         for name in ("alpha", "beta"):
             folder = root / name
             folder.mkdir()

@@ -1,0 +1,131 @@
+"""The user stories, end to end, on the example manifests: real torch and coremltools."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import copy_examples, run_cli
+
+EXAMPLES = ["classifier", "generator", "gpt", "lstm", "segmenter"]
+
+
+def tree_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def statuses(root: Path) -> dict[str, str]:
+    report = json.loads((root / "build" / "report.json").read_text())
+    return {f"{m}:{s}": e["status"] for m, v in report["models"].items() for s, e in v["stages"].items()}
+
+
+def test_every_example_converts_to_a_package(built_examples: Path) -> None:
+    for name in EXAMPLES:
+        package = built_examples / "build" / name / f"{name}.mlpackage"
+        assert (package / "Manifest.json").is_file()
+        assert (package / "Data" / "com.apple.CoreML" / "model.mlmodel").is_file()
+        assert (built_examples / "build" / name / "logs" / "coreml.convert.log").is_file()
+    assert set(statuses(built_examples).values()) <= {"built", "cached"}
+
+
+def test_packages_carry_manifest_metadata(built_examples: Path) -> None:
+    from modelbuild.coreml.package_io import read_spec
+
+    spec = read_spec(built_examples / "build" / "classifier" / "classifier.mlpackage")
+    meta = spec.description.metadata
+    assert meta.author == "modelbuild examples"  # from the project [defaults]
+    assert meta.versionString == "1.0.0"
+    assert meta.userDefined["dataset"] == "synthetic"
+    assert meta.userDefined["com.apple.coreml.model.preview.type"] == "imageClassifier"
+    assert "com.github.apple.coremltools.conversion_date" not in meta.userDefined
+    assert [o.name for o in spec.description.output] == ["classLabel", "probabilities"]
+    image = spec.description.input[0]
+    assert image.name == "image" and image.type.WhichOneof("Type") == "imageType"
+    seg = read_spec(built_examples / "build" / "segmenter" / "segmenter.mlpackage")
+    ranges = seg.description.input[0].type.imageType.imageSizeRange
+    assert (ranges.heightRange.lowerBound, ranges.heightRange.upperBound) == (64, 512)
+    gen = read_spec(built_examples / "build" / "generator" / "generator.mlpackage")
+    assert gen.WhichOneof("Type") == "neuralNetwork"
+    assert gen.description.input[0].type.imageType.imageSizeRange.heightRange.upperBound == -1  # unbounded
+    gpt = read_spec(built_examples / "build" / "gpt" / "gpt.mlpackage")
+    assert gpt.description.input[0].type.multiArrayType.dataType == 131104  # INT32
+
+
+def test_noop_rebuild_is_all_cached_and_imports_no_converter(built_examples: Path) -> None:
+    code = ("import sys; from modelbuild.cli import main; rc = main(['build', 'manifests']); "
+            "assert 'torch' not in sys.modules, 'torch imported'; assert 'coremltools' not in sys.modules; sys.exit(rc)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=built_examples, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert set(statuses(built_examples).values()) == {"cached"}
+
+
+def test_incremental_rebuilds(tmp_path: Path) -> None:
+    root = copy_examples(tmp_path)
+    assert run_cli(root, "build", "manifests").returncode == 0
+    # Touching a file changes nothing.
+    (root / "manifests" / "weights" / "lstm.safetensors").touch()
+    assert run_cli(root, "build", "manifests").returncode == 0
+    assert set(statuses(root).values()) == {"cached"}
+    # Metadata only: only the package stage of that model.
+    manifest = root / "manifests" / "lstm.toml"
+    manifest.write_text(manifest.read_text().replace("A tiny LSTM sequence classifier", "An LSTM classifier"))
+    plan = run_cli(root, "plan", "manifests")
+    assert "metadata.description" in plan.stdout
+    assert run_cli(root, "build", "manifests").returncode == 0
+    assert {k for k, v in statuses(root).items() if v == "built"} == {"lstm:coreml.package"}
+    # New weights: only that model.
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    weights = root / "manifests" / "weights" / "lstm.safetensors"
+    state = load_file(str(weights))
+    state["head.bias"] = state["head.bias"] + 1.0
+    save_file(state, str(weights))
+    assert run_cli(root, "build", "manifests").returncode == 0
+    built = {k for k, v in statuses(root).items() if v == "built"}
+    assert built == {"lstm:source", "lstm:capture", "lstm:coreml.convert", "lstm:coreml.package"}
+    del torch
+
+
+def test_two_builds_from_empty_caches_are_byte_identical(built_examples: Path, tmp_path: Path) -> None:
+    root = copy_examples(tmp_path)
+    result = run_cli(root, "build", "manifests", "--model", "classifier", "--model", "gpt")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("classifier", "gpt"):
+        first = tree_bytes(built_examples / "build" / name / f"{name}.mlpackage")
+        second = tree_bytes(root / "build" / name / f"{name}.mlpackage")
+        assert first == second
+
+
+def test_bad_factory_and_weights_are_user_errors_and_others_build(tmp_path: Path) -> None:
+    root = copy_examples(tmp_path)
+    seg = root / "manifests" / "segmenter.yaml"
+    seg.write_text(seg.read_text().replace("models.segmenter:build", "models.nowhere:build"))
+    lstm = root / "manifests" / "lstm.toml"
+    lstm.write_text(lstm.read_text().replace("hidden = 32", "hidden = 16"))
+    result = run_cli(root, "build", "manifests", "--keep-going", "--model", "segmenter", "--model", "lstm", "--model", "classifier")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "error: manifests/segmenter.yaml:5: source.factory: cannot find module 'models.nowhere'" in result.stderr
+    assert "error: manifests/lstm.toml: source.weights: the weights do not match the model: shape mismatch" in result.stderr
+    assert (root / "build" / "classifier" / "classifier.mlpackage").is_dir()
+    assert statuses(root)["classifier:coreml.package"] == "built"
+
+
+def test_stage_failure_log_and_exit_code(tmp_path: Path) -> None:
+    root = copy_examples(tmp_path)
+    (root / "manifests" / "models" / "broken.py").write_text(
+        "import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n        return torch.cummax(x, 1)[0]\n\ndef build():\n    return M()\n")
+    (root / "manifests" / "broken.yaml").write_text(
+        "name: broken\nsource: {factory: 'models.broken:build'}\ninputs: [{name: x, shape: [1, 8]}]\n")
+    result = run_cli(root, "build", "manifests", "--model", "broken")
+    assert result.returncode == 1
+    assert "broken: coreml.convert failed: coremltools cannot convert the PyTorch operator" in result.stderr
+    assert "(log: build/broken/logs/coreml.convert.log)" in result.stderr
+    assert (root / "build" / "broken" / "logs" / "coreml.convert.log").stat().st_size > 0
+    shutil.rmtree(root / "build")
