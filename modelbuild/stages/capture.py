@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from modelbuild.errors import UserError
 from modelbuild.manifest.spec import ModelSpec
 from modelbuild.stages import STAGES
 from modelbuild.stages.base import Stage, StageJob
@@ -70,22 +71,26 @@ class CaptureStage(Stage):
             try:
                 raw = prepared.model(*_apply_factors(prepared, example))
             except Exception as exc:  # noqa: BLE001
-                from modelbuild.errors import UserError
-
                 raise UserError(f"{job.where('inputs')}: the model fails on example inputs of the declared shapes "
                                 f"{[list(t.shape) for t in example]}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
         check_selectors(raw, ctx["outputs"], job.where)
         manifest: dict[str, Any] = {"mode": mode, "inputs": [i["name"] for i in inputs]}
         with torch.no_grad():
             if mode == "export":
-                program = cap.export(prepared, example, inputs, job.where)
-                from modelbuild.torch_side.zipnorm import normalize_torch_zip
-
-                torch.export.save(program, str(job.out / "program.pt2"))
-                normalize_torch_zip(job.out / "program.pt2")
-                manifest["program"] = "program.pt2"
-                manifest["coreml_source"] = "program.pt2"
-                if cap.has_recurrent_layers(model) and ctx.get("needs_coreml"):
+                recurrent = cap.has_recurrent_layers(model)
+                program, captured = None, None
+                try:
+                    program = cap.export(prepared, example, inputs, job.where)
+                except UserError:
+                    if not recurrent:
+                        raise
+                    job.notes.append("compat: torch.export of the recurrent layers failed (see log); captured by trace instead")
+                    job.log.warning("torch.export failed", exc_info=True)
+                if program is not None:
+                    torch.export.save(program, str(job.out / "program.pt2"))
+                    manifest["program"] = manifest["coreml_source"] = "program.pt2"
+                    captured = program.module()
+                if recurrent and ctx.get("needs_coreml"):
                     # coremltools 9.0 cannot convert the ExportedProgram of nn.LSTM/GRU/RNN;
                     # it converts their trace, so the Core ML target reads a trace instead.
                     traced, messages = cap.trace(prepared, example)
@@ -93,7 +98,9 @@ class CaptureStage(Stage):
                     manifest["coreml_source"] = "module.pt"
                     job.notes.append("compat: recurrent layers: Core ML converts a trace (coremltools cannot convert their torch.export graph)")
                     job.notes += tracer_notes(messages)
-                captured = program.module()
+                    captured = captured or traced
+                if captured is None:
+                    raise UserError(f"{job.where('capture.mode')}: torch.export failed and nothing else can capture this model; use mode 'trace'")
             else:
                 if mode == "script":
                     captured, messages = cap.script(model, prepared, example, params["capture"]["trace_submodules"], job.where)

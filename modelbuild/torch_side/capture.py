@@ -68,6 +68,8 @@ def script(model: Any, prepared: Any, example: list[Any], submodules: list[str],
         first = str(exc).strip().splitlines()[0]
         raise UserError(f"{where('capture.mode')}: torch.jit.script failed: {first}; trace the offending submodule "
                         "with capture.trace_submodules, or use mode 'trace'") from exc
+    if prepared.selectors is None and not any(prepared.scaled):
+        return scripted, notes
     # Output selection and normalisation folding live in the Prepared wrapper; tracing it keeps
     # the scripted model inside intact (control flow included).
     prepared.model = scripted
@@ -95,7 +97,8 @@ def export(prepared: Any, example: list[Any], inputs: list[dict[str, Any]], wher
     import torch
 
     try:
-        return torch.export.export(prepared, tuple(example), dynamic_shapes=dynamic_shapes(inputs), strict=False)
+        # Prepared.forward takes *inputs: its dynamic shapes are keyed by that parameter's name.
+        return torch.export.export(prepared, tuple(example), dynamic_shapes={"inputs": dynamic_shapes(inputs)}, strict=False)
     except Exception as exc:  # noqa: BLE001
         first = str(exc).strip().splitlines()[0]
         raise UserError(f"{where('capture.mode')}: torch.export failed: {first}; see the log, or use mode 'trace'") from exc
@@ -144,9 +147,9 @@ def _flat(value: Any) -> list[Any]:
 
 
 def save_torchscript(module: Any, path: Path) -> None:
+    """torch.jit.save is byte-reproducible for the same module (its serialization id is
+    derived from the records); the archive's inner folder is named after the file, so every
+    capture uses the same file name."""
     import torch
 
-    from modelbuild.torch_side.zipnorm import normalize_torch_zip
-
     torch.jit.save(module, str(path))
-    normalize_torch_zip(path)
