@@ -70,6 +70,15 @@ class Executor:
                     decision = self._decide(nid)
                     if decision is None:
                         ready += self._finish(nid, waiting)
+                    elif not STAGES.get(self.nodes[nid].stage).heavy:
+                        # Light stages (no torch, no coremltools) run here: a worker process
+                        # would cost more than the stage.
+                        done_now: futures.Future = futures.Future()
+                        done_now.set_result(self._run_here(nid))
+                        self._collect(nid, *decision, done_now)
+                        if self.results[nid].status == "failed" and not self.options.keep_going:
+                            stopping = True
+                        ready += self._finish(nid, waiting)
                     else:
                         pool = pool or self._pool()
                         running[self._submit(nid, pool)] = (nid, *decision)
@@ -131,14 +140,22 @@ class Executor:
         self.results[nid] = StageResult(node.model, node.stage, "running", reason=reason)
         return key, mat
 
-    def _submit(self, nid: str, pool: futures.Executor) -> futures.Future:
+    def _job_args(self, nid: str) -> tuple:
         node = self.nodes[nid]
         self.listener("start", node, None)
         inputs = {d.split(":", 1)[1]: str(self.store.path(self.outputs[d])) for d in node.deps}
         log = self.out_dir / node.model / "logs" / f"{node.stage}.log"
+        return node.to_json(), inputs, str(self.store.root), str(log)
+
+    def _run_here(self, nid: str) -> dict:
         from modelbuild.graph.worker import run_stage
 
-        return pool.submit(run_stage, node.to_json(), inputs, str(self.store.root), str(log))
+        return run_stage(*self._job_args(nid), redirect=False)
+
+    def _submit(self, nid: str, pool: futures.Executor) -> futures.Future:
+        from modelbuild.graph.worker import run_stage
+
+        return pool.submit(run_stage, *self._job_args(nid))
 
     def _cached(self, node: StageNode, key: str, mat: dict, output: str, info: dict, last: tuple | None) -> None:
         if last is None or last[0] != key:

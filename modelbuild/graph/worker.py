@@ -24,14 +24,19 @@ from modelbuild.stages.base import StageJob
 from modelbuild.store.objects import ObjectStore
 
 
-def run_stage(node_json: dict[str, Any], inputs: dict[str, str], cache_dir: str, log_path: str) -> dict[str, Any]:
-    """Run one stage; return a plain dict (it crosses a process boundary)."""
+def run_stage(node_json: dict[str, Any], inputs: dict[str, str], cache_dir: str, log_path: str, redirect: bool = True) -> dict[str, Any]:
+    """Run one stage; return a plain dict (it crosses a process boundary).
+
+    ``redirect=False`` is for light stages run in the coordinating process: they are our own
+    code and print nothing, and redirecting the coordinator's descriptors would swallow the
+    progress display.
+    """
     node = StageNode.from_json(node_json)
     store = ObjectStore(Path(cache_dir))
     scratch = store.scratch()
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    with open(log_path, "w", encoding="utf-8") as log_file, _captured_output(log_file), _on_path(node):
+    with open(log_path, "w", encoding="utf-8") as log_file, (_captured_output(log_file) if redirect else contextlib.nullcontext()), _on_path(node):
         logger = _logger(node, log_file)
         job = StageJob(node=node, inputs={k: Path(v) for k, v in inputs.items()}, out=scratch, log=logger)
         try:
