@@ -1,0 +1,45 @@
+"""Commands that never convert: schema, graph, check (fast, no torch)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from modelbuild.cli import main
+from tests.conftest import copy_examples
+
+
+def test_schema_is_valid_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    import jsonschema
+
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert "models" in schema["oneOf"][1]["properties"]
+
+
+def test_graph_lists_stages_in_order(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    copy_examples(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["graph", "manifests", "--model", "lstm"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["lstm:source", "lstm:capture", "lstm:coreml.convert", "lstm:coreml.package"]
+    assert "weights/lstm.safetensors" in lines[0]
+    assert main(["graph", "manifests", "--dot", "--model", "gpt"]) == 0
+    assert '"gpt:capture" -> "gpt:coreml.convert";' in capsys.readouterr().out
+
+
+def test_unknown_model_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    copy_examples(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["plan", "manifests", "--model", "lstmm"]) == 2
+    assert "error: --model: no model named lstmm" in capsys.readouterr().err
+
+
+def test_check_lists_every_example(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    copy_examples(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "manifests"]) == 0
+    assert capsys.readouterr().out.strip().endswith("5 models valid")
