@@ -23,7 +23,7 @@ def check_model(model: ModelSpec) -> list[str]:
     data = model.data
     _check_source(model, data["source"], fail)
     _check_wrapper(data, fail)
-    input_names = _check_inputs(data["inputs"], fail)
+    _check_inputs(data["inputs"], fail)
     output_names = _check_outputs(data.get("outputs"), fail)
     _check_metadata(model, data["metadata"], output_names, fail)
     _check_coreml(data, fail)
@@ -31,7 +31,6 @@ def check_model(model: ModelSpec) -> list[str]:
         fail("capture.trace_submodules", f"expected capture.mode 'script' for trace_submodules, got mode {data['capture']['mode']!r}")
     if "data" in data["validate"]:
         _require_file(model, "validate.data", data["validate"]["data"], fail)
-    del input_names
     return problems
 
 
