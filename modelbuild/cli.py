@@ -30,6 +30,11 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--force", action="store_true", help="re-run every selected stage")
     build.add_argument("--keep-going", action="store_true", help="build the other models when one fails")
     build.add_argument("--dry-run", action="store_true", help="say what would run, run nothing")
+    build.add_argument("--no-bench", action="store_true", help="leave out the benchmark stages")
+    bench = with_paths(sub.add_parser("bench", help="build what is needed, run the benchmarks, print the latency table"))
+    bench.add_argument("-j", "--jobs", type=int, default=None, help="stages run in parallel before the benchmarks")
+    bench.add_argument("--force", action="store_true", help="re-run the benchmarks (and every other selected stage)")
+    bench.add_argument("--keep-going", action="store_true", help="benchmark the other models when one fails")
     with_paths(sub.add_parser("plan", help="what would run and why, runs nothing"))
     with_paths(sub.add_parser("check", help="validate manifests only (never imports torch)"))
     graph = with_paths(sub.add_parser("graph", help="print the stage graph"))
@@ -91,7 +96,7 @@ def _graph(args: argparse.Namespace, memo: Any = None) -> tuple[Any, list[Any], 
         selected = [name for name in selected if name in {m.name for m in models}]
         if args.model and not selected:
             raise UserError("none of the selected models is valid (see above)")
-    return project, models, plan_graph(models, selected, args.target or None)
+    return project, models, plan_graph(models, selected, args.target or None, bench=not getattr(args, "no_bench", False))
 
 
 def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
@@ -123,8 +128,15 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
         finally:
             db.close()
     if not dry_run:
+        from modelbuild.bench_report import bench_rows, write_markdown
+
         report.write(project.out_dir / "report.json")
+        if bench_rows(report):
+            write_markdown(report, project.out_dir / "bench.md")
     terminal.print(terminal.summary(report, title="modelbuild plan" if dry_run else "modelbuild build"))
+    if getattr(args, "command", "") == "bench":
+        terminal.print(terminal.bench_table(report))
+        terminal.print(f"written: {_display(project.out_dir / 'bench.md')}, {_display(project.out_dir / 'report.json')}")
     terminal.print(terminal.totals(report))
     for line in terminal.failures(report, args.verbose):
         terminal.error(line)
@@ -132,6 +144,13 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
         terminal.error(f"{len(args.manifest_problems)} manifest problem(s): those models were not built (see above).")
         return 2
     return 0 if dry_run else report.exit_code
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -189,4 +208,4 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"build": cmd_build, "plan": cmd_plan, "check": cmd_check, "graph": cmd_graph, "schema": cmd_schema, "clean": cmd_clean}
+COMMANDS = {"build": cmd_build, "bench": cmd_build, "plan": cmd_plan, "check": cmd_check, "graph": cmd_graph, "schema": cmd_schema, "clean": cmd_clean}

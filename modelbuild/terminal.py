@@ -14,6 +14,7 @@ from modelbuild.report import BuildReport, StageResult
 
 STATUS_STYLE = {"built": "green", "cached": "dim", "failed": "bold red", "blocked": "yellow", "not run": "yellow",
                 "skipped": "yellow", "would run": "cyan"}
+VERDICT_STYLE = {"pass": "green", "fail": "bold red", "warn": "yellow"}
 
 
 def _size(size: int | None) -> str:
@@ -95,11 +96,30 @@ class Terminal:
             table.add_column(column, justify="right" if column in ("seconds", "size") else "left",
                              overflow="fold", max_width=70 if column == "why" else None)
         for r in report.results:
-            why = r.error if r.status == "failed" and r.error else r.reason
+            why = Text(r.error if r.status == "failed" and r.error else r.reason)
+            if r.info.get("summary"):
+                # Figures (verify errors, latencies) show on cached rows too: they are the point.
+                why.append("\n" + r.info["summary"], style=VERDICT_STYLE.get(r.info.get("verdict", ""), ""))
             if r.notes and r.status in ("built", "failed"):
-                why = f"{why}\n" + "\n".join(f"· {n}" for n in r.notes[:4]) + (f"\n· … {len(r.notes) - 4} more in report.json" if len(r.notes) > 4 else "")
+                why.append("\n" + "\n".join(f"· {n}" for n in r.notes[:4]) + (f"\n· … {len(r.notes) - 4} more in report.json" if len(r.notes) > 4 else ""))
             table.add_row(r.model, r.stage, Text(r.status, style=STATUS_STYLE.get(r.status, "")),
                           f"{r.seconds:.2f}" if r.status == "built" or r.status == "failed" else "", _size(r.size), why)
+        return table
+
+    def bench_table(self, report: BuildReport) -> Any:
+        """One row per model × backend × shape, from the bench stages of ``report``."""
+        from rich.table import Table
+
+        from modelbuild.bench_report import bench_rows, skipped_backends
+
+        table = Table(title="modelbuild bench", title_justify="left")
+        for column in ("model", "backend", "shape", "mean ± std ms", "p50", "p90", "min", "runs", "size", "vs torch"):
+            table.add_column(column, justify="left" if column in ("model", "backend", "shape") else "right")
+        for row in bench_rows(report):
+            table.add_row(row["model"], row["backend"], row["shape"], f"{row['mean_ms']:.3f} ± {row['std_ms']:.3f}", f"{row['p50_ms']:.3f}",
+                          f"{row['p90_ms']:.3f}", f"{row['min_ms']:.3f}", str(row["runs"]), _size(row.get("size")), f"{row['speedup']:.2f}×")
+        for model, backend, reason in skipped_backends(report):
+            table.add_row(model, backend, "-", "skipped: " + reason, "", "", "", "", "", "")
         return table
 
     def totals(self, report: BuildReport) -> str:

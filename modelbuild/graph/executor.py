@@ -66,7 +66,9 @@ class Executor:
         try:
             while ready or running:
                 while ready and not stopping:
-                    nid = ready.pop(0)
+                    nid = self._next(ready, running)
+                    if nid is None:
+                        break
                     decision = self._decide(nid)
                     if decision is None:
                         ready += self._finish(nid, waiting)
@@ -104,6 +106,19 @@ class Executor:
         report = BuildReport([self.results[nid] for nid in self.order], time.perf_counter() - started)
         return report
 
+    def _next(self, ready: list[str], running: dict) -> str | None:
+        """The next node to settle. Exclusive stages (benchmarks) start only when nothing else
+        runs, and nothing starts beside them, so their timings see an idle machine."""
+        if any(self._exclusive(nid) for nid, *_ in running.values()):
+            return None
+        for index, nid in enumerate(ready):
+            if not self._exclusive(nid):
+                return ready.pop(index)
+        return ready.pop(0) if not running else None
+
+    def _exclusive(self, nid: str) -> bool:
+        return STAGES.get(self.nodes[nid].stage).exclusive
+
     # -- one node ----------------------------------------------------------------------------
 
     def _ids(self, nid: str) -> tuple[str, str]:
@@ -116,6 +131,10 @@ class Executor:
         blocked = [d for d in node.deps if self.results.get(d) and self.results[d].status in ("failed", "blocked", "not run")]
         if blocked:
             self._set(nid, StageResult(node.model, node.stage, "blocked", reason=f"{blocked[0].split(':', 1)[1]} failed"))
+            return None
+        skip = STAGES.get(node.stage).skip_reason(node)
+        if skip:
+            self._set(nid, StageResult(node.model, node.stage, "skipped", reason=skip))
             return None
         pending = [d for d in node.deps if d not in self.outputs]
         if pending:  # only in a dry run: an upstream stage would run first
@@ -179,7 +198,7 @@ class Executor:
         if not outcome["ok"]:
             self._set(nid, StageResult(node.model, node.stage, "failed", reason=reason, seconds=outcome["seconds"],
                                        error=outcome["message"], error_kind=outcome["kind"], log=_rel(log, self.out_dir.parent),
-                                       traceback=outcome.get("traceback")))
+                                       traceback=outcome.get("traceback"), notes=outcome.get("notes", []), info=outcome.get("info", {})))
             return
         output = outcome["output"]
         self.db.record(node.model, node.stage, key, mat, output, {"notes": outcome["notes"], "info": outcome["info"]})
@@ -209,32 +228,42 @@ class Executor:
     # -- artifacts in build/ -----------------------------------------------------------------
 
     def _materialise(self, node: StageNode, result: StageResult) -> None:
-        """Copy a final artifact from the store into build/<model>/, atomically, if it differs."""
-        pattern = STAGES.get(node.stage).artifact
-        if not pattern or result.output is None:
+        """Copy a stage's artifacts from the store into build/<model>/, atomically, if they differ."""
+        patterns = STAGES.get(node.stage).artifacts
+        if not patterns or result.output is None:
             return
-        name = pattern.format(model=node.model)
-        folder = self.out_dir / node.model
-        dest = folder / name
-        marker = folder / f".{name}.digest"
-        result.artifact = _rel(dest, self.out_dir.parent)
-        source = self.store.path(result.output) / name
-        result.size = _size(source)
-        if dest.exists() and marker.exists() and marker.read_text() == result.output:
-            return
-        folder.mkdir(parents=True, exist_ok=True)
-        staging = folder / f".{name}.tmp-{os.getpid()}"
-        _remove(staging)
-        if source.is_dir():
-            shutil.copytree(source, staging)
-        else:
-            shutil.copy2(source, staging)
-        old = folder / f".{name}.old-{os.getpid()}"
-        if dest.exists():
-            os.replace(dest, old)
-        os.replace(staging, dest)
-        _remove(old)
-        marker.write_text(result.output)
+        for index, pattern in enumerate(patterns):
+            name = pattern.format(model=node.model)
+            source = self.store.path(result.output) / name
+            dest = self.out_dir / node.model / name
+            if index == 0:
+                result.artifact = _rel(dest, self.out_dir.parent)
+                result.size = _size(source)
+            if source.exists():
+                _install(source, dest, result.output)
+            else:  # an optional artifact this build did not produce (e.g. a .ptl): none is stale
+                _remove(dest)
+                _remove(dest.parent / f".{name}.digest")
+
+
+def _install(source: Path, dest: Path, digest: str) -> None:
+    folder = dest.parent
+    marker = folder / f".{dest.name}.digest"
+    if dest.exists() and marker.exists() and marker.read_text() == digest:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = folder / f".{dest.name}.tmp-{os.getpid()}"
+    _remove(staging)
+    if source.is_dir():
+        shutil.copytree(source, staging)
+    else:
+        shutil.copy2(source, staging)
+    old = folder / f".{dest.name}.old-{os.getpid()}"
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(staging, dest)
+    _remove(old)
+    marker.write_text(digest)
 
 
 def _size(path: Path) -> int:

@@ -28,7 +28,7 @@ def material(node: StageNode, upstream: dict[str, str], file_digest: Callable[[s
     return {
         # Outputs are shared across models when their inputs match, except an artifact,
         # whose file name is the model's.
-        **({"model": node.model} if stage.artifact else {}),
+        **({"model": node.model} if stage.artifacts else {}),
         "stage": node.stage,
         "implementation": stage.version,
         "params": node.params,

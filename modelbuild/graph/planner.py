@@ -10,22 +10,33 @@ from modelbuild.errors import UserError
 from modelbuild.graph.node import StageNode, node_id
 from modelbuild.manifest.spec import ModelSpec
 from modelbuild.stages import STAGES
+from modelbuild.stages.coreml_convert import class_labels
 from modelbuild.targets import TARGETS
 
 CORE_STAGES = ("source", "capture")
 
 
-def stage_names(model: ModelSpec, targets: Iterable[str] | None = None) -> list[str]:
+def stage_names(model: ModelSpec, targets: Iterable[str] | None = None, bench: bool = True) -> list[str]:
+    """Every stage of one model: capture, the reference outputs, then per target its chain,
+    its verification and (when ``benchmark.backends`` lists it) its benchmark."""
     wanted = set(targets) if targets else None
+    chosen = [t for t in sorted(model.data["targets"]) if wanted is None or t in wanted]
+    backends = model.data["benchmark"]["backends"] if bench else []
     names = list(CORE_STAGES)
-    for target in sorted(model.data["targets"]):
-        if wanted is not None and target not in wanted:
-            continue
+    if chosen:
+        names.append("reference")
+    for target in chosen:
         names.extend(TARGETS.get(target).stages)
+        names.append(f"{target}.verify")
+        if target in backends:
+            names.append(f"{target}.bench")
+    if "torch" in backends:
+        names.append("torch.bench")
     return names
 
 
-def plan_graph(models: list[ModelSpec], selected: Iterable[str] | None = None, targets: Iterable[str] | None = None) -> nx.DiGraph:
+def plan_graph(models: list[ModelSpec], selected: Iterable[str] | None = None, targets: Iterable[str] | None = None,
+               bench: bool = True) -> nx.DiGraph:
     """The stage graph of the selected models (all when ``selected`` is empty)."""
     chosen = set(selected or [])
     unknown = chosen - {m.name for m in models}
@@ -39,7 +50,7 @@ def plan_graph(models: list[ModelSpec], selected: Iterable[str] | None = None, t
         if chosen and model.name not in chosen:
             continue
         context = _context(model)
-        for name in stage_names(model, targets):
+        for name in stage_names(model, targets, bench):
             stage = STAGES.get(name)
             node = StageNode(model=model.name, stage=name, params=stage.params(model), files=stage.files(model),
                              deps=tuple(node_id(model.name, d) for d in stage.deps), context=context)
@@ -71,4 +82,8 @@ def _context(model: ModelSpec) -> dict[str, Any]:
         "inputs": data["inputs"],
         "outputs": data.get("outputs"),
         "needs_coreml": "coreml" in data["targets"],
+        "wrapper": data["wrapper"],
+        "targets": data["targets"],
+        "classes": class_labels(model),
+        "description": data["metadata"].get("description", ""),
     }

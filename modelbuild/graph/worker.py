@@ -48,7 +48,9 @@ def run_stage(node_json: dict[str, Any], inputs: dict[str, str], cache_dir: str,
         except StageFailure as exc:
             logger.error("%s", traceback.format_exc())
             _discard(scratch)
-            return {"ok": False, "kind": "stage", "message": str(exc), "traceback": traceback.format_exc(), "seconds": time.perf_counter() - started}
+            # A failed verification still has its figures: the summary and report show them.
+            return {"ok": False, "kind": "stage", "message": str(exc), "traceback": traceback.format_exc(), "seconds": time.perf_counter() - started,
+                    "notes": job.notes, "info": job.info}
         except Exception as exc:  # noqa: BLE001 - reported as this stage's failure, with its traceback
             logger.error("%s", traceback.format_exc())
             _discard(scratch)

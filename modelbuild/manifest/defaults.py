@@ -10,6 +10,9 @@ from modelbuild.manifest.shapes import has_unbounded
 
 VALIDATE = {"samples": 2, "shapes": ["default", "min", "max"], "atol": 1e-3, "rtol": 1e-3, "on_failure": "error"}
 BENCHMARK = {"runs": 100, "warmup": 10, "shapes": ["default"], "threads": 1}
+TARGET_OPTIONS = {"onnx": {"opset": 18, "fixed_shapes": False}, "executorch": {"backend": "xnnpack", "fixed_shapes": False, "unbounded_max": 1024},
+                  "torchscript": {"lite": False}}
+FLOAT16_TOLERANCE = {"atol": 5e-2, "rtol": 5e-2}
 NEURALNETWORK_MAX = {"iOS": 15, "macOS": 12, "watchOS": 8, "tvOS": 15}
 
 
@@ -59,9 +62,24 @@ def apply_defaults(model: dict[str, Any]) -> dict[str, Any]:
             targets[name] = {}
     if "coreml" in targets:
         _coreml_defaults(targets["coreml"], data.get("inputs", []))
-    data["validate"] = {**VALIDATE, **data.get("validate", {})}
+    for name, defaults in TARGET_OPTIONS.items():
+        if name in targets:
+            targets[name] = {**defaults, **targets[name]}
+    explicit = data.get("validate", {})
+    data["validate"] = {**VALIDATE, **explicit}
+    for name, options in targets.items():
+        options["validate"] = _target_tolerance(name, options, data["validate"], explicit)
     data["benchmark"] = {**BENCHMARK, "backends": ["torch", *sorted(targets)], **data.get("benchmark", {})}
     return data
+
+
+def _target_tolerance(name: str, options: dict[str, Any], model: dict[str, Any], explicit: dict[str, Any]) -> dict[str, Any]:
+    """The target's own ``validate`` wins, then the model's explicit values, then a default
+    that fits the target's arithmetic: a float16 Core ML program cannot meet 1e-3."""
+    base = {k: model[k] for k in ("atol", "rtol", "on_failure")}
+    if name == "coreml" and options.get("precision") == "float16":
+        base.update({k: v for k, v in FLOAT16_TOLERANCE.items() if k not in explicit})
+    return {**base, **(options.get("validate") or {})}
 
 
 def _coreml_defaults(coreml: dict[str, Any], inputs: list[dict[str, Any]]) -> None:

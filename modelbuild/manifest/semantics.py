@@ -31,7 +31,40 @@ def check_model(model: ModelSpec) -> list[str]:
         fail("capture.trace_submodules", f"expected capture.mode 'script' for trace_submodules, got mode {data['capture']['mode']!r}")
     if "data" in data["validate"]:
         _require_file(model, "validate.data", data["validate"]["data"], fail)
+    for block in ("validate", "benchmark"):
+        _check_shape_choices(data["inputs"], data[block]["shapes"], block, fail)
+    for index, backend in enumerate(data["benchmark"].get("backends", [])):
+        if backend != "torch" and backend not in data["targets"]:
+            fail(f"benchmark.backends[{index}]", f"expected 'torch' or a target of this model ({', '.join(sorted(data['targets']))}), "
+                 f"got {backend!r}; add targets.{backend} to build it")
     return problems
+
+
+def _check_shape_choices(inputs: list[dict[str, Any]], choices: list[Any], block: str, fail: Any) -> None:
+    """Concrete shapes must name inputs and fit what each input declares."""
+    by_name = {i["name"]: i for i in inputs}
+    for index, choice in enumerate(choices):
+        if not isinstance(choice, dict):
+            continue
+        for name, shape in choice.items():
+            at = f"{block}.shapes[{index}].{name}"
+            if name not in by_name:
+                fail(at, f"expected an input name ({', '.join(by_name)}), got {name!r}")
+                continue
+            inp = by_name[name]
+            if "shapes" in inp:
+                if [list(s) for s in inp["shapes"]].count(list(shape)) == 0:
+                    fail(at, f"expected one of the enumerated shapes {inp['shapes']}, got {shape}")
+                continue
+            declared = [Dim.parse(d) for d in inp["shape"]]
+            if len(shape) != len(declared):
+                fail(at, f"expected {len(declared)} dimensions, got {len(shape)}: {shape}")
+                continue
+            for axis, (size, dim) in enumerate(zip(shape, declared)):
+                if size < dim.min or (dim.max is not None and size > dim.max):
+                    bound = f"{dim.min}..{dim.max}" if dim.max is not None else f"{dim.min} or more"
+                    fail(at, f"expected dimension {axis} within {bound}, got {size}")
+                    break
 
 
 def _require_file(model: ModelSpec, field: str, relative: str, fail: Any, folder: bool = False) -> None:

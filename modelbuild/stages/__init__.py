@@ -14,6 +14,11 @@ BUILTIN = [
     "modelbuild.stages.capture",
     "modelbuild.stages.coreml_convert",
     "modelbuild.stages.coreml_package",
+    "modelbuild.stages.reference",
+    "modelbuild.stages.onnx_export",
+    "modelbuild.stages.executorch_export",
+    "modelbuild.stages.torchscript_export",
+    "modelbuild.stages.checks",  # last: it adds <target>.verify and <target>.bench for every target
 ]
 
 for _module in BUILTIN:

@@ -40,8 +40,18 @@ class Stage:
     version: ClassVar[int] = 1  # bump when the stage's code changes what it writes
     tools: ClassVar[tuple[str, ...]] = ()  # distributions whose versions are part of the key
     deps: ClassVar[tuple[str, ...]] = ()  # stages of the same model this one reads
-    artifact: ClassVar[str | None] = None  # "{model}.mlpackage": copied to build/<model>/
+    artifacts: ClassVar[tuple[str, ...]] = ()  # ("{model}.mlpackage",): copied to build/<model>/; the first is the main one
     heavy: ClassVar[bool] = True  # imports torch/coremltools: worth a worker process
+    exclusive: ClassVar[bool] = False  # runs alone (benchmarks: another stage on the other core skews timings)
+
+    @classmethod
+    def skip_reason(cls, node: StageNode) -> str | None:
+        """Why this stage cannot run on this machine (e.g. Core ML prediction off macOS), or None.
+
+        Asked while walking the graph on every build, before any key is computed: keep it
+        cheap. A skipped stage is reported with the reason and never cached.
+        """
+        return None
 
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:

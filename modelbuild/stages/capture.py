@@ -7,7 +7,6 @@ converter should read (and why, when a compatibility fallback chose it).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from modelbuild.errors import UserError
@@ -53,23 +52,20 @@ class CaptureStage(Stage):
         import torch
 
         from modelbuild.torch_side import capture as cap
-        from modelbuild.torch_side.loading import build_module
+        from modelbuild.torch_side.eager import build_prepared
         from modelbuild.torch_side.samples import make_inputs
-        from modelbuild.torch_side.wrapper import check_selectors, prepare, replace_modules
+        from modelbuild.torch_side.wrapper import check_selectors
 
         ctx = job.node.context
         params = job.node.params
         mode = params["capture"]["mode"]
         inputs = ctx["inputs"]
-        model = build_module(ctx["source"], Path(ctx["folder"]), job.where)
-        replaced = replace_modules(model, params["wrapper"]["replace"], job.where)
-        job.notes += [f"replaced {r}" for r in replaced]
-        model.eval()
+        prepared, model, notes = build_prepared(ctx, params["wrapper"], job.where)
+        job.notes += notes
         example = make_inputs(inputs, "default", seed=0)
-        prepared = prepare(model, inputs, ctx["outputs"], params["wrapper"], job.where)
         with torch.no_grad():
             try:
-                raw = prepared.model(*_apply_factors(prepared, example))
+                raw = prepared.raw(*example)
             except Exception as exc:  # noqa: BLE001
                 raise UserError(f"{job.where('inputs')}: the model fails on example inputs of the declared shapes "
                                 f"{[list(t.shape) for t in example]}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
@@ -128,6 +124,3 @@ def tracer_notes(messages: list[str]) -> list[str]:
     first = first if len(first) <= 90 else first[:87] + "..."
     return [f"tracer: {len(messages)} warning(s), e.g. {first!r} (full text in the log)"]
 
-
-def _apply_factors(prepared: Any, example: list[Any]) -> list[Any]:
-    return [x * getattr(prepared, f"channel_factors_{i}") if prepared.scaled[i] else x for i, x in enumerate(example)]

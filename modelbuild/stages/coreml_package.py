@@ -35,7 +35,7 @@ class CoreMLPackageStage(Stage):
     name = "coreml.package"
     version = 1
     deps = ("coreml.convert",)
-    artifact = "{model}.mlpackage"
+    artifacts = ("{model}.mlpackage",)
     heavy = False
 
     @classmethod

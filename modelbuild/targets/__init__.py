@@ -11,6 +11,9 @@ TARGETS: Registry[Target] = Registry("target")
 
 BUILTIN = [
     "modelbuild.targets.coreml",
+    "modelbuild.targets.executorch",
+    "modelbuild.targets.onnx",
+    "modelbuild.targets.torchscript",
 ]
 
 for _module in BUILTIN:

@@ -8,3 +8,4 @@ from modelbuild.targets.base import Target
 class CoreMLTarget(Target):
     name = "coreml"
     stages = ("coreml.convert", "coreml.package")
+    runtime = "coreml"

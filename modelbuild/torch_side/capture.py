@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from modelbuild.errors import Location, UserError
 from modelbuild.manifest.shapes import dims, shape_at
+from modelbuild.torch_side.eager import flatten
 
 
 def trace(module: Any, example: list[Any]) -> tuple[Any, list[str]]:
@@ -77,8 +78,12 @@ def script(model: Any, prepared: Any, example: list[Any], submodules: list[str],
     return traced, notes + messages
 
 
-def dynamic_shapes(inputs: list[dict[str, Any]]) -> tuple[Any, ...]:
-    """torch.export dynamic dims from the manifest's flexible dimensions."""
+def dynamic_shapes(inputs: list[dict[str, Any]], unbounded_max: int | None = None) -> tuple[Any, ...]:
+    """torch.export dynamic dims from the manifest's flexible dimensions.
+
+    ``unbounded_max`` bounds dimensions that have no max, for runtimes that plan memory
+    for the largest shape (ExecuTorch).
+    """
     from torch.export import Dim
 
     spec = []
@@ -88,7 +93,8 @@ def dynamic_shapes(inputs: list[dict[str, Any]]) -> tuple[Any, ...]:
             if d.flexible:
                 # torch.export specialises sizes 0 and 1; a range starting at 1 starts at 2 there.
                 low = max(d.min, 2)
-                axes[axis] = Dim(f"{inp['name']}_{axis}", min=low, max=d.max) if d.max is not None else Dim(f"{inp['name']}_{axis}", min=low)
+                high = d.max if d.max is not None else unbounded_max
+                axes[axis] = Dim(f"{inp['name']}_{axis}", min=low, max=high) if high is not None else Dim(f"{inp['name']}_{axis}", min=low)
         spec.append(axes or None)
     return tuple(spec)
 
@@ -127,8 +133,8 @@ def check_against_eager(captured: Any, prepared: Any, inputs: list[dict[str, Any
             got = captured(*sample)
         except Exception as exc:  # noqa: BLE001
             return f"warning: the captured module fails on a second sample at the {which} shape: {type(exc).__name__}: {str(exc).splitlines()[0]}"
-    expected_list = _flat(expected)
-    got_list = _flat(got)
+    expected_list = flatten(expected)
+    got_list = flatten(got)
     for index, (e, g) in enumerate(zip(expected_list, got_list)):
         if e.shape != g.shape:
             return f"warning: check at the {which} shape: output {index} has shape {tuple(g.shape)}, eager gives {tuple(e.shape)}"
@@ -136,14 +142,6 @@ def check_against_eager(captured: Any, prepared: Any, inputs: list[dict[str, Any
             delta = (e - g).abs().max().item()
             return f"warning: check at the {which} shape: output {index} differs from eager by up to {delta:.3g}; the capture baked in an input-dependent value"
     return None
-
-
-def _flat(value: Any) -> list[Any]:
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _flat(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _flat(v)]
-    return [value]
 
 
 def save_torchscript(module: Any, path: Path) -> None:

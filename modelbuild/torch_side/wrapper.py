@@ -103,9 +103,13 @@ def _prepared_class() -> type:
                 if f is not None:
                     self.register_buffer(f"channel_factors_{index}", torch.tensor(f, dtype=torch.float32).view(1, -1, 1, 1))
 
-        def forward(self, *inputs: Any) -> Any:
+        def raw(self, *inputs: Any) -> Any:
+            """The user's model output before selection (selector checks read it)."""
             args = [x * getattr(self, f"channel_factors_{i}") if self.scaled[i] else x for i, x in enumerate(inputs)]
-            result = self.model(*args)
+            return self.model(*args)
+
+        def forward(self, *inputs: Any) -> Any:
+            result = self.raw(*inputs)
             if self.selectors is None:
                 return result
             picked = tuple(select(result, s) for s in self.selectors)

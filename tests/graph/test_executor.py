@@ -75,7 +75,7 @@ class FakeConvert(Stage):
 class FakePackage(Stage):
     name = "coreml.package"
     deps = ("coreml.convert",)
-    artifact = "{model}.mlpackage"
+    artifacts = ("{model}.mlpackage",)
 
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:

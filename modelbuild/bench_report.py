@@ -1,0 +1,62 @@
+"""Benchmark figures out of a build report: rows for the terminal table and a Markdown page
+(``build/bench.md``) a person can paste into a pull request."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from modelbuild.report import BuildReport
+
+
+def bench_rows(report: BuildReport) -> list[dict[str, Any]]:
+    rows = []
+    for result in report.results:
+        if result.stage.endswith(".bench") and result.status in ("built", "cached"):
+            rows += [{"model": result.model, **row} for row in result.info.get("bench", [])]
+    order = {"torch": 0}
+    return sorted(rows, key=lambda r: (r["model"], r["shape"], order.get(r["backend"], 1), r["backend"]))
+
+
+def skipped_backends(report: BuildReport) -> list[tuple[str, str, str]]:
+    return [(r.model, r.stage.rsplit(".", 1)[0], r.reason) for r in report.results
+            if r.stage.endswith(".bench") and r.status in ("skipped", "failed", "blocked")]
+
+
+def machine() -> str:
+    import importlib.metadata as md
+
+    versions = []
+    for dist in ("torch", "onnxruntime", "executorch", "coremltools"):
+        try:
+            versions.append(f"{dist} {md.version(dist)}")
+        except md.PackageNotFoundError:
+            pass
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; {', '.join(versions)}"
+
+
+def to_markdown(report: BuildReport) -> str:
+    rows = bench_rows(report)
+    threads = sorted({r["threads"] for r in rows})
+    lines = ["# modelbuild bench", "",
+             f"{machine()}. Threads per backend: {', '.join(map(str, threads)) or '-'}. Each backend is timed in turns with torch "
+             "eager in one process; \"vs torch\" is the eager mean over the backend mean from that same run.", "",
+             "| model | backend | shape | mean ± std (ms) | p50 | p90 | min | runs | size | vs torch |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        size = f"{r['size'] / 1024:.1f} KB" if r.get("size") else ""
+        lines.append(f"| {r['model']} | {r['backend']} | {r['shape']} | {r['mean_ms']:.3f} ± {r['std_ms']:.3f} | {r['p50_ms']:.3f} | "
+                     f"{r['p90_ms']:.3f} | {r['min_ms']:.3f} | {r['runs']} | {size} | {r['speedup']:.2f}× |")
+    skipped = skipped_backends(report)
+    if skipped:
+        lines += ["", "Not benchmarked here:", ""] + [f"- {m} · {b}: {why}" for m, b, why in skipped]
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(report: BuildReport, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(to_markdown(report), encoding="utf-8")
+    os.replace(tmp, path)

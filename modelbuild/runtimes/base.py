@@ -1,0 +1,50 @@
+"""The runtime interface: load one artifact, run it on numpy inputs, pin its threads."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class Runtime:
+    name: ClassVar[str]
+    distributions: ClassVar[tuple[str, ...]] = ()  # versions that belong in verify/bench keys
+
+    @classmethod
+    def unavailable(cls, options: dict[str, Any]) -> str | None:
+        """Why this runtime cannot run the artifact on this machine, or None.
+
+        Called while planning, for every build: it must stay cheap (no torch import).
+        ``options`` are the target's resolved manifest options.
+        """
+        return None
+
+    def __init__(self, artifact: Path | None, context: dict[str, Any], threads: int) -> None:
+        self.artifact = artifact
+        self.context = context
+        self.threads = threads
+
+    def run(self, feeds: list[np.ndarray], raw: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Outputs in the manifest's output order.
+
+        ``feeds`` are model tensors in input order (images already scaled and biased);
+        ``raw`` are the same samples before preprocessing (images as uint8 NHWC pixels), for
+        runtimes that apply the preprocessing themselves, like Core ML.
+        """
+        raise NotImplementedError
+
+    def prepare_call(self, feeds: list[np.ndarray], raw: dict[str, np.ndarray]) -> Any:
+        """A zero-argument callable that runs one inference, with conversions done up front,
+        so a benchmark times the runtime and not our numpy plumbing."""
+        return lambda: self.run(feeds, raw)
+
+
+def missing_module(module: str, extra: str) -> str | None:
+    """A reason naming the pip extra when ``module`` is not importable."""
+    if importlib.util.find_spec(module) is None:
+        return f"{module} is not installed: pip install 'modelbuild[{extra}]'"
+    return None

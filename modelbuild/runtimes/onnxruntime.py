@@ -1,0 +1,41 @@
+"""ONNX Runtime on the CPU execution provider, threads pinned, sequential execution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+from modelbuild.runtimes import RUNTIMES
+from modelbuild.runtimes.base import Runtime, missing_module
+
+
+@RUNTIMES.register
+class OnnxRuntime(Runtime):
+    name = "onnxruntime"
+    distributions = ("onnxruntime",)
+
+    @classmethod
+    def unavailable(cls, options: dict[str, Any]) -> str | None:
+        return missing_module("onnxruntime", "onnx")
+
+    def __init__(self, artifact: Path | None, context: dict[str, Any], threads: int) -> None:
+        super().__init__(artifact, context, threads)
+        import onnxruntime as ort
+
+        settings = ort.SessionOptions()
+        settings.intra_op_num_threads = threads
+        settings.inter_op_num_threads = 1
+        settings.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        settings.log_severity_level = 3
+        self.session = ort.InferenceSession(str(artifact), sess_options=settings, providers=["CPUExecutionProvider"])
+        self.names = [i.name for i in self.session.get_inputs()]
+
+    def run(self, feeds: list[np.ndarray], raw: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return list(self.session.run(None, dict(zip(self.names, feeds))))
+
+    def prepare_call(self, feeds: list[np.ndarray], raw: dict[str, np.ndarray]) -> Any:
+        bound = dict(zip(self.names, feeds))
+        return lambda: self.session.run(None, bound)

@@ -1,0 +1,163 @@
+"""``<target>.verify`` and ``<target>.bench`` for every target, and ``torch.bench``.
+
+They are generic: a target names its runtime, and these stages run the target's artifact in
+it. Registering a target therefore gives it verification and benchmarks with no new code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+from modelbuild.errors import StageFailure
+from modelbuild.graph.node import StageNode
+from modelbuild.manifest.spec import ModelSpec
+from modelbuild.runtimes import RUNTIMES
+from modelbuild.stages import STAGES
+from modelbuild.stages.base import Stage, StageJob
+from modelbuild.stages.capture import input_signature
+from modelbuild.targets import TARGETS
+
+
+def _artifact_path(job: StageJob, stage_name: str) -> Path:
+    pattern = STAGES.get(stage_name).artifacts[0]
+    return job.inputs[stage_name] / pattern.format(model=job.node.model)
+
+
+class VerifyStage(Stage):
+    """Runs the artifact on the reference samples and compares every output."""
+
+    target: ClassVar[str]
+    version = 1
+
+    @classmethod
+    def params(cls, model: ModelSpec) -> dict[str, Any]:
+        options = model.data["targets"][cls.target]
+        return {"validate": options["validate"], "fixed_shapes": options.get("fixed_shapes", False)}
+
+    @classmethod
+    def skip_reason(cls, node: StageNode) -> str | None:
+        runtime = RUNTIMES.get(TARGETS.get(cls.target).runtime)
+        return runtime.unavailable(node.context["targets"].get(cls.target) or {})
+
+    def run(self, job: StageJob) -> None:
+        from modelbuild.checks.cases import at_default_shapes, model_feeds, read_cases
+        from modelbuild.checks.compare import compare, worst
+
+        target = TARGETS.get(self.target)
+        tolerance = job.node.params["validate"]
+        atol, rtol = tolerance["atol"], tolerance["rtol"]
+        cases, names = read_cases(job.inputs["reference"])
+        if job.node.params["fixed_shapes"]:
+            cases = [c for c in cases if at_default_shapes(job.node.context["inputs"], c.raw)]
+            job.notes.append(f"fixed_shapes: verified at the default shapes only ({len(cases)} samples)")
+            if not cases:
+                raise StageFailure("fixed_shapes: no reference sample is at the default shapes; add 'default' to validate.shapes")
+        runtime = RUNTIMES.get(target.runtime)(_artifact_path(job, target.artifact_stage()), job.node.context, threads=1)
+        per_output: dict[str, list[Any]] = {name: [] for name in names}
+        failed_cases = []
+        for case in cases:
+            try:
+                got = runtime.run(model_feeds(job.node.context["inputs"], case.raw), case.raw)
+            except Exception as exc:  # noqa: BLE001
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise StageFailure(f"{target.runtime} fails on the {case.shape} sample: {first}") from exc
+            if len(got) != len(case.expected):
+                raise StageFailure(f"the artifact returns {len(got)} output(s), the PyTorch model {len(case.expected)}")
+            for name, g, w in zip(names, got, case.expected):
+                error = compare(name, g, w, atol, rtol)
+                per_output[name].append(error)
+                if not error.passed:
+                    failed_cases.append(case.shape)
+        figures = [worst(errors) for errors in per_output.values()]
+        passed = all(f.passed for f in figures)
+        verdict = "pass" if passed else ("warn" if tolerance["on_failure"] == "warn" else "fail")
+        text = "; ".join(f"{f.name}: max abs {f.max_abs:.2g}, max rel {f.max_rel:.2g}, cos {f.cosine:.6f}"
+                         + (f" ({f.problem})" if f.problem else "") for f in figures)
+        summary = f"{verdict.upper()} {text} (atol {atol:g}, rtol {rtol:g}; {len(cases)} samples)"
+        job.info.update({"verdict": verdict, "summary": summary, "atol": atol, "rtol": rtol, "samples": len(cases),
+                         "outputs": [f.to_json() for f in figures]})
+        (job.out / "verify.json").write_text(json.dumps(job.info, indent=1, sort_keys=True))
+        if not passed:
+            shapes = ", ".join(sorted(set(failed_cases)))
+            message = f"verification failed at shape(s) {shapes}: {text} exceeds atol {atol:g} + rtol {rtol:g}·|reference|"
+            if verdict == "fail":
+                raise StageFailure(message + " (validate.on_failure: warn reports without failing)")
+            job.notes.append(message + " (on_failure: warn)")
+
+
+class BenchStage(Stage):
+    """Times the artifact and the eager model in turns, in one process, threads pinned."""
+
+    target: ClassVar[str]  # "torch" for the eager baseline
+    version = 1
+    exclusive = True
+
+    @classmethod
+    def params(cls, model: ModelSpec) -> dict[str, Any]:
+        bench = {k: v for k, v in model.data["benchmark"].items() if k != "backends"}
+        fixed = (model.data["targets"].get(cls.target) or {}).get("fixed_shapes", False)
+        return {"benchmark": bench, "inputs": input_signature(model, full=True), "fixed_shapes": fixed}
+
+    @classmethod
+    def skip_reason(cls, node: StageNode) -> str | None:
+        if cls.target == "torch":
+            return None
+        runtime = RUNTIMES.get(TARGETS.get(cls.target).runtime)
+        return runtime.unavailable(node.context["targets"].get(cls.target) or {})
+
+    def run(self, job: StageJob) -> None:
+        from modelbuild.checks.cases import at_default_shapes, generate, model_feeds, shape_choices
+        from modelbuild.checks.timing import interleaved, stats
+
+        ctx = job.node.context
+        bench = job.node.params["benchmark"]
+        threads = bench["threads"]
+        eager = RUNTIMES.get("torch")(None, ctx, threads)
+        runtime, size = None, None
+        if self.target != "torch":
+            target = TARGETS.get(self.target)
+            artifact = _artifact_path(job, target.artifact_stage())
+            size = _size(artifact)
+            runtime = RUNTIMES.get(target.runtime)(artifact, ctx, threads)
+        rows = []
+        for choice in shape_choices(ctx["inputs"], bench["shapes"]):
+            raw = generate(ctx["inputs"], choice.shapes, seed=0)
+            if job.node.params["fixed_shapes"] and not at_default_shapes(ctx["inputs"], raw):
+                job.notes.append(f"fixed_shapes: {choice.label} not benchmarked (the program takes the default shapes only)")
+                continue
+            feeds = model_feeds(ctx["inputs"], raw)
+            calls = {"torch": eager.prepare_call(feeds, raw)}
+            if runtime is not None:
+                calls[self.target] = runtime.prepare_call(feeds, raw)
+            samples = interleaved(calls, bench["warmup"], bench["runs"])
+            baseline = stats(samples["torch"])
+            mine = stats(samples[self.target]) if runtime is not None else baseline
+            rows.append({"backend": self.target, "shape": choice.label, "shapes": choice.shapes, **mine,
+                         "torch_mean_ms": baseline["mean_ms"], "speedup": baseline["mean_ms"] / mine["mean_ms"],
+                         "size": size, "threads": threads})
+        job.info["bench"] = rows
+        job.info["summary"] = "; ".join(f"{r['shape']}: {r['mean_ms']:.2f} ± {r['std_ms']:.2f} ms, {r['speedup']:.2f}× torch" for r in rows)
+        (job.out / "bench.json").write_text(json.dumps(rows, indent=1, sort_keys=True))
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _register(base: type, target: str, deps: tuple[str, ...], tools: tuple[str, ...]) -> None:
+    kind = "verify" if base is VerifyStage else "bench"
+    cls = type(f"{target.title()}{kind.title()}Stage", (base,), {"name": f"{target}.{kind}", "target": target, "deps": deps,
+                                                                 "tools": tools, "__module__": __name__})
+    STAGES.register(cls)
+
+
+for _name in TARGETS.names():
+    _target = TARGETS.get(_name)
+    _tools = RUNTIMES.get(_target.runtime).distributions
+    _register(VerifyStage, _name, ("reference", _target.artifact_stage()), _tools)
+    _register(BenchStage, _name, ("capture", _target.artifact_stage()), ("torch", *_tools))
+_register(BenchStage, "torch", ("capture",), ("torch",))

@@ -1,0 +1,97 @@
+"""``executorch.export``: torch.export with the manifest's dynamic dimensions, lowered with
+``to_edge_transform_and_lower`` to a delegate, written as ``<model>.pte``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from modelbuild.errors import StageFailure
+from modelbuild.manifest.spec import ModelSpec
+from modelbuild.runtimes.base import missing_module
+from modelbuild.stages import STAGES
+from modelbuild.stages.base import Stage, StageJob
+from modelbuild.stages.capture import input_signature
+
+
+def partitioners(backend: str) -> list[Any]:
+    if backend == "xnnpack":
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+        return [XnnpackPartitioner()]
+    if backend == "coreml":
+        from executorch.backends.apple.coreml.partition import CoreMLPartitioner
+
+        return [CoreMLPartitioner()]
+    return []  # portable: every op on ExecuTorch's portable kernels
+
+
+@STAGES.register
+class ExecuTorchExportStage(Stage):
+    name = "executorch.export"
+    version = 1
+    tools = ("torch", "executorch")
+    deps = ("source", "capture")
+    artifacts = ("{model}.pte",)
+
+    @classmethod
+    def params(cls, model: ModelSpec) -> dict[str, Any]:
+        options = {k: v for k, v in model.data["targets"]["executorch"].items() if k != "validate"}
+        return {"targets": {"executorch": options}, "inputs": input_signature(model, full=True), "wrapper": model.data["wrapper"],
+                "outputs": [{k: o[k] for k in ("name", "select") if k in o} for o in model.data.get("outputs") or []]}
+
+    def run(self, job: StageJob) -> None:
+        reason = missing_module("executorch", "executorch")
+        if reason:
+            raise StageFailure(f"the executorch target needs ExecuTorch: {reason}")
+        import torch
+        from executorch.exir import to_edge_transform_and_lower
+
+        from modelbuild.manifest.shapes import has_unbounded
+        from modelbuild.torch_side.capture import dynamic_shapes, has_recurrent_layers
+        from modelbuild.torch_side.eager import build_prepared
+        from modelbuild.torch_side.samples import make_inputs
+
+        ctx = job.node.context
+        backend = job.node.params["targets"]["executorch"]["backend"]
+        captured = json.loads((job.inputs["capture"] / "capture.json").read_text())
+        if "program" in captured:
+            program = torch.export.load(str(job.inputs["capture"] / captured["program"]))
+        else:
+            prepared, model, _notes = build_prepared(ctx, ctx["wrapper"], job.where)
+            example = make_inputs(ctx["inputs"], "default", seed=0)
+            fixed = job.node.params["targets"]["executorch"]["fixed_shapes"]
+            bound = job.node.params["targets"]["executorch"]["unbounded_max"]
+            shapes = None if fixed else {"inputs": dynamic_shapes(ctx["inputs"], unbounded_max=bound)}
+            if not fixed and any(has_unbounded(i) for i in ctx["inputs"] if "shape" in i):
+                job.notes.append(f"dimensions without a max are planned up to {bound} (targets.executorch.unbounded_max)")
+            try:
+                program = torch.export.export(prepared, tuple(example), dynamic_shapes=shapes, strict=False)
+            except Exception as exc:  # noqa: BLE001
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                if "Constraints violated" in first and has_recurrent_layers(model):
+                    raise StageFailure("torch.export unrolls recurrent layers (nn.LSTM/GRU/RNN) over time, so ExecuTorch cannot keep "
+                                       "their sequence length flexible; set targets.executorch.fixed_shapes: true for a program "
+                                       "at the default shapes") from exc
+                raise StageFailure(f"torch.export (needed by ExecuTorch) failed: {first}; see the log") from exc
+            if fixed:
+                job.notes.append("fixed_shapes: the program takes the default shapes only")
+        try:
+            lowered = to_edge_transform_and_lower(program, partitioner=partitioners(backend)).to_executorch()
+        except Exception as exc:  # noqa: BLE001
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StageFailure(f"ExecuTorch lowering ({backend}) failed: {first}; try backend 'portable' (log has the rest)") from exc
+        (job.out / f"{job.node.model}.pte").write_bytes(lowered.buffer)
+        delegated = _delegated_calls(lowered)
+        job.info["backend"] = backend
+        job.info["delegate_calls"] = delegated
+        if backend != "portable" and delegated == 0:
+            job.notes.append(f"no part of the model was delegated to {backend}; it runs on portable kernels")
+
+
+def _delegated_calls(lowered: Any) -> int:
+    """How many delegate blobs the program carries (0: nothing was lowered)."""
+    try:
+        return sum(len(plan.delegates) for plan in lowered.executorch_program.execution_plan)
+    except AttributeError:
+        return -1

@@ -1,0 +1,123 @@
+"""``onnx.export``: ``torch.onnx.export`` (the torch.export-based exporter, which needs
+onnxscript), with a dynamic axis per flexible dimension, checked, written deterministically."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from modelbuild.errors import StageFailure
+from modelbuild.manifest.spec import ModelSpec
+from modelbuild.runtimes.base import missing_module
+from modelbuild.stages import STAGES
+from modelbuild.stages.base import Stage, StageJob
+from modelbuild.stages.capture import input_signature
+from modelbuild.stages.reference import output_names
+
+
+@STAGES.register
+class OnnxExportStage(Stage):
+    name = "onnx.export"
+    version = 1
+    tools = ("torch", "onnx", "onnxscript")
+    deps = ("source", "capture")
+    artifacts = ("{model}.onnx",)
+
+    @classmethod
+    def params(cls, model: ModelSpec) -> dict[str, Any]:
+        onnx = {k: v for k, v in model.data["targets"]["onnx"].items() if k != "validate"}
+        return {"targets": {"onnx": onnx}, "inputs": input_signature(model, full=True), "wrapper": model.data["wrapper"],
+                "outputs": [{k: o[k] for k in ("name", "select") if k in o} for o in model.data.get("outputs") or []]}
+
+    def run(self, job: StageJob) -> None:
+        for module, extra in (("onnx", "onnx"), ("onnxscript", "onnx")):
+            reason = missing_module(module, extra)
+            if reason:
+                raise StageFailure(f"the onnx target needs {reason}")
+        import onnx
+        import torch
+
+        from modelbuild.torch_side.capture import dynamic_shapes
+        from modelbuild.torch_side.eager import build_prepared, flatten
+        from modelbuild.torch_side.samples import make_inputs
+
+        ctx = job.node.context
+        inputs = ctx["inputs"]
+        opset = job.node.params["targets"]["onnx"]["opset"]
+        captured = json.loads((job.inputs["capture"] / "capture.json").read_text())
+        example = make_inputs(inputs, "default", seed=0)
+        fixed = job.node.params["targets"]["onnx"]["fixed_shapes"]
+        if "program" in captured:
+            source: Any = torch.export.load(str(job.inputs["capture"] / captured["program"]))
+            count = len(flatten(source.module()(*example)))
+            shapes = None  # the program carries its own dynamic dimensions
+        else:
+            source, _model, _notes = build_prepared(ctx, ctx["wrapper"], job.where)
+            with torch.no_grad():
+                count = len(flatten(source(*example)))
+            shapes = None if fixed else {"inputs": dynamic_shapes(inputs)}
+        names = output_names(ctx["outputs"], count)
+        proto, problem = None, ""
+        try:
+            program = torch.onnx.export(source, tuple(example), dynamo=True, dynamic_shapes=shapes, opset_version=opset,
+                                        input_names=[i["name"] for i in inputs], output_names=names,
+                                        external_data=False, verbose=False, report=False)
+            proto = program.model_proto
+            lost = [] if fixed else specialised_axes(proto, inputs)
+            if lost:
+                problem = f"torch.export fixed the flexible dimension(s) {', '.join(lost)}"
+                proto = None
+        except Exception as exc:  # noqa: BLE001
+            job.log.warning("dynamo exporter failed", exc_info=True)
+            problem = f"torch.onnx.export failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+        if proto is None:
+            if "program" in captured:
+                raise StageFailure(f"{problem} (full text in the log)")
+            # The TorchScript-based exporter traces instead and keeps recurrent layers whole
+            # (ONNX LSTM/GRU ops), so their sequence length stays dynamic.
+            proto = legacy_export(source, example, inputs, names, opset, fixed)
+            lost = [] if fixed else specialised_axes(proto, inputs)
+            if lost:
+                raise StageFailure(f"{problem}, and so does the TorchScript-based exporter ({', '.join(lost)}); "
+                                   "set targets.onnx.fixed_shapes: true to export at the default shapes")
+            job.notes.append(f"compat: {problem}; exported with the TorchScript-based ONNX exporter, which keeps it flexible")
+        proto.doc_string = ctx.get("description", "")
+        try:
+            onnx.checker.check_model(proto, full_check=True)
+        except Exception as exc:  # noqa: BLE001
+            raise StageFailure(f"onnx.checker rejects the exported model: {str(exc).splitlines()[0]}") from exc
+        (job.out / f"{job.node.model}.onnx").write_bytes(proto.SerializeToString(deterministic=True))
+        job.info["opset"] = opset
+        job.info["dynamic_axes"] = {i.name: [d.dim_param for d in i.type.tensor_type.shape.dim if d.dim_param] for i in proto.graph.input}
+
+
+def specialised_axes(proto: Any, inputs: list[dict[str, Any]]) -> list[str]:
+    """Flexible manifest dimensions that the ONNX graph fixed to a number."""
+    from modelbuild.manifest.shapes import dims
+
+    lost = []
+    graph_inputs = {i.name: i for i in proto.graph.input}
+    for inp in inputs:
+        declared = graph_inputs.get(inp["name"])
+        if declared is None:
+            continue
+        for axis, (dim, onnx_dim) in enumerate(zip(dims(inp), declared.type.tensor_type.shape.dim)):
+            if dim.flexible and not onnx_dim.dim_param:
+                lost.append(f"{inp['name']}[{axis}]")
+    return lost
+
+
+def legacy_export(module: Any, example: list[Any], inputs: list[dict[str, Any]], names: list[str], opset: int, fixed: bool) -> Any:
+    import io
+
+    import onnx
+    import torch
+
+    from modelbuild.manifest.shapes import dims
+
+    axes = {} if fixed else {i["name"]: {a: f"{i['name']}_{a}" for a, d in enumerate(dims(i)) if d.flexible} for i in inputs}
+    buffer = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(module, tuple(example), buffer, dynamo=False, opset_version=opset, input_names=[i["name"] for i in inputs],
+                          output_names=names, dynamic_axes={k: v for k, v in axes.items() if v})
+    return onnx.load_from_string(buffer.getvalue())

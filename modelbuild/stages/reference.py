@@ -1,0 +1,71 @@
+"""``reference``: the wrapped PyTorch model (fp32, eval) on seeded samples at every shape
+``validate`` asks for, plus ``validate.data``. Every ``<target>.verify`` compares with this."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from modelbuild.errors import UserError
+from modelbuild.manifest.spec import ModelSpec
+from modelbuild.stages import STAGES
+from modelbuild.stages.base import Stage, StageJob
+from modelbuild.stages.capture import input_signature
+
+
+def output_names(outputs: list[dict[str, Any]] | None, count: int) -> list[str]:
+    names = [o["name"] for o in outputs or []]
+    return names + [f"output_{i}" for i in range(len(names), count)]
+
+
+@STAGES.register
+class ReferenceStage(Stage):
+    name = "reference"
+    version = 1
+    tools = ("torch", "numpy")
+    deps = ("source", "capture")
+
+    @classmethod
+    def params(cls, model: ModelSpec) -> dict[str, Any]:
+        validate = model.data["validate"]
+        return {"validate": {k: validate[k] for k in ("samples", "shapes") if k in validate},
+                "inputs": input_signature(model, full=True), "wrapper": model.data["wrapper"],
+                "outputs": [{k: o[k] for k in ("name", "select") if k in o} for o in model.data.get("outputs") or []]}
+
+    @classmethod
+    def files(cls, model: ModelSpec) -> dict[str, str]:
+        data = model.data["validate"].get("data")
+        return {data: str(model.resolve_path(data))} if data else {}
+
+    def run(self, job: StageJob) -> None:
+        import numpy as np
+
+        from modelbuild.checks.cases import Case, generate, load_data_file, model_feeds, shape_choices, write_cases
+        from modelbuild.torch_side.eager import build_prepared, run_numpy
+
+        ctx = job.node.context
+        params = job.node.params
+        inputs = ctx["inputs"]
+        prepared, _model, _notes = build_prepared(ctx, params["wrapper"], job.where)
+        cases: list[Case] = []
+        for position, choice in enumerate(shape_choices(inputs, params["validate"]["shapes"], enumerated=True)):
+            for sample in range(params["validate"]["samples"]):
+                raw = generate(inputs, choice.shapes, seed=1000 * (position + 1) + sample)
+                cases.append(Case(f"{choice.label.replace(' ', '_').replace('=', '-')}-{sample}", choice.label, raw))
+        for path in job.node.files.values():  # validate.data, when declared
+            try:
+                cases.append(Case("data", "validate.data", load_data_file(Path(path), inputs)))
+            except ValueError as exc:
+                raise UserError(f"{job.where('validate.data')}: {exc}") from None
+        count = 0
+        for case in cases:
+            try:
+                case.expected = [np.ascontiguousarray(a) for a in run_numpy(prepared, model_feeds(inputs, case.raw))]
+            except Exception as exc:  # noqa: BLE001
+                raise UserError(f"{job.where('validate')}: the PyTorch model fails on the {case.shape} sample: "
+                                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+            count = len(case.expected)
+        names = output_names(ctx["outputs"], count)
+        write_cases(job.out, cases, names)
+        job.info["cases"] = len(cases)
+        job.info["summary"] = f"{len(cases)} sample(s) at {len({c.shape for c in cases})} shape(s); outputs {', '.join(names)}"

@@ -1,0 +1,69 @@
+"""``torchscript.export``: the captured TorchScript module as ``<model>.pt`` (and ``.ptl``).
+
+A trace or script capture is shipped as it was captured; an ``export`` capture has no
+TorchScript, so the wrapped model is traced here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from typing import Any
+
+from modelbuild.errors import StageFailure
+from modelbuild.manifest.spec import ModelSpec
+from modelbuild.stages import STAGES
+from modelbuild.stages.base import Stage, StageJob
+
+
+@STAGES.register
+class TorchScriptExportStage(Stage):
+    name = "torchscript.export"
+    version = 1
+    tools = ("torch",)
+    deps = ("source", "capture")
+    artifacts = ("{model}.pt", "{model}.ptl")
+
+    @classmethod
+    def params(cls, model: ModelSpec) -> dict[str, Any]:
+        return {"targets": {"torchscript": {k: v for k, v in model.data["targets"]["torchscript"].items() if k != "validate"}}}
+
+    def run(self, job: StageJob) -> None:
+        import torch
+
+        from modelbuild.torch_side import capture as cap
+        from modelbuild.torch_side.eager import build_prepared, flatten
+        from modelbuild.torch_side.samples import make_inputs
+
+        ctx = job.node.context
+        model = job.node.model
+        captured = json.loads((job.inputs["capture"] / "capture.json").read_text())
+        path = job.out / f"{model}.pt"
+        example = make_inputs(ctx["inputs"], "default", seed=0)
+        if "module" in captured:
+            shutil.copyfile(job.inputs["capture"] / captured["module"], path)
+            module = torch.jit.load(str(path), map_location="cpu")
+        else:
+            prepared, _model, _notes = build_prepared(ctx, ctx["wrapper"], job.where)
+            with torch.no_grad():
+                module, messages = cap.trace(prepared, example)
+            job.notes.append(f"traced for TorchScript (the capture is {captured['mode']})")
+            cap.save_torchscript(module, path)
+        if not job.node.params["targets"]["torchscript"].get("lite"):
+            return
+        lite = job.out / f"{model}.ptl"
+        try:
+            module._save_for_lite_interpreter(str(lite))
+            from torch.jit.mobile import _load_for_lite_interpreter
+
+            loaded = _load_for_lite_interpreter(str(lite))
+        except Exception as exc:  # noqa: BLE001
+            lite.unlink(missing_ok=True)
+            job.notes.append(f"lite: this torch build cannot write or load lite-interpreter files ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}); only {model}.pt was written")
+            return
+        with torch.no_grad():
+            want, got = flatten(module(*example)), flatten(loaded(*example))
+        if any(not torch.allclose(a, b, atol=1e-5, rtol=1e-5) for a, b in zip(want, got)):
+            raise StageFailure(f"the lite-interpreter file {model}.ptl computes something else than {model}.pt on the default sample")
+        job.notes.append(f"lite: {model}.ptl written; the lite interpreter matches {model}.pt on the default sample")

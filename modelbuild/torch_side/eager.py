@@ -1,0 +1,38 @@
+"""The wrapped PyTorch model in eager mode: what capture captures, what verification trusts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from modelbuild.errors import Location
+
+
+def build_prepared(context: dict[str, Any], wrapper: dict[str, Any], where: Callable[[str], Location]) -> tuple[Any, Any, list[str]]:
+    """(prepared module, the user's module, notes): built from source, classes replaced, eval mode, fp32."""
+    from modelbuild.torch_side.loading import build_module
+    from modelbuild.torch_side.wrapper import prepare, replace_modules
+
+    model = build_module(context["source"], Path(context["folder"]), where)
+    notes = [f"replaced {r}" for r in replace_modules(model, wrapper["replace"], where)]
+    model.eval()
+    prepared = prepare(model, context["inputs"], context["outputs"], wrapper, where)
+    return prepared, model, notes
+
+
+def flatten(value: Any) -> list[Any]:
+    """A model's (selected) return value as a flat list of tensors, in a stable order."""
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in flatten(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in flatten(v)]
+    return [value]
+
+
+def run_numpy(module: Any, feeds: list[Any]) -> list[Any]:
+    """Call a torch module on numpy feeds; numpy outputs (fp32 or the model's dtype)."""
+    import torch
+
+    with torch.no_grad():
+        result = module(*[torch.from_numpy(f) for f in feeds])
+    return [t.detach().cpu().numpy() for t in flatten(result)]
