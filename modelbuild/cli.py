@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     with_paths(sub.add_parser("check", help="validate manifests only (never imports torch)"))
     graph = with_paths(sub.add_parser("graph", help="print the stage graph"))
     graph.add_argument("--dot", action="store_true", help="Graphviz dot instead of text")
+    graph.add_argument("--no-bench", action="store_true", help="leave out the benchmark stages")
     sub.add_parser("schema", help="print the manifest JSON Schema")
     clean = sub.add_parser("clean", help="remove build/ (and the cache with --cache)")
     clean.add_argument("--cache", action="store_true", help="also remove the cache folder")

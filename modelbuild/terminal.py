@@ -118,8 +118,10 @@ class Terminal:
         for row in bench_rows(report):
             table.add_row(row["model"], row["backend"], row["shape"], f"{row['mean_ms']:.3f} ± {row['std_ms']:.3f}", f"{row['p50_ms']:.3f}",
                           f"{row['p90_ms']:.3f}", f"{row['min_ms']:.3f}", str(row["runs"]), _size(row.get("size")), f"{row['speedup']:.2f}×")
-        for model, backend, reason in skipped_backends(report):
-            table.add_row(model, backend, "-", "skipped: " + reason, "", "", "", "", "", "")
+        skipped = skipped_backends(report)
+        if skipped:
+            table.caption = "not benchmarked here:\n" + "\n".join(f"  {m} · {b}: {why}" for m, b, why in skipped)
+            table.caption_justify = "left"
         return table
 
     def totals(self, report: BuildReport) -> str:

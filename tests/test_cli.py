@@ -23,9 +23,15 @@ def test_schema_is_valid_json_schema(capsys: pytest.CaptureFixture[str]) -> None
 def test_graph_lists_stages_in_order(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     copy_examples(tmp_path)
     monkeypatch.chdir(tmp_path)
-    assert main(["graph", "manifests", "--model", "lstm"]) == 0
+    assert main(["graph", "manifests", "--model", "lstm", "--target", "coreml", "--no-bench"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == ["lstm:source", "lstm:capture", "lstm:coreml.convert", "lstm:coreml.package"]
+    assert [line.split()[0] for line in lines] == ["lstm:source", "lstm:capture", "lstm:coreml.convert", "lstm:coreml.package",
+                                                   "lstm:reference", "lstm:coreml.verify"]
+    assert main(["graph", "manifests", "--model", "lstm"]) == 0
+    stages = {line.split()[0].split(":")[1] for line in capsys.readouterr().out.splitlines()}
+    for target in ("coreml", "onnx", "executorch", "torchscript"):
+        assert {f"{target}.verify", f"{target}.bench"} <= stages
+    assert "torch.bench" in stages and "executorch.export" in stages
     assert "weights/lstm.safetensors" in lines[0]
     assert main(["graph", "manifests", "--dot", "--model", "gpt"]) == 0
     assert '"gpt:capture" -> "gpt:coreml.convert";' in capsys.readouterr().out

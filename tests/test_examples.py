@@ -30,7 +30,57 @@ def test_every_example_converts_to_a_package(built_examples: Path) -> None:
         assert (package / "Manifest.json").is_file()
         assert (package / "Data" / "com.apple.CoreML" / "model.mlmodel").is_file()
         assert (built_examples / "build" / name / "logs" / "coreml.convert.log").is_file()
-    assert set(statuses(built_examples).values()) <= {"built", "cached"}
+    assert set(statuses(built_examples).values()) <= {"built", "cached", "skipped"}
+
+
+def stage_entry(root: Path, model: str, stage: str) -> dict:
+    return json.loads((root / "build" / "report.json").read_text())["models"][model]["stages"][stage]
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_every_artifact_is_built_and_verified_against_pytorch(built_examples: Path, name: str) -> None:
+    folder = built_examples / "build" / name
+    for target, suffix in (("onnx", "onnx"), ("executorch", "pte"), ("torchscript", "pt")):
+        assert (folder / f"{name}.{suffix}").is_file()
+        verify = stage_entry(built_examples, name, f"{target}.verify")
+        assert verify["info"]["verdict"] == "pass", verify
+        assert verify["info"]["samples"] >= 2
+        for output in verify["info"]["outputs"]:
+            assert output["max_abs"] <= 1e-2 and output["cosine"] > 0.9999
+    coreml = stage_entry(built_examples, name, "coreml.verify")
+    if sys.platform != "darwin":  # never a pass it did not compute
+        assert coreml["status"] == "skipped" and "needs macOS" in coreml["reason"] and "info" not in coreml
+
+
+def test_flexible_shapes_are_verified_at_min_default_and_max(built_examples: Path) -> None:
+    import onnx
+
+    cases = json.loads((built_examples / "cache" / "objects").joinpath(*_reference_path(built_examples, "segmenter")).read_text())
+    assert {c["shape"] for c in cases["cases"]} == {"default", "min", "max"}
+    graph = onnx.load(str(built_examples / "build" / "segmenter" / "segmenter.onnx")).graph
+    dims = graph.input[0].type.tensor_type.shape.dim
+    assert [bool(d.dim_param) for d in dims] == [False, False, True, True]  # H and W stay dynamic
+    assert (built_examples / "build" / "lstm" / "lstm.ptl").is_file()  # lite: true
+    lstm_et = stage_entry(built_examples, "lstm", "executorch.verify")
+    assert "fixed_shapes: verified at the default shapes only (2 samples)" in lstm_et["notes"]
+
+
+def _reference_path(root: Path, model: str) -> tuple[str, ...]:
+    digest = stage_entry(root, model, "reference")["output"]
+    return (digest[:2], digest, "cases.json")
+
+
+def test_bench_prints_the_latency_table_and_writes_markdown(built_examples: Path) -> None:
+    result = run_cli(built_examples, "bench", "manifests", "--model", "generator", "--model", "gpt")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "modelbuild bench" in result.stdout
+    assert "image=1×3×512×512" in result.stdout
+    page = (built_examples / "build" / "bench.md").read_text()
+    for backend in ("torch", "onnx", "executorch", "torchscript"):
+        assert f"| generator | {backend} | image=1×3×512×512 |" in page
+    assert "- generator · coreml: Core ML prediction needs macOS" in page
+    rows = stage_entry(built_examples, "gpt", "onnx.bench")["info"]["bench"]
+    assert rows[0]["runs"] == 3 and rows[0]["mean_ms"] > 0 and rows[0]["speedup"] > 0 and rows[0]["size"] > 0
 
 
 def test_packages_carry_manifest_metadata(built_examples: Path) -> None:
@@ -61,35 +111,34 @@ def test_noop_rebuild_is_all_cached_and_imports_no_converter(built_examples: Pat
             "assert 'torch' not in sys.modules, 'torch imported'; assert 'coremltools' not in sys.modules; sys.exit(rc)")
     result = subprocess.run([sys.executable, "-c", code], cwd=built_examples, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert set(statuses(built_examples).values()) == {"cached"}
+    assert set(statuses(built_examples).values()) == {"cached", "skipped"}
 
 
 def test_incremental_rebuilds(tmp_path: Path) -> None:
     root = copy_examples(tmp_path)
-    assert run_cli(root, "build", "manifests").returncode == 0
+    only = ["--model", "lstm", "--target", "coreml"]
+    assert run_cli(root, "build", "manifests", *only).returncode == 0
     # Touching a file changes nothing.
     (root / "manifests" / "weights" / "lstm.safetensors").touch()
-    assert run_cli(root, "build", "manifests").returncode == 0
-    assert set(statuses(root).values()) == {"cached"}
+    assert run_cli(root, "build", "manifests", *only).returncode == 0
+    assert set(statuses(root).values()) == {"cached", "skipped"}
     # Metadata only: only the package stage of that model.
     manifest = root / "manifests" / "lstm.toml"
     manifest.write_text(manifest.read_text().replace("A tiny LSTM sequence classifier", "An LSTM classifier"))
-    plan = run_cli(root, "plan", "manifests")
+    plan = run_cli(root, "plan", "manifests", *only)
     assert "metadata.description" in plan.stdout
-    assert run_cli(root, "build", "manifests").returncode == 0
+    assert run_cli(root, "build", "manifests", *only).returncode == 0
     assert {k for k, v in statuses(root).items() if v == "built"} == {"lstm:coreml.package"}
-    # New weights: only that model.
-    import torch
+    # New weights: only that model, and its reference outputs and eager baseline.
     from safetensors.torch import load_file, save_file
 
     weights = root / "manifests" / "weights" / "lstm.safetensors"
     state = load_file(str(weights))
     state["head.bias"] = state["head.bias"] + 1.0
     save_file(state, str(weights))
-    assert run_cli(root, "build", "manifests").returncode == 0
+    assert run_cli(root, "build", "manifests", *only).returncode == 0
     built = {k for k, v in statuses(root).items() if v == "built"}
-    assert built == {"lstm:source", "lstm:capture", "lstm:coreml.convert", "lstm:coreml.package"}
-    del torch
+    assert built == {"lstm:source", "lstm:capture", "lstm:reference", "lstm:coreml.convert", "lstm:coreml.package", "lstm:torch.bench"}
 
 
 def test_two_builds_from_empty_caches_are_byte_identical(built_examples: Path, tmp_path: Path) -> None:
@@ -100,6 +149,9 @@ def test_two_builds_from_empty_caches_are_byte_identical(built_examples: Path, t
         first = tree_bytes(built_examples / "build" / name / f"{name}.mlpackage")
         second = tree_bytes(root / "build" / name / f"{name}.mlpackage")
         assert first == second
+        for suffix in ("onnx", "pte", "pt"):
+            artifact = f"{name}.{suffix}"
+            assert (built_examples / "build" / name / artifact).read_bytes() == (root / "build" / name / artifact).read_bytes(), artifact
 
 
 def test_bad_factory_and_weights_are_user_errors_and_others_build(tmp_path: Path) -> None:

@@ -82,6 +82,7 @@ class OnnxExportStage(Stage):
                                    "set targets.onnx.fixed_shapes: true to export at the default shapes")
             job.notes.append(f"compat: {problem}; exported with the TorchScript-based ONNX exporter, which keeps it flexible")
         proto.doc_string = ctx.get("description", "")
+        drop_stack_traces(proto)
         try:
             onnx.checker.check_model(proto, full_check=True)
         except Exception as exc:  # noqa: BLE001
@@ -121,3 +122,16 @@ def legacy_export(module: Any, example: list[Any], inputs: list[dict[str, Any]],
         torch.onnx.export(module, tuple(example), buffer, dynamo=False, opset_version=opset, input_names=[i["name"] for i in inputs],
                           output_names=names, dynamic_axes={k: v for k, v in axes.items() if v})
     return onnx.load_from_string(buffer.getvalue())
+
+
+def drop_stack_traces(proto: Any) -> None:
+    """The exporter records each node's Python stack, with the build machine's absolute paths:
+    the same model built in two checkouts would differ, and ship those paths."""
+    graphs = [proto.graph] + [f for f in proto.functions]
+    while graphs:
+        graph = graphs.pop()
+        for node in graph.node:
+            keep = [p for p in node.metadata_props if p.key != "pkg.torch.onnx.stack_trace"]
+            del node.metadata_props[:]
+            node.metadata_props.extend(keep)
+            graphs += [a.g for a in node.attribute if a.HasField("g")] + [g for a in node.attribute for g in a.graphs]

@@ -17,7 +17,8 @@ def trace(module: Any, example: list[Any]) -> tuple[Any, list[str]]:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", torch.jit.TracerWarning)
-        traced = torch.jit.trace(module, tuple(example), check_trace=False, strict=False)
+        # _store_inputs=False: the example tensors would otherwise ship inside the artifact.
+        traced = torch.jit.trace(module, tuple(example), check_trace=False, strict=False, _store_inputs=False)
     messages = sorted({str(w.message).splitlines()[0] for w in caught if issubclass(w.category, torch.jit.TracerWarning)})
     return traced, messages
 
@@ -145,9 +146,28 @@ def check_against_eager(captured: Any, prepared: Any, inputs: list[dict[str, Any
 
 
 def save_torchscript(module: Any, path: Path) -> None:
-    """torch.jit.save is byte-reproducible for the same module (its serialization id is
-    derived from the records); the archive's inner folder is named after the file, so every
-    capture uses the same file name."""
+    """Save a TorchScript module so the bytes depend on the module only.
+
+    ``torch.jit.save`` also writes ``*.debug_pkl`` records holding the absolute paths of the
+    source files the module was traced from, so the same model built in two checkouts would
+    differ (and ship the build machine's paths). The archive is rewritten through torch's
+    own zip writer without them; loading needs none (only error messages lose source lines).
+    The archive's inner folder is named after the file, so every capture uses one name.
+    """
     import torch
 
-    torch.jit.save(module, str(path))
+    raw = path.with_name(f".{path.name}.raw")
+    torch.jit.save(module, str(raw))
+    try:
+        reader = torch._C.PyTorchFileReader(str(raw))
+        writer = torch._C.PyTorchFileWriter(str(path))
+        for name in sorted(reader.get_all_records()):
+            # serialization_id is derived from the records; the writer computes it anew.
+            if name.endswith(".debug_pkl") or name.endswith("serialization_id"):
+                continue
+            data = reader.get_record(name)
+            writer.write_record(name, data, len(data))
+        writer.write_end_of_file()
+        del reader
+    finally:
+        raw.unlink(missing_ok=True)

@@ -65,7 +65,7 @@ class FakeConvert(Stage):
 
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
-        return {"coreml": model.data["targets"]["coreml"]}
+        return {"coreml": {k: v for k, v in model.data["targets"]["coreml"].items() if k != "validate"}}
 
     def run(self, job: StageJob) -> None:
         RUNS.append(f"{job.node.model}:coreml.convert")
@@ -88,9 +88,56 @@ class FakePackage(Stage):
         (package / "model").write_bytes((job.inputs["coreml.convert"] / "raw").read_bytes())
 
 
+class FakeReference(STAGES.get("reference")):  # the real key declaration, a fake run
+    def run(self, job: StageJob) -> None:
+        RUNS.append(f"{job.node.model}:reference")
+        (job.out / "cases").write_bytes((job.inputs["capture"] / "module").read_bytes())
+
+
+ACTIVE: list[str] = []  # stages running right now (the pool has two threads)
+OVERLAPS: list[tuple[str, ...]] = []
+
+
+def _checked_run(name: str, job: StageJob, seconds: float = 0.02) -> None:
+    RUNS.append(f"{job.node.model}:{name}")
+    ACTIVE.append(job.node.id)
+    if len(ACTIVE) > 1:
+        OVERLAPS.append(tuple(ACTIVE))
+    time.sleep(seconds)
+    ACTIVE.remove(job.node.id)
+
+
+class FakeVerify(STAGES.get("coreml.verify")):
+    @classmethod
+    def skip_reason(cls, node: Any) -> str | None:
+        return "no Core ML here" if "skipverify" in node.context["source"]["factory"] else None
+
+    def run(self, job: StageJob) -> None:
+        _checked_run("coreml.verify", job)
+        (job.out / "verify.json").write_text("{}")
+
+
+class FakeBench(STAGES.get("coreml.bench")):
+    @classmethod
+    def skip_reason(cls, node: Any) -> str | None:
+        return None
+
+    def run(self, job: StageJob) -> None:
+        _checked_run("coreml.bench", job)
+        (job.out / "bench.json").write_text("[]")
+
+
+class FakeTorchBench(STAGES.get("torch.bench")):
+    def run(self, job: StageJob) -> None:
+        _checked_run("torch.bench", job)
+        (job.out / "bench.json").write_text("[]")
+
+
 @contextlib.contextmanager
 def fake_stages() -> Iterator[None]:
-    with STAGES.override(FakeSource), STAGES.override(FakeCapture), STAGES.override(FakeConvert), STAGES.override(FakePackage):
+    with contextlib.ExitStack() as stack:
+        for stage in (FakeSource, FakeCapture, FakeConvert, FakePackage, FakeReference, FakeVerify, FakeBench, FakeTorchBench):
+            stack.enter_context(STAGES.override(stage))
         yield
 
 
@@ -100,6 +147,13 @@ source: {{factory: "models.fake:build"}}
 inputs: [{{name: x, shape: [1, 4]}}]
 metadata: {{author: someone}}
 """
+
+
+class ThreadPool(futures.ThreadPoolExecutor):
+    """Two stages at once, in threads: output redirection is per process, so it stays off."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> futures.Future:
+        return super().submit(fn, *args, redirect=False, **kwargs)
 
 
 class Project:
@@ -121,7 +175,7 @@ class Project:
         db = StateDB(self.cache / "state.sqlite")
         try:
             executor = Executor(nodes, db, ObjectStore(self.cache), self.root / "build", BuildOptions(**options),
-                                pool_factory=lambda n: futures.ThreadPoolExecutor(max_workers=1))
+                                pool_factory=lambda n: ThreadPool(max_workers=2))
             report = executor.run()
         finally:
             db.close()
@@ -145,8 +199,8 @@ def statuses(result: dict[str, str], status: str) -> set[str]:
 
 def test_first_build_runs_everything_second_runs_nothing(project: Project) -> None:
     first = project.build()
-    assert set(first.values()) == {"built"}
-    assert len(RUNS) == 8
+    assert set(first.values()) == {"built"}, [(r.stage, r.error) for r in project.report.results if r.error]
+    assert len(RUNS) == 16  # source, capture, reference, convert, package, verify, two benchmarks; two models
     second = project.build()
     assert set(second.values()) == {"cached"}
     assert RUNS == []
@@ -164,10 +218,12 @@ def test_new_weights_rebuild_only_that_model_and_cut_off_early(project: Project)
     project.build()
     (project.root / "alpha" / "weights.bin").write_bytes(b"alph-other-bytes-after-the-first-four")
     result = project.build()
-    assert RUNS == ["alpha:source", "alpha:capture"]
+    # The reference reads the model itself (source), so it re-runs; its outputs are unchanged.
+    assert RUNS == ["alpha:source", "alpha:capture", "alpha:reference"]
     assert result["alpha:coreml.convert"] == "cached"
     assert project.report.results[2].reason == "early cutoff: capture output unchanged"
-    assert statuses(result, "built") == {"alpha:source", "alpha:capture"}
+    assert statuses(result, "built") == {"alpha:source", "alpha:capture", "alpha:reference"}
+    assert result["alpha:coreml.verify"] == "cached" and result["alpha:torch.bench"] == "cached"
 
 
 def test_metadata_edit_reruns_only_package(project: Project) -> None:
@@ -183,7 +239,9 @@ def test_coreml_option_rebuilds_only_coreml_branch(project: Project) -> None:
     project.build()
     project.edit("alpha", "metadata:", "targets: {coreml: {precision: float32}}\nmetadata:")
     result = project.build()
-    assert statuses(result, "built") == {"alpha:coreml.convert"}  # same bytes: package is cut off
+    # Same bytes: the package is cut off. The verify tolerance follows the precision (float16
+    # programs get a looser default), so verification re-runs.
+    assert statuses(result, "built") == {"alpha:coreml.convert", "alpha:coreml.verify"}
     convert = next(r for r in project.report.results if r.model == "alpha" and r.stage == "coreml.convert")
     assert convert.reason == "coreml.precision: 'float16' → 'float32'"
 
@@ -216,7 +274,8 @@ def test_failed_stage_leaves_no_cache_entry_and_retries(project: Project) -> Non
 
 def test_force_reruns_everything(project: Project) -> None:
     project.build()
-    assert set(project.build(force=True).values()) == {"built"}
+    result = project.build(force=True)
+    assert set(result.values()) == {"built"}, result
 
 
 def test_dry_run_runs_nothing_and_explains(project: Project) -> None:
@@ -225,7 +284,10 @@ def test_dry_run_runs_nothing_and_explains(project: Project) -> None:
     result = project.build(dry_run=True)
     assert RUNS == []
     assert result["alpha:coreml.package"] == "would run"
-    assert statuses(project.build(dry_run=True), "would run") == {"alpha:coreml.package"}
+    # What reads the package would run after it, if its bytes changed.
+    assert statuses(project.build(dry_run=True), "would run") == {"alpha:coreml.package", "alpha:coreml.verify", "alpha:coreml.bench"}
+    verify = next(r for r in project.report.results if r.model == "alpha" and r.stage == "coreml.verify")
+    assert verify.reason == "after coreml.package runs"
 
 
 def test_evicted_cache_entry_is_rebuilt(project: Project) -> None:
@@ -234,7 +296,10 @@ def test_evicted_cache_entry_is_rebuilt(project: Project) -> None:
 
     shutil.rmtree(project.cache / "objects")
     result = project.build()
-    assert set(result.values()) == {"built"}
+    # Everything is rebuilt; a stage whose output bytes another stage of this build already
+    # put back (e.g. two identical bench.json files) finds its entry again.
+    assert set(result.values()) <= {"built", "cached"}
+    assert {k for k, v in result.items() if v == "built"} >= {"alpha:source", "alpha:coreml.package", "beta:coreml.package"}
     assert project.report.results[0].reason == "cache entry missing"
 
 
@@ -247,3 +312,38 @@ def test_reverting_weights_hits_the_action_cache(project: Project) -> None:
     weights.write_bytes(original)
     result = project.build()
     assert "alpha:source" not in RUNS and statuses(result, "built") == set()
+
+
+def test_tolerance_edit_reruns_verify_and_never_the_benchmarks(project: Project) -> None:
+    project.build()
+    project.edit("alpha", "metadata:", "validate: {atol: 0.01}\nmetadata:")
+    result = project.build()
+    assert statuses(result, "built") == {"alpha:coreml.verify"}
+    verify = next(r for r in project.report.results if r.model == "alpha" and r.stage == "coreml.verify")
+    assert verify.reason == "validate.atol: 0.05 → 0.01"  # the float16 Core ML default, overridden
+
+
+def test_benchmark_edit_reruns_only_the_benchmarks(project: Project) -> None:
+    project.build()
+    project.edit("beta", "metadata:", "benchmark: {runs: 7}\nmetadata:")
+    result = project.build()
+    assert statuses(result, "built") == {"beta:coreml.bench", "beta:torch.bench"}
+
+
+def test_benchmarks_run_alone(project: Project) -> None:
+    OVERLAPS.clear()
+    project.build()
+    bench = [o for o in OVERLAPS if any(stage.endswith(".bench") for stage in o)]
+    assert bench == [], f"a benchmark ran beside {bench}"
+    assert RUNS.index("alpha:torch.bench") > RUNS.index("beta:coreml.verify") or RUNS.index("beta:torch.bench") > RUNS.index("alpha:coreml.verify")
+
+
+def test_a_stage_that_cannot_run_here_is_skipped_with_its_reason_and_never_cached(project: Project) -> None:
+    project.edit("alpha", "models.fake:build", "models.fake:skipverify")
+    (project.root / "models" / "fake.py").write_text("def build():\n    pass\n\ndef skipverify():\n    pass\n")
+    for _ in range(2):
+        result = project.build()
+        assert result["alpha:coreml.verify"] == "skipped" and "alpha:coreml.verify" not in RUNS
+    skipped = next(r for r in project.report.results if r.stage == "coreml.verify" and r.model == "alpha")
+    assert skipped.reason == "no Core ML here"
+    assert project.report.exit_code == 0

@@ -39,7 +39,34 @@ def test_good_manifest_loads_with_defaults(tmp_path: Path) -> None:
     [model] = load_models([write(tmp_path, GOOD)], tmp_path)
     assert model.data["capture"]["mode"] == "trace"
     assert model.data["targets"] == {"coreml": {"format": "mlprogram", "deployment_target": "iOS15", "precision": "float16",
-                                                "compute_units": "all", "optimize": []}}
+                                                "compute_units": "all", "optimize": [],
+                                                "validate": {"atol": 0.05, "rtol": 0.05, "on_failure": "error"}}}
+    assert model.data["benchmark"]["backends"] == ["torch", "coreml"]
+
+
+def test_target_tolerances_layer_target_then_model_then_defaults(tmp_path: Path) -> None:
+    text = GOOD + "validate: {atol: 0.01}\ntargets:\n  coreml: {}\n  onnx: {validate: {rtol: 0.2}}\n  torchscript: {}\n"
+    [model] = load_models([write(tmp_path, text)], tmp_path)
+    targets = model.data["targets"]
+    assert targets["coreml"]["validate"] == {"atol": 0.01, "rtol": 0.05, "on_failure": "error"}  # explicit model atol wins over float16's
+    assert targets["onnx"]["validate"] == {"atol": 0.01, "rtol": 0.2, "on_failure": "error"}
+    assert targets["torchscript"]["validate"] == {"atol": 0.01, "rtol": 1e-3, "on_failure": "error"}
+    assert targets["onnx"]["opset"] == 18 and targets["torchscript"]["lite"] is False
+
+
+def test_benchmark_and_validate_shapes_are_checked_against_the_inputs(tmp_path: Path) -> None:
+    text = GOOD + ("benchmark:\n  shapes: [default, {x: [1, 9]}, {y: [1, 4]}, {x: [1, 2, 3]}]\n  backends: [torch, onnx]\n"
+                   "validate:\n  shapes: [middle]\n")
+    assert problems(tmp_path, text) == [
+        "m.yaml:11: validate.shapes[0]: expected 'default', 'min', 'max', or {input name: [concrete shape]}, got 'middle'",
+    ]
+    text = GOOD + "benchmark:\n  shapes: [default, {x: [1, 9]}, {y: [1, 4]}, {x: [1, 2, 3]}]\n  backends: [torch, onnx]\n"
+    assert problems(tmp_path, text) == [
+        "m.yaml:8: benchmark.shapes[1].x: expected dimension 1 within 2..8, got 9",
+        "m.yaml:8: benchmark.shapes[2].y: expected an input name (x), got 'y'",
+        "m.yaml:8: benchmark.shapes[3].x: expected 2 dimensions, got 3: [1, 2, 3]",
+        "m.yaml:9: benchmark.backends[1]: expected 'torch' or a target of this model (coreml), got 'onnx'; add targets.onnx to build it",
+    ]
 
 
 def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
