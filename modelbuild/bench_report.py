@@ -43,12 +43,12 @@ def to_markdown(report: BuildReport) -> str:
     lines = ["# modelbuild bench", "",
              f"{machine()}. Threads per backend: {', '.join(map(str, threads)) or '-'}. Each backend is timed in turns with torch "
              "eager in one process; \"vs torch\" is the eager mean over the backend mean from that same run.", "",
-             "| model | backend | shape | mean ± std (ms) | p50 | p90 | min | runs | size | vs torch |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| model | backend | shape | mean ± std (ms) | p50 | p90 | min | runs | size | torch, same run (ms) | vs torch |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         size = f"{r['size'] / 1024:.1f} KB" if r.get("size") else ""
         lines.append(f"| {r['model']} | {r['backend']} | {r['shape']} | {r['mean_ms']:.3f} ± {r['std_ms']:.3f} | {r['p50_ms']:.3f} | "
-                     f"{r['p90_ms']:.3f} | {r['min_ms']:.3f} | {r['runs']} | {size} | {r['speedup']:.2f}× |")
+                     f"{r['p90_ms']:.3f} | {r['min_ms']:.3f} | {r['runs']} | {size} | {r['torch_mean_ms']:.3f} | {r['speedup']:.2f}× |")
     skipped = skipped_backends(report)
     if skipped:
         lines += ["", "Not benchmarked here:", ""] + [f"- {m} · {b}: {why}" for m, b, why in skipped]

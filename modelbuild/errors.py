@@ -38,6 +38,13 @@ class ManifestError(UserError):
         super().__init__("\n".join(self.problems))
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's first line, or its type name when it has no message: converters raise
+    multi-page errors, and a summary row wants the sentence that names the problem."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def problem(location: Location, message: str) -> str:
     """Format one manifest problem the way every message in modelbuild reads."""
     return f"{location}: {message}"

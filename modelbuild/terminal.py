@@ -113,11 +113,12 @@ class Terminal:
         from modelbuild.bench_report import bench_rows, skipped_backends
 
         table = Table(title="modelbuild bench", title_justify="left")
-        for column in ("model", "backend", "shape", "mean ± std ms", "p50", "p90", "min", "runs", "size", "vs torch"):
+        for column in ("model", "backend", "shape", "mean ± std ms", "p50", "p90", "min", "runs", "size", "torch, same run", "vs torch"):
             table.add_column(column, justify="left" if column in ("model", "backend", "shape") else "right")
         for row in bench_rows(report):
             table.add_row(row["model"], row["backend"], row["shape"], f"{row['mean_ms']:.3f} ± {row['std_ms']:.3f}", f"{row['p50_ms']:.3f}",
-                          f"{row['p90_ms']:.3f}", f"{row['min_ms']:.3f}", str(row["runs"]), _size(row.get("size")), f"{row['speedup']:.2f}×")
+                          f"{row['p90_ms']:.3f}", f"{row['min_ms']:.3f}", str(row["runs"]), _size(row.get("size")),
+                          f"{row['torch_mean_ms']:.3f}", f"{row['speedup']:.2f}×")
         skipped = skipped_backends(report)
         if skipped:
             table.caption = "not benchmarked here:\n" + "\n".join(f"  {m} · {b}: {why}" for m, b, why in skipped)

@@ -60,6 +60,8 @@ def test_flexible_shapes_are_verified_at_min_default_and_max(built_examples: Pat
     graph = onnx.load(str(built_examples / "build" / "segmenter" / "segmenter.onnx")).graph
     dims = graph.input[0].type.tensor_type.shape.dim
     assert [bool(d.dim_param) for d in dims] == [False, False, True, True]  # H and W stay dynamic
+    opsets = {o.domain: o.version for o in onnx.load(str(built_examples / "build" / "gpt" / "gpt.onnx")).opset_import}
+    assert opsets[""] == 18  # targets.onnx.opset
     assert (built_examples / "build" / "lstm" / "lstm.ptl").is_file()  # lite: true
     lstm_et = stage_entry(built_examples, "lstm", "executorch.verify")
     assert "fixed_shapes: verified at the default shapes only (2 samples)" in lstm_et["notes"]

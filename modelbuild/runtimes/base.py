@@ -48,3 +48,25 @@ def missing_module(module: str, extra: str) -> str | None:
     if importlib.util.find_spec(module) is None:
         return f"{module} is not installed: pip install 'modelbuild[{extra}]'"
     return None
+
+
+class TorchModuleRuntime(Runtime):
+    """A runtime whose artifact is a callable torch module (eager or TorchScript)."""
+
+    module: Any
+
+    def run(self, feeds: list[np.ndarray], raw: dict[str, np.ndarray]) -> list[np.ndarray]:
+        from modelbuild.torch_side.eager import run_numpy
+
+        return run_numpy(self.module, feeds)
+
+    def prepare_call(self, feeds: list[np.ndarray], raw: dict[str, np.ndarray]) -> Any:
+        import torch
+
+        tensors = [torch.from_numpy(f) for f in feeds]
+
+        def call() -> Any:
+            with torch.inference_mode():
+                return self.module(*tensors)
+
+        return call

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import numpy as np
+from typing import Any
 
 from modelbuild.runtimes import RUNTIMES
-from modelbuild.runtimes.base import Runtime
+from modelbuild.runtimes.base import TorchModuleRuntime
 
 
 @RUNTIMES.register
-class TorchScriptRuntime(Runtime):
+class TorchScriptRuntime(TorchModuleRuntime):
     name = "torchscript"
     distributions = ("torch",)
 
@@ -23,19 +20,3 @@ class TorchScriptRuntime(Runtime):
 
         torch.set_num_threads(threads)
         self.module = torch.jit.load(str(artifact), map_location="cpu").eval()
-
-    def run(self, feeds: list[np.ndarray], raw: dict[str, np.ndarray]) -> list[np.ndarray]:
-        from modelbuild.torch_side.eager import run_numpy
-
-        return run_numpy(self.module, feeds)
-
-    def prepare_call(self, feeds: list[np.ndarray], raw: dict[str, np.ndarray]) -> Any:
-        import torch
-
-        tensors = [torch.from_numpy(f) for f in feeds]
-
-        def call() -> Any:
-            with torch.inference_mode():
-                return self.module(*tensors)
-
-        return call

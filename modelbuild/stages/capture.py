@@ -31,10 +31,26 @@ def input_signature(model: ModelSpec, full: bool) -> list[dict[str, Any]]:
     return result
 
 
+def output_selectors(model: ModelSpec) -> list[dict[str, Any]]:
+    """What the captured module returns: each output's name and selector (descriptions aside)."""
+    return [{k: o[k] for k in ("name", "select") if k in o} for o in model.data.get("outputs") or []]
+
+
+def module_params(model: ModelSpec) -> dict[str, Any]:
+    """What a stage that rebuilds the wrapped eager module reads: the wrapper, every input's
+    full signature (shapes and ranges included) and the output selection."""
+    return {"inputs": input_signature(model, full=True), "wrapper": model.data["wrapper"], "outputs": output_selectors(model)}
+
+
+def target_options(model: ModelSpec, target: str) -> dict[str, Any]:
+    """A target's resolved options minus ``validate``: tolerances never change an artifact."""
+    return {"targets": {target: {k: v for k, v in model.data["targets"][target].items() if k != "validate"}}}
+
+
 @STAGES.register
 class CaptureStage(Stage):
     name = "capture"
-    version = 1
+    version = 2
     tools = ("torch",)
     deps = ("source",)
 
@@ -43,10 +59,9 @@ class CaptureStage(Stage):
         data = model.data
         # trace/script read only default shapes (plus min shapes for the check); export also
         # turns every range into a dynamic dimension.
-        outputs = [{k: o[k] for k in ("name", "select") if k in o} for o in data.get("outputs") or []]
         return {"wrapper": data["wrapper"], "capture": data["capture"],
                 "inputs": input_signature(model, full=data["capture"]["mode"] == "export" or data["capture"]["check"]),
-                "outputs": outputs}
+                "outputs": output_selectors(model)}
 
     def run(self, job: StageJob) -> None:
         import torch

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
-from modelbuild.errors import StageFailure
+from modelbuild.errors import StageFailure, first_line
 from modelbuild.graph.node import StageNode
 from modelbuild.manifest.spec import ModelSpec
 from modelbuild.runtimes import RUNTIMES
@@ -61,8 +61,7 @@ class VerifyStage(Stage):
             try:
                 got = runtime.run(model_feeds(job.node.context["inputs"], case.raw), case.raw)
             except Exception as exc:  # noqa: BLE001
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise StageFailure(f"{target.runtime} fails on the {case.shape} sample: {first}") from exc
+                raise StageFailure(f"{target.runtime} fails on the {case.shape} sample: {first_line(exc)}") from exc
             if len(got) != len(case.expected):
                 raise StageFailure(f"the artifact returns {len(got)} output(s), the PyTorch model {len(case.expected)}")
             for name, g, w in zip(names, got, case.expected):

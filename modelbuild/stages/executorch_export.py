@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from modelbuild.errors import StageFailure
+from modelbuild.errors import StageFailure, first_line
 from modelbuild.manifest.spec import ModelSpec
 from modelbuild.runtimes.base import missing_module
 from modelbuild.stages import STAGES
 from modelbuild.stages.base import Stage, StageJob
-from modelbuild.stages.capture import input_signature
+from modelbuild.stages.capture import module_params, target_options
 
 
 def partitioners(backend: str) -> list[Any]:
@@ -36,9 +36,7 @@ class ExecuTorchExportStage(Stage):
 
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
-        options = {k: v for k, v in model.data["targets"]["executorch"].items() if k != "validate"}
-        return {"targets": {"executorch": options}, "inputs": input_signature(model, full=True), "wrapper": model.data["wrapper"],
-                "outputs": [{k: o[k] for k in ("name", "select") if k in o} for o in model.data.get("outputs") or []]}
+        return {**target_options(model, "executorch"), **module_params(model)}
 
     def run(self, job: StageJob) -> None:
         reason = missing_module("executorch", "executorch")
@@ -68,7 +66,7 @@ class ExecuTorchExportStage(Stage):
             try:
                 program = torch.export.export(prepared, tuple(example), dynamic_shapes=shapes, strict=False)
             except Exception as exc:  # noqa: BLE001
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                first = first_line(exc)
                 if "Constraints violated" in first and has_recurrent_layers(model):
                     raise StageFailure("torch.export unrolls recurrent layers (nn.LSTM/GRU/RNN) over time, so ExecuTorch cannot keep "
                                        "their sequence length flexible; set targets.executorch.fixed_shapes: true for a program "
@@ -79,7 +77,7 @@ class ExecuTorchExportStage(Stage):
         try:
             lowered = to_edge_transform_and_lower(program, partitioner=partitioners(backend)).to_executorch()
         except Exception as exc:  # noqa: BLE001
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise StageFailure(f"ExecuTorch lowering ({backend}) failed: {first}; try backend 'portable' (log has the rest)") from exc
         (job.out / f"{job.node.model}.pte").write_bytes(lowered.buffer)
         delegated = _delegated_calls(lowered)

@@ -6,28 +6,26 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from modelbuild.errors import StageFailure
+from modelbuild.errors import StageFailure, first_line
 from modelbuild.manifest.spec import ModelSpec
 from modelbuild.runtimes.base import missing_module
 from modelbuild.stages import STAGES
 from modelbuild.stages.base import Stage, StageJob
-from modelbuild.stages.capture import input_signature
+from modelbuild.stages.capture import module_params, target_options
 from modelbuild.stages.reference import output_names
 
 
 @STAGES.register
 class OnnxExportStage(Stage):
     name = "onnx.export"
-    version = 1
+    version = 2
     tools = ("torch", "onnx", "onnxscript")
     deps = ("source", "capture")
     artifacts = ("{model}.onnx",)
 
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
-        onnx = {k: v for k, v in model.data["targets"]["onnx"].items() if k != "validate"}
-        return {"targets": {"onnx": onnx}, "inputs": input_signature(model, full=True), "wrapper": model.data["wrapper"],
-                "outputs": [{k: o[k] for k in ("name", "select") if k in o} for o in model.data.get("outputs") or []]}
+        return {**target_options(model, "onnx"), **module_params(model)}
 
     def run(self, job: StageJob) -> None:
         for module, extra in (("onnx", "onnx"), ("onnxscript", "onnx")):
@@ -69,7 +67,7 @@ class OnnxExportStage(Stage):
                 proto = None
         except Exception as exc:  # noqa: BLE001
             job.log.warning("dynamo exporter failed", exc_info=True)
-            problem = f"torch.onnx.export failed: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+            problem = f"torch.onnx.export failed: {first_line(exc)}"
         if proto is None:
             if "program" in captured:
                 raise StageFailure(f"{problem} (full text in the log)")
@@ -86,7 +84,7 @@ class OnnxExportStage(Stage):
         try:
             onnx.checker.check_model(proto, full_check=True)
         except Exception as exc:  # noqa: BLE001
-            raise StageFailure(f"onnx.checker rejects the exported model: {str(exc).splitlines()[0]}") from exc
+            raise StageFailure(f"onnx.checker rejects the exported model: {first_line(exc)}") from exc
         (job.out / f"{job.node.model}.onnx").write_bytes(proto.SerializeToString(deterministic=True))
         job.info["opset"] = opset
         job.info["dynamic_axes"] = {i.name: [d.dim_param for d in i.type.tensor_type.shape.dim if d.dim_param] for i in proto.graph.input}

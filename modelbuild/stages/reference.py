@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from modelbuild.errors import UserError
+from modelbuild.errors import UserError, first_line
 from modelbuild.manifest.spec import ModelSpec
 from modelbuild.stages import STAGES
 from modelbuild.stages.base import Stage, StageJob
-from modelbuild.stages.capture import input_signature
+from modelbuild.stages.capture import module_params
 
 
 def output_names(outputs: list[dict[str, Any]] | None, count: int) -> list[str]:
@@ -28,9 +28,7 @@ class ReferenceStage(Stage):
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
         validate = model.data["validate"]
-        return {"validate": {k: validate[k] for k in ("samples", "shapes") if k in validate},
-                "inputs": input_signature(model, full=True), "wrapper": model.data["wrapper"],
-                "outputs": [{k: o[k] for k in ("name", "select") if k in o} for o in model.data.get("outputs") or []]}
+        return {"validate": {k: validate[k] for k in ("samples", "shapes") if k in validate}, **module_params(model)}
 
     @classmethod
     def files(cls, model: ModelSpec) -> dict[str, str]:
@@ -63,7 +61,7 @@ class ReferenceStage(Stage):
                 case.expected = [np.ascontiguousarray(a) for a in run_numpy(prepared, model_feeds(inputs, case.raw))]
             except Exception as exc:  # noqa: BLE001
                 raise UserError(f"{job.where('validate')}: the PyTorch model fails on the {case.shape} sample: "
-                                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+                                f"{type(exc).__name__}: {first_line(exc)}") from exc
             count = len(case.expected)
         names = output_names(ctx["outputs"], count)
         write_cases(job.out, cases, names)

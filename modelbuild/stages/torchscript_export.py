@@ -10,10 +10,11 @@ import json
 import shutil
 from typing import Any
 
-from modelbuild.errors import StageFailure
+from modelbuild.errors import StageFailure, first_line
 from modelbuild.manifest.spec import ModelSpec
 from modelbuild.stages import STAGES
 from modelbuild.stages.base import Stage, StageJob
+from modelbuild.stages.capture import target_options
 
 
 @STAGES.register
@@ -26,7 +27,7 @@ class TorchScriptExportStage(Stage):
 
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
-        return {"targets": {"torchscript": {k: v for k, v in model.data["targets"]["torchscript"].items() if k != "validate"}}}
+        return target_options(model, "torchscript")
 
     def run(self, job: StageJob) -> None:
         import torch
@@ -60,7 +61,7 @@ class TorchScriptExportStage(Stage):
         except Exception as exc:  # noqa: BLE001
             lite.unlink(missing_ok=True)
             job.notes.append(f"lite: this torch build cannot write or load lite-interpreter files ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else ''}); only {model}.pt was written")
+                             f"{first_line(exc)}); only {model}.pt was written")
             return
         with torch.no_grad():
             want, got = flatten(module(*example)), flatten(loaded(*example))
