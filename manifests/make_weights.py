@@ -1,4 +1,5 @@
-"""Write the example models' weights (seeded, so the shipped files can be re-made exactly).
+"""Write the example models' weights and validation samples (seeded, so the shipped files
+can be re-made exactly).
 
     python manifests/make_weights.py
 """
@@ -39,6 +40,23 @@ def main() -> None:
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(out / f"{name}.safetensors"))
         print(f"{name}: {sum(v.numel() for v in state.values())} values")
+    make_samples()
+
+
+def make_samples() -> None:
+    """A "photo" for the segmenter's validate.data: smooth shapes at a size that is none of the
+    generated ones (200x296), so verification also covers a real-looking, non-square input."""
+    import numpy as np
+
+    out = HERE / "samples"
+    out.mkdir(exist_ok=True)
+    y, x = np.mgrid[0:200, 0:296].astype(np.float32)
+    red = 255 * (x / 295)
+    green = 255 * (((x - 150) ** 2 + (y - 90) ** 2) < 60**2)
+    blue = 128 + 127 * np.sin(y / 15.0)
+    image = np.stack([red, green, blue], axis=-1).round().clip(0, 255).astype(np.uint8)
+    np.savez(out / "segmenter.npz", image=image)
+    print(f"samples/segmenter.npz: image {list(image.shape)} uint8")
 
 
 if __name__ == "__main__":

@@ -56,7 +56,8 @@ def test_flexible_shapes_are_verified_at_min_default_and_max(built_examples: Pat
     import onnx
 
     cases = json.loads((built_examples / "cache" / "objects").joinpath(*_reference_path(built_examples, "segmenter")).read_text())
-    assert {c["shape"] for c in cases["cases"]} == {"default", "min", "max"}
+    assert {c["shape"] for c in cases["cases"]} == {"default", "min", "max", "validate.data"}
+    assert stage_entry(built_examples, "segmenter", "onnx.verify")["info"]["samples"] == 7  # 2 per shape + the photo
     graph = onnx.load(str(built_examples / "build" / "segmenter" / "segmenter.onnx")).graph
     dims = graph.input[0].type.tensor_type.shape.dim
     assert [bool(d.dim_param) for d in dims] == [False, False, True, True]  # H and W stay dynamic
