@@ -15,11 +15,12 @@ class Runtime:
     distributions: ClassVar[tuple[str, ...]] = ()  # versions that belong in verify/bench keys
 
     @classmethod
-    def unavailable(cls, options: dict[str, Any]) -> str | None:
+    def unavailable(cls, options: dict[str, Any], purpose: str = "verify") -> str | None:
         """Why this runtime cannot run the artifact on this machine, or None.
 
         Called while planning, for every build: it must stay cheap (no torch import).
-        ``options`` are the target's resolved manifest options.
+        ``options`` are the target's resolved manifest options; ``purpose`` is "verify" or
+        "bench" (a runtime may compute correct outputs here but not representative timings).
         """
         return None
 

@@ -1,4 +1,5 @@
-"""Core ML's own ``predict``: needs macOS (coremltools cannot run a model anywhere else)."""
+"""Core ML: its own ``predict`` on macOS; on Linux, ML programs run in modelbuild's reference
+executor (``modelbuild.mil``), which reads the package bytes that ship."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    import numpy as np
-
 from modelbuild.runtimes import RUNTIMES
 from modelbuild.runtimes.base import Runtime
+
+if TYPE_CHECKING:
+    import numpy as np
 
 COMPUTE_UNITS = {"all": "ALL", "cpu_only": "CPU_ONLY", "cpu_and_gpu": "CPU_AND_GPU", "cpu_and_ne": "CPU_AND_NE"}
 
@@ -18,25 +19,39 @@ COMPUTE_UNITS = {"all": "ALL", "cpu_only": "CPU_ONLY", "cpu_and_gpu": "CPU_AND_G
 @RUNTIMES.register
 class CoreMLRuntime(Runtime):
     name = "coreml"
-    distributions = ("coremltools",)
+    distributions = ("coremltools", "modelbuild")  # on Linux our own executor computes the outputs
 
     @classmethod
-    def unavailable(cls, options: dict[str, Any]) -> str | None:
-        if sys.platform != "darwin":
-            return f"Core ML prediction needs macOS (this is {sys.platform}); no figures were computed"
+    def unavailable(cls, options: dict[str, Any], purpose: str = "verify") -> str | None:
+        if sys.platform == "darwin":
+            return None
+        if purpose == "bench":
+            return f"Core ML timing needs macOS (this is {sys.platform}); the Linux executor checks outputs, not speed"
+        if options.get("format", "mlprogram") != "mlprogram":
+            return (f"a neuralnetwork package runs on macOS only (this is {sys.platform}); the Linux executor runs ML programs "
+                    "(format: mlprogram); no figures were computed")
         return None
 
     def __init__(self, artifact: Path | None, context: dict[str, Any], threads: int) -> None:
         super().__init__(artifact, context, threads)
+        self.classes = context.get("classes")
+        if sys.platform != "darwin":
+            import torch
+
+            from modelbuild.mil.program import ProgramRunner
+
+            torch.set_num_threads(threads)
+            self.runner: Any = ProgramRunner(artifact)
+            self.output_names = self.runner.output_names
+            return
         import coremltools as ct
 
         units = COMPUTE_UNITS[context["targets"]["coreml"].get("compute_units", "all")]
         self.model = ct.models.MLModel(str(artifact), compute_units=getattr(ct.ComputeUnit, units))
-        spec = self.model.get_spec()
-        self.output_names = [o.name for o in spec.description.output]
-        self.classes = context.get("classes")
+        self.output_names = [o.name for o in self.model.get_spec().description.output]
 
     def _feed(self, raw: dict[str, np.ndarray], feeds: list[np.ndarray]) -> dict[str, Any]:
+        """Images as Core ML receives them (PIL images of the raw pixels), tensors as they are."""
         import numpy as np
         from PIL import Image
 
@@ -55,15 +70,21 @@ class CoreMLRuntime(Runtime):
     def run(self, feeds: list[np.ndarray], raw: dict[str, np.ndarray]) -> list[np.ndarray]:
         import numpy as np
 
-        predicted = self.model.predict(self._feed(raw, feeds))
+        if sys.platform != "darwin":
+            # The executor takes image inputs as uint8 pixels and applies the package's own
+            # scale and bias (they are ops of the program).
+            named = {i["name"]: (raw[i["name"]] if i["kind"] == "image" else f) for i, f in zip(self.context["inputs"], feeds)}
+            predicted = self.runner.run(named)
+        else:
+            predicted = self.model.predict(self._feed(raw, feeds))
         outputs = []
         for name in self.output_names:
             value = predicted[name]
+            if isinstance(value, str):
+                continue  # the predicted label: derived from the probabilities
             if isinstance(value, dict):  # a classifier's probabilities: back to label order
                 value = np.asarray([[value[c] for c in self.classes]], dtype=np.float32)
-            elif isinstance(value, str):
-                continue  # the predicted label: derived from the probabilities
-            outputs.append(np.asarray(value))
+            outputs.append(value.float().numpy() if hasattr(value, "float") else np.asarray(value))
         return outputs
 
     def prepare_call(self, feeds: list[np.ndarray], raw: dict[str, np.ndarray]) -> Any:

@@ -19,7 +19,7 @@ class ExecuTorchRuntime(Runtime):
     distributions = ("executorch",)
 
     @classmethod
-    def unavailable(cls, options: dict[str, Any]) -> str | None:
+    def unavailable(cls, options: dict[str, Any], purpose: str = "verify") -> str | None:
         if options.get("backend") == "coreml" and sys.platform != "darwin":
             return f"the ExecuTorch Core ML delegate runs on macOS only (this is {sys.platform})"
         return missing_module("executorch", "executorch")

@@ -18,7 +18,7 @@ class OnnxRuntime(Runtime):
     distributions = ("onnxruntime",)
 
     @classmethod
-    def unavailable(cls, options: dict[str, Any]) -> str | None:
+    def unavailable(cls, options: dict[str, Any], purpose: str = "verify") -> str | None:
         return missing_module("onnxruntime", "onnx")
 
     def __init__(self, artifact: Path | None, context: dict[str, Any], threads: int) -> None:

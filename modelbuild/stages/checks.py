@@ -39,7 +39,7 @@ class VerifyStage(Stage):
     @classmethod
     def skip_reason(cls, node: StageNode) -> str | None:
         runtime = RUNTIMES.get(TARGETS.get(cls.target).runtime)
-        return runtime.unavailable(node.context["targets"].get(cls.target) or {})
+        return runtime.unavailable(node.context["targets"].get(cls.target) or {}, "verify")
 
     def run(self, job: StageJob) -> None:
         from modelbuild.checks.cases import at_default_shapes, model_feeds, read_cases
@@ -104,7 +104,7 @@ class BenchStage(Stage):
         if cls.target == "torch":
             return None
         runtime = RUNTIMES.get(TARGETS.get(cls.target).runtime)
-        return runtime.unavailable(node.context["targets"].get(cls.target) or {})
+        return runtime.unavailable(node.context["targets"].get(cls.target) or {}, "bench")
 
     def run(self, job: StageJob) -> None:
         from modelbuild.checks.cases import at_default_shapes, generate, model_feeds, shape_choices
