@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     graph = with_paths(sub.add_parser("graph", help="print the stage graph"))
     graph.add_argument("--dot", action="store_true", help="Graphviz dot instead of text")
     graph.add_argument("--no-bench", action="store_true", help="leave out the benchmark stages")
+    predict = sub.add_parser("predict", help="run an .mlpackage (ML program) on your inputs, on any OS")
+    predict.add_argument("package", help="path to an .mlpackage, e.g. build/segmenter/segmenter.mlpackage")
+    predict.add_argument("--input", action="append", default=[], metavar="NAME=FILE",
+                         help="an input: an image (.png/.jpg) or an array (.npy); repeatable; all=FILE.npz gives every input")
+    predict.add_argument("--out", default=None, help="where to save the outputs (.npz; default <package>.outputs.npz)")
     sub.add_parser("schema", help="print the manifest JSON Schema")
     clean = sub.add_parser("clean", help="remove build/ (and the cache with --cache)")
     clean.add_argument("--cache", action="store_true", help="also remove the cache folder")
@@ -185,6 +190,16 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from modelbuild.predict import predict
+
+    lines, saved = predict(Path(args.package), args.input, Path(args.out) if args.out else None)
+    for line in lines:
+        print(line)
+    print(f"outputs saved to {_display(saved)}")
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from modelbuild.manifest.schema import schema
 
@@ -209,4 +224,4 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"build": cmd_build, "bench": cmd_build, "plan": cmd_plan, "check": cmd_check, "graph": cmd_graph, "schema": cmd_schema, "clean": cmd_clean}
+COMMANDS = {"build": cmd_build, "bench": cmd_build, "plan": cmd_plan, "check": cmd_check, "graph": cmd_graph, "predict": cmd_predict, "schema": cmd_schema, "clean": cmd_clean}

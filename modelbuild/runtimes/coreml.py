@@ -46,6 +46,12 @@ class CoreMLRuntime(Runtime):
             return
         import coremltools as ct
 
+        self.cross_runner: Any = None
+        if context["targets"]["coreml"].get("validate", {}).get("cross_check"):
+            from modelbuild.mil.program import ProgramRunner
+
+            self.cross_runner = ProgramRunner(artifact)
+            self.cross_check_max = 0.0
         units = COMPUTE_UNITS[context["targets"]["coreml"].get("compute_units", "all")]
         self.model = ct.models.MLModel(str(artifact), compute_units=getattr(ct.ComputeUnit, units))
         self.output_names = [o.name for o in self.model.get_spec().description.output]
@@ -77,6 +83,8 @@ class CoreMLRuntime(Runtime):
             predicted = self.runner.run(named)
         else:
             predicted = self.model.predict(self._feed(raw, feeds))
+            if self.cross_runner is not None:
+                self._cross_check(predicted, raw, feeds)
         outputs = []
         for name in self.output_names:
             value = predicted[name]
@@ -86,6 +94,19 @@ class CoreMLRuntime(Runtime):
                 value = np.asarray([[value[c] for c in self.classes]], dtype=np.float32)
             outputs.append(value.float().numpy() if hasattr(value, "float") else np.asarray(value))
         return outputs
+
+    def _cross_check(self, predicted: dict[str, Any], raw: dict[str, np.ndarray], feeds: list[np.ndarray]) -> None:
+        """The largest difference between Core ML's predict and the reference executor."""
+        import numpy as np
+
+        named = {i["name"]: (raw[i["name"]] if i["kind"] == "image" else f) for i, f in zip(self.context["inputs"], feeds)}
+        mine = self.cross_runner.run(named)
+        for name, value in predicted.items():
+            other = mine.get(name)
+            if isinstance(value, (str, dict)) or other is None or isinstance(other, str):
+                continue
+            delta = np.abs(np.asarray(value, dtype=np.float64).reshape(-1) - other.double().numpy().reshape(-1)).max()
+            self.cross_check_max = max(self.cross_check_max, float(delta))
 
     def prepare_call(self, feeds: list[np.ndarray], raw: dict[str, np.ndarray]) -> Any:
         bound = self._feed(raw, feeds)

@@ -50,7 +50,7 @@ def target_options(model: ModelSpec, target: str) -> dict[str, Any]:
 @STAGES.register
 class CaptureStage(Stage):
     name = "capture"
-    version = 2
+    version = 3
     tools = ("torch",)
     deps = ("source",)
 

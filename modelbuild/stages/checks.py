@@ -69,6 +69,9 @@ class VerifyStage(Stage):
                 per_output[name].append(error)
                 if not error.passed:
                     failed_cases.append(case.shape)
+        if getattr(runtime, "cross_runner", None) is not None:
+            job.info["cross_check_max_abs"] = runtime.cross_check_max
+            job.notes.append(f"cross-check: Core ML predict and the modelbuild executor differ by at most {runtime.cross_check_max:.3g}")
         figures = [worst(errors) for errors in per_output.values()]
         passed = all(f.passed for f in figures)
         verdict = "pass" if passed else ("warn" if tolerance["on_failure"] == "warn" else "fail")

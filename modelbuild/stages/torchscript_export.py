@@ -20,7 +20,7 @@ from modelbuild.stages.capture import target_options
 @STAGES.register
 class TorchScriptExportStage(Stage):
     name = "torchscript.export"
-    version = 1
+    version = 2
     tools = ("torch",)
     deps = ("source", "capture")
     artifacts = ("{model}.pt", "{model}.ptl")
@@ -43,6 +43,7 @@ class TorchScriptExportStage(Stage):
         example = make_inputs(ctx["inputs"], "default", seed=0)
         if "module" in captured:
             shutil.copyfile(job.inputs["capture"] / captured["module"], path)
+            cap.fresh_type_names()  # loading re-registers the module's class names: keep them as saved
             module = torch.jit.load(str(path), map_location="cpu")
         else:
             prepared, _model, _notes = build_prepared(ctx, ctx["wrapper"], job.where)

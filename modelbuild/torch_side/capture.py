@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -11,10 +12,26 @@ from modelbuild.manifest.shapes import dims, shape_at
 from modelbuild.torch_side.eager import flatten
 
 
+def fresh_type_names() -> None:
+    """Forget the TorchScript class types earlier captures in this worker process created.
+
+    TorchScript renames a class whose name is taken (``___torch_mangle_<n>``), so without
+    this the second model a worker captures gets other names, and other bytes, than the
+    same model captured first. (The counter in the names still grows; the saved file is
+    renumbered by :func:`renumber_mangled_names`.)
+    """
+    import torch
+
+    torch._C._jit_clear_class_registry()
+    torch.jit._recursive.concrete_type_store = torch.jit._recursive.ConcreteTypeStore()
+    torch.jit._state._clear_class_state()
+
+
 def trace(module: Any, example: list[Any]) -> tuple[Any, list[str]]:
     """torch.jit.trace, with its TracerWarnings collected for the summary instead of the terminal."""
     import torch
 
+    fresh_type_names()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", torch.jit.TracerWarning)
         # _store_inputs=False: the example tensors would otherwise ship inside the artifact.
@@ -61,6 +78,7 @@ def script(model: Any, prepared: Any, example: list[Any], submodules: list[str],
         notes += [f"{name}: {m}" for m in messages]
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, traced)
+    fresh_type_names()
     fixed = give_convolutions_a_zero_bias(model)
     if fixed:
         notes.append(f"compat: {fixed} bias-less convolution(s) given a zero bias for scripting (exact; coremltools needs it)")
@@ -160,14 +178,44 @@ def save_torchscript(module: Any, path: Path) -> None:
     torch.jit.save(module, str(raw))
     try:
         reader = torch._C.PyTorchFileReader(str(raw))
-        writer = torch._C.PyTorchFileWriter(str(path))
-        for name in sorted(reader.get_all_records()):
-            # serialization_id is derived from the records; the writer computes it anew.
-            if name.endswith(".debug_pkl") or name.endswith("serialization_id"):
-                continue
-            data = reader.get_record(name)
-            writer.write_record(name, data, len(data))
-        writer.write_end_of_file()
+        # serialization_id is derived from the records; the writer computes it anew.
+        records = {name: bytes(reader.get_record(name)) for name in reader.get_all_records()
+                   if not name.endswith(".debug_pkl") and not name.endswith("serialization_id")}
         del reader
+        records = renumber_mangled_names(records)
+        writer = torch._C.PyTorchFileWriter(str(path))
+        for name in sorted(records):
+            writer.write_record(name, records[name], len(records[name]))
+        writer.write_end_of_file()
     finally:
         raw.unlink(missing_ok=True)
+
+
+_MANGLED = re.compile(rb"___torch_mangle_(\d+)")
+
+
+def renumber_mangled_names(records: dict[str, bytes]) -> dict[str, bytes]:
+    """TorchScript numbers the class types it renames (``___torch_mangle_<n>``) with a counter
+    global to the process, so the same module saved by a worker that traced something else
+    first gets other numbers. Renumber them by first appearance in the module structure
+    (data.pkl, then code in path order with the numbers left out) so the bytes depend on the
+    module only. data.pkl names classes in GLOBAL opcodes (newline-terminated, no lengths)
+    and code records are text, so a textual rewrite is exact."""
+    order: dict[bytes, bytes] = {}
+
+    def visit(blob: bytes) -> None:
+        for match in _MANGLED.finditer(blob):
+            order.setdefault(match.group(1), str(len(order)).encode())
+
+    pickles = sorted(name for name in records if name.endswith("data.pkl"))
+    rest = sorted((name for name in records if name not in pickles), key=lambda n: _MANGLED.sub(b"", n.encode()))
+    for name in pickles + rest:
+        visit(records[name])
+    for name in rest:
+        visit(name.encode())
+
+    def rename(blob: bytes) -> bytes:
+        return _MANGLED.sub(lambda m: b"___torch_mangle_" + order[m.group(1)], blob)
+
+    return {rename(name.encode()).decode(): rename(data) if (name.endswith(".pkl") or name.endswith(".py")) else data
+            for name, data in records.items()}

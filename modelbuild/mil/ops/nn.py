@@ -267,7 +267,11 @@ def pad(args: Args) -> torch.Tensor:
     x = args.tensor("x")
     amounts = [int(p) for p in args.value("pad")]
     pairs = [(amounts[2 * i], amounts[2 * i + 1]) for i in range(len(amounts) // 2)]
+    pairs = [(0, 0)] * (x.dim() - len(pairs)) + pairs  # MIL pads the last len(pad)/2 axes
     mode = args.value("mode", "constant")
+    if mode != "constant":
+        while pairs and pairs[0] == (0, 0):  # torch's reflect/replicate pad only trailing axes
+            pairs = pairs[1:]
     flat = _torch_pad(pairs)
     if mode == "constant":
         return F.pad(x, flat, value=args.value("constant_val", 0.0))

@@ -8,11 +8,6 @@ from modelbuild.mil.args import Args
 from modelbuild.mil.registry import implements
 
 
-@implements("const")
-def const(args: Args) -> torch.Tensor:
-    return args.tensor("val") if args.has("val") else None  # consts resolve through their output var
-
-
 @implements("reshape")
 def reshape(args: Args) -> torch.Tensor:
     x = args.tensor("x")
@@ -288,3 +283,39 @@ def identity_n(args: Args) -> tuple[torch.Tensor, ...]:
     return tuple(args.tensors("x"))
 
 
+
+
+_SCATTER = {"update": lambda old, new: new, "add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.true_divide,
+            "max": torch.maximum, "min": torch.minimum}
+
+
+@implements("scatter")
+def scatter(args: Args) -> torch.Tensor:
+    """data with slices ``indices`` along ``axis`` combined with ``updates`` by ``mode``."""
+    data = args.tensor("data").clone()
+    indices = args.tensor("indices").long().reshape(-1)
+    updates = args.tensor("updates").to(data.dtype)
+    axis = args.value("axis", 0) % data.dim()
+    combine = _SCATTER[args.value("mode", "update")]
+    indices = torch.where(indices < 0, indices + data.shape[axis], indices)
+    for position, index in enumerate(indices.tolist()):
+        target = [slice(None)] * data.dim()
+        target[axis] = index
+        source = [slice(None)] * data.dim()
+        source[axis] = position
+        data[tuple(target)] = combine(data[tuple(target)], updates[tuple(source)])
+    return data
+
+
+@implements("scatter_along_axis")
+def scatter_along_axis(args: Args) -> torch.Tensor:
+    data = args.tensor("data")
+    indices = args.tensor("indices").long()
+    axis = args.value("axis", 0) % data.dim()
+    indices = torch.where(indices < 0, indices + data.shape[axis], indices)
+    updates = args.tensor("updates").to(data.dtype)
+    mode = args.value("mode", "update")
+    if mode == "update":
+        return data.scatter(axis, indices, updates)
+    reduce = {"add": "sum", "mul": "prod", "max": "amax", "min": "amin"}[mode]
+    return data.scatter_reduce(axis, indices, updates, reduce=reduce, include_self=True)
