@@ -132,3 +132,66 @@ def test_executor_matches_pytorch(family: str, precision: str, tmp_path: Path) -
     scale = max(1.0, float(np.abs(want[0]).max()))
     tolerance = 1e-4 if precision == "float32" else 2e-2
     assert np.abs(got[0].reshape(want[0].shape) - want[0]).max() <= tolerance * scale
+
+
+def test_enumerated_shapes_run_at_each_declared_shape(tmp_path: Path) -> None:
+    module = _conv_block().eval()
+    with quiet_descriptors():
+        import coremltools as ct
+
+        traced = torch.jit.trace(module, torch.zeros(1, 3, 16, 16))
+        shapes = ct.EnumeratedShapes(shapes=[(1, 3, 16, 16), (1, 3, 24, 32)], default=(1, 3, 16, 16))
+        model = ct.convert(traced, inputs=[ct.TensorType(name="x", shape=shapes)], convert_to="mlprogram",
+                           minimum_deployment_target=ct.target.iOS17, compute_precision=ct.precision.FLOAT32)
+    model.save(str(tmp_path / "enum.mlpackage"))
+    runner = ProgramRunner(tmp_path / "enum.mlpackage")
+    for shape in ((1, 3, 16, 16), (1, 3, 24, 32)):
+        x = torch.rand(shape) * 2 - 1
+        with torch.no_grad():
+            want = module(x).numpy()
+        got = next(iter(runner.run({"x": x.numpy()}).values())).numpy()
+        assert got.shape == want.shape and np.abs(got - want).max() < 1e-4
+
+
+def _compressed(tmp_path: Path, how: str) -> tuple[nn.Module, Path]:
+    torch.manual_seed(4)
+    module = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 8)).eval()
+    with quiet_descriptors():
+        import coremltools as ct
+        import coremltools.optimize.coreml as cto
+
+        traced = torch.jit.trace(module, torch.zeros(1, 32))
+        model = ct.convert(traced, inputs=[ct.TensorType(name="x", shape=(1, 32))], convert_to="mlprogram",
+                           minimum_deployment_target=ct.target.iOS18, compute_precision=ct.precision.FLOAT32)
+        if how == "quantize":
+            config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", granularity="per_channel", weight_threshold=0)
+            model = cto.linear_quantize_weights(model, cto.OptimizationConfig(global_config=config))
+        else:
+            config = cto.OpMagnitudePrunerConfig(target_sparsity=0.5, weight_threshold=0)
+            model = cto.prune_weights(model, cto.OptimizationConfig(global_config=config))
+    model.save(str(tmp_path / f"{how}.mlpackage"))
+    return module, tmp_path / f"{how}.mlpackage"
+
+
+@pytest.mark.parametrize("how,op", [("quantize", "constexpr_blockwise_shift_scale"), ("prune", "constexpr_sparse_to_dense")])
+def test_compressed_weights_decompress_as_an_independent_computation_says(tmp_path: Path, how: str, op: str) -> None:
+    module, package = _compressed(tmp_path, how)
+    runner = ProgramRunner(package)
+    assert op in program_ops(runner.program)
+    expected = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 8)).eval()
+    expected.load_state_dict(module.state_dict())
+    with torch.no_grad():
+        for layer in (expected[0], expected[2]):
+            w = layer.weight
+            if how == "quantize":  # int8 symmetric per output channel: q = round(w / s), s = max|w| / 127
+                scale = w.abs().amax(dim=1, keepdim=True) / 127
+                layer.weight.copy_(torch.clamp(torch.round(w / scale), -127, 127) * scale)
+            else:  # magnitude pruning to 50%: the smaller half of |w| becomes zero
+                cut = w.abs().flatten().kthvalue(w.numel() // 2).values
+                layer.weight.copy_(torch.where(w.abs() <= cut, torch.zeros_like(w), w))
+    x = torch.rand(1, 32) * 2 - 1
+    with torch.no_grad():
+        want, original = expected(x).numpy(), module(x).numpy()
+    got = next(iter(runner.run({"x": x.numpy()}).values())).numpy()
+    assert np.abs(got - want).max() < 1e-5
+    assert np.abs(got - original).max() > 1e-5  # the compression really changed the weights
