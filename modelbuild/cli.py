@@ -137,12 +137,13 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
         from modelbuild.bench_report import bench_rows, write_markdown
 
         report.write(project.out_dir / "report.json")
-        if bench_rows(report):
+        if bench_rows(report) or any(r.stage.endswith(".bench") for r in report.results):
             write_markdown(report, project.out_dir / "bench.md")
     terminal.print(terminal.summary(report, title="modelbuild plan" if dry_run else "modelbuild build"))
     if getattr(args, "command", "") == "bench":
         terminal.print(terminal.bench_table(report))
-        terminal.print(f"written: {_display(project.out_dir / 'bench.md')}, {_display(project.out_dir / 'report.json')}")
+        written = [project.out_dir / "bench.md"] if any(r.stage.endswith(".bench") for r in report.results) else []
+        terminal.print("written: " + ", ".join(_display(p) for p in written + [project.out_dir / "report.json"]))
     terminal.print(terminal.totals(report))
     for line in terminal.failures(report, args.verbose):
         terminal.error(line)

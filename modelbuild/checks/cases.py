@@ -133,10 +133,13 @@ def load_data_file(path: Path, inputs: list[dict[str, Any]]) -> dict[str, np.nda
     Raises ValueError with a sentence a person can act on; the caller adds the location.
     """
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
+        data = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot read {path.name} as an .npz of arrays: {exc}") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"expected an .npz of arrays keyed by input name, got a single array in {path.name}")
+    with data:
+        arrays = {key: data[key] for key in data.files}
     names = [i["name"] for i in inputs]
     missing = [n for n in names if n not in arrays]
     if missing:

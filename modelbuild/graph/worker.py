@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
-from modelbuild.errors import StageFailure, UserError
+from modelbuild.errors import StageFailure, UserError, first_line
 from modelbuild.graph.node import StageNode
 from modelbuild.stages import STAGES
 from modelbuild.stages.base import StageJob
@@ -39,6 +39,7 @@ def run_stage(node_json: dict[str, Any], inputs: dict[str, str], cache_dir: str,
     with open(log_path, "w", encoding="utf-8") as log_file, (_captured_output(log_file) if redirect else contextlib.nullcontext()), _on_path(node):
         logger = _logger(node, log_file)
         job = StageJob(node=node, inputs={k: Path(v) for k, v in inputs.items()}, out=scratch, log=logger)
+        threads = _torch_threads()
         try:
             STAGES.get(node.stage)().run(job)
         except UserError as exc:
@@ -54,12 +55,29 @@ def run_stage(node_json: dict[str, Any], inputs: dict[str, str], cache_dir: str,
         except Exception as exc:  # noqa: BLE001 - reported as this stage's failure, with its traceback
             logger.error("%s", traceback.format_exc())
             _discard(scratch)
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            return {"ok": False, "kind": "stage", "message": f"{type(exc).__name__}: {first}", "traceback": traceback.format_exc(), "seconds": time.perf_counter() - started}
+            return {"ok": False, "kind": "stage", "message": f"{type(exc).__name__}: {first_line(exc)}", "traceback": traceback.format_exc(), "seconds": time.perf_counter() - started}
+        finally:
+            _restore_threads(threads)
         for note in job.notes:
             logger.info("note: %s", note)
     digest = store.put(scratch)
     return {"ok": True, "output": digest, "notes": job.notes, "info": job.info, "seconds": time.perf_counter() - started}
+
+
+def _torch_threads() -> int | None:
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else None
+
+
+def _restore_threads(threads: int | None) -> None:
+    """Benchmarks pin torch to their thread count; the next stage in this worker gets the
+    process default back (a worker runs many stages)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    wanted = threads if threads is not None else max(1, os.cpu_count() or 1)  # imported by this stage: torch's default
+    if torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)
 
 
 def _logger(node: StageNode, log_file: Any) -> logging.Logger:

@@ -161,6 +161,8 @@ def _check_inputs(inputs: list[dict[str, Any]], fail: Any) -> set[str]:
             fail(at, "expected scale, bias, normalize and color_layout only with kind: image")
         if "range" in inp and inp["range"][0] > inp["range"][1]:
             fail(f"{at}.range", f"expected [low, high] with low <= high, got {inp['range']}")
+        elif "range" in inp and inp.get("dtype", "float32") in ("int32", "int64") and inp["range"][0] >= inp["range"][1]:
+            fail(f"{at}.range", f"expected [low, high) with low < high for integer inputs (high is exclusive), got {inp['range']}")
     return names
 
 

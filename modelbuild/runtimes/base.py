@@ -24,6 +24,11 @@ class Runtime:
         """
         return None
 
+    @classmethod
+    def key_params(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """What else decides this runtime's results besides the artifact (verify/bench keys)."""
+        return {}
+
     def __init__(self, artifact: Path | None, context: dict[str, Any], threads: int) -> None:
         self.artifact = artifact
         self.context = context

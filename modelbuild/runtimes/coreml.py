@@ -32,6 +32,12 @@ class CoreMLRuntime(Runtime):
                     "(format: mlprogram); no figures were computed")
         return None
 
+    @classmethod
+    def key_params(cls, options: dict[str, Any]) -> dict[str, Any]:
+        # Core ML's predict (macOS) and the reference executor (elsewhere) are different
+        # computations, and compute units change both the figures and the timings.
+        return {"compute_units": options.get("compute_units", "all"), "platform": "macOS" if sys.platform == "darwin" else "executor"}
+
     def __init__(self, artifact: Path | None, context: dict[str, Any], threads: int) -> None:
         super().__init__(artifact, context, threads)
         self.classes = context.get("classes")
@@ -52,6 +58,7 @@ class CoreMLRuntime(Runtime):
 
             self.cross_runner = ProgramRunner(artifact)
             self.cross_check_max = 0.0
+            self.cross_check_problem = ""
         units = COMPUTE_UNITS[context["targets"]["coreml"].get("compute_units", "all")]
         self.model = ct.models.MLModel(str(artifact), compute_units=getattr(ct.ComputeUnit, units))
         self.output_names = [o.name for o in self.model.get_spec().description.output]
@@ -84,7 +91,10 @@ class CoreMLRuntime(Runtime):
         else:
             predicted = self.model.predict(self._feed(raw, feeds))
             if self.cross_runner is not None:
-                self._cross_check(predicted, raw, feeds)
+                try:
+                    self._cross_check(predicted, raw, feeds)
+                except Exception as exc:  # noqa: BLE001 - Core ML's own answer stands
+                    self.cross_check_problem = f"{type(exc).__name__}: {exc}"
         outputs = []
         for name in self.output_names:
             value = predicted[name]

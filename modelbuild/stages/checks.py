@@ -34,7 +34,8 @@ class VerifyStage(Stage):
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
         options = model.data["targets"][cls.target]
-        return {"validate": options["validate"], "fixed_shapes": options.get("fixed_shapes", False)}
+        runtime = RUNTIMES.get(TARGETS.get(cls.target).runtime)
+        return {"validate": options["validate"], "fixed_shapes": options.get("fixed_shapes", False), "runtime": runtime.key_params(options)}
 
     @classmethod
     def skip_reason(cls, node: StageNode) -> str | None:
@@ -70,8 +71,11 @@ class VerifyStage(Stage):
                 if not error.passed:
                     failed_cases.append(case.shape)
         if getattr(runtime, "cross_runner", None) is not None:
-            job.info["cross_check_max_abs"] = runtime.cross_check_max
-            job.notes.append(f"cross-check: Core ML predict and the modelbuild executor differ by at most {runtime.cross_check_max:.3g}")
+            if runtime.cross_check_problem:
+                job.notes.append(f"cross-check: the modelbuild executor could not run the package ({runtime.cross_check_problem})")
+            else:
+                job.info["cross_check_max_abs"] = runtime.cross_check_max
+                job.notes.append(f"cross-check: Core ML predict and the modelbuild executor differ by at most {runtime.cross_check_max:.3g}")
         figures = [worst(errors) for errors in per_output.values()]
         passed = all(f.passed for f in figures)
         verdict = "pass" if passed else ("warn" if tolerance["on_failure"] == "warn" else "fail")
@@ -99,8 +103,10 @@ class BenchStage(Stage):
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
         bench = {k: v for k, v in model.data["benchmark"].items() if k != "backends"}
-        fixed = (model.data["targets"].get(cls.target) or {}).get("fixed_shapes", False)
-        return {"benchmark": bench, "inputs": input_signature(model, full=True), "fixed_shapes": fixed}
+        options = model.data["targets"].get(cls.target) or {}
+        runtime = {} if cls.target == "torch" else RUNTIMES.get(TARGETS.get(cls.target).runtime).key_params(options)
+        return {"benchmark": bench, "inputs": input_signature(model, full=True), "fixed_shapes": options.get("fixed_shapes", False),
+                "runtime": runtime}
 
     @classmethod
     def skip_reason(cls, node: StageNode) -> str | None:

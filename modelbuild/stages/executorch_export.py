@@ -46,6 +46,7 @@ class ExecuTorchExportStage(Stage):
         from executorch.exir import to_edge_transform_and_lower
 
         from modelbuild.manifest.shapes import has_unbounded
+
         from modelbuild.torch_side.capture import dynamic_shapes, has_recurrent_layers
         from modelbuild.torch_side.eager import build_prepared
         from modelbuild.torch_side.samples import make_inputs
@@ -53,7 +54,11 @@ class ExecuTorchExportStage(Stage):
         ctx = job.node.context
         backend = job.node.params["targets"]["executorch"]["backend"]
         captured = json.loads((job.inputs["capture"] / "capture.json").read_text())
-        if "program" in captured:
+        options = job.node.params["targets"]["executorch"]
+        # A captured program carries its own dynamic dims; reuse it only when they are what
+        # ExecuTorch needs (no fixed shapes asked for, no unbounded dimension to bound).
+        reusable = not options["fixed_shapes"] and not any(has_unbounded(i) for i in ctx["inputs"] if "shape" in i)
+        if "program" in captured and reusable:
             program = torch.export.load(str(job.inputs["capture"] / captured["program"]))
         else:
             prepared, model, _notes = build_prepared(ctx, ctx["wrapper"], job.where)

@@ -25,7 +25,9 @@ class OnnxExportStage(Stage):
 
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
-        return {**target_options(model, "onnx"), **module_params(model)}
+        # The description becomes the ONNX doc_string, so it is part of what this stage writes.
+        return {**target_options(model, "onnx"), **module_params(model),
+                "metadata": {"description": model.data["metadata"].get("description", "")}}
 
     def run(self, job: StageJob) -> None:
         for module, extra in (("onnx", "onnx"), ("onnxscript", "onnx")):
@@ -45,7 +47,7 @@ class OnnxExportStage(Stage):
         captured = json.loads((job.inputs["capture"] / "capture.json").read_text())
         example = make_inputs(inputs, "default", seed=0)
         fixed = job.node.params["targets"]["onnx"]["fixed_shapes"]
-        if "program" in captured:
+        if "program" in captured and not fixed:
             source: Any = torch.export.load(str(job.inputs["capture"] / captured["program"]))
             count = len(flatten(source.module()(*example)))
             shapes = None  # the program carries its own dynamic dimensions
@@ -69,7 +71,7 @@ class OnnxExportStage(Stage):
             job.log.warning("dynamo exporter failed", exc_info=True)
             problem = f"torch.onnx.export failed: {first_line(exc)}"
         if proto is None:
-            if "program" in captured:
+            if "program" in captured and not fixed:
                 raise StageFailure(f"{problem} (full text in the log)")
             # The TorchScript-based exporter traces instead and keeps recurrent layers whole
             # (ONNX LSTM/GRU ops), so their sequence length stays dynamic.
@@ -79,7 +81,7 @@ class OnnxExportStage(Stage):
                 raise StageFailure(f"{problem}, and so does the TorchScript-based exporter ({', '.join(lost)}); "
                                    "set targets.onnx.fixed_shapes: true to export at the default shapes")
             job.notes.append(f"compat: {problem}; exported with the TorchScript-based ONNX exporter, which keeps it flexible")
-        proto.doc_string = ctx.get("description", "")
+        proto.doc_string = job.node.params["metadata"]["description"]
         drop_stack_traces(proto)
         try:
             onnx.checker.check_model(proto, full_check=True)

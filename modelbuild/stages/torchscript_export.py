@@ -51,6 +51,8 @@ class TorchScriptExportStage(Stage):
                 module, messages = cap.trace(prepared, example)
             job.notes.append(f"traced for TorchScript (the capture is {captured['mode']})")
             cap.save_torchscript(module, path)
+            cap.fresh_type_names()  # the lite file is written from the saved bytes: no paths, stable names
+            module = torch.jit.load(str(path), map_location="cpu")
         if not job.node.params["targets"]["torchscript"].get("lite"):
             return
         lite = job.out / f"{model}.ptl"

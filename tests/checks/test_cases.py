@@ -82,3 +82,9 @@ def test_interleaved_timing_gives_every_callable_its_runs() -> None:
     assert calls == {"a": 7, "b": 7} and len(samples["a"]) == 5
     figures = stats([1.0, 2.0, 3.0, 4.0, 10.0])
     assert figures["p50_ms"] == 3.0 and figures["min_ms"] == 1.0 and figures["mean_ms"] == 4.0 and figures["runs"] == 5
+
+
+def test_a_single_array_is_not_a_data_file(tmp_path: Path) -> None:
+    np.save(tmp_path / "one.npy", np.zeros((16, 16, 3), np.uint8))
+    with pytest.raises(ValueError, match="expected an .npz of arrays keyed by input name, got a single array in one.npy"):
+        load_data_file(tmp_path / "one.npy", [IMAGE])

@@ -28,6 +28,8 @@ def test_shape_mismatch_fails_with_a_reason_but_unit_axes_are_tolerated() -> Non
     bad = compare("y", np.zeros((2, 3)), np.zeros((3, 3)), 1e-3, 1e-3)
     assert not bad.passed and bad.problem == "shape [2, 3], expected [3, 3]"
     assert compare("y", np.zeros((1, 3)), np.zeros(3), 1e-3, 1e-3).passed
+    transposed = compare("y", np.zeros((6, 4)), np.zeros((4, 6)), 1e-3, 1e-3)  # same size, wrong layout
+    assert not transposed.passed and transposed.problem == "shape [6, 4], expected [4, 6]"
 
 
 def test_non_finite_output_fails() -> None:

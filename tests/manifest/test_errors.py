@@ -167,3 +167,9 @@ def test_check_never_imports_torch(tmp_path: Path) -> None:
     code = "import sys; from modelbuild.cli import main; rc = main(['check', 'm.yaml']); assert 'torch' not in sys.modules and 'coremltools' not in sys.modules; sys.exit(rc)"
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_integer_range_needs_room_for_a_value(tmp_path: Path) -> None:
+    text = GOOD.replace("shape: [1, {min: 2, max: 8, default: 4}]", "dtype: int32\n    shape: [1, 4]\n    range: [5, 5]")
+    assert problems(tmp_path, text) == [
+        "m.yaml:8: inputs[0].range: expected [low, high) with low < high for integer inputs (high is exclusive), got [5, 5]"]
