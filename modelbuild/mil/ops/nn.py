@@ -110,32 +110,35 @@ def _channel(t: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
     return None if t is None else t.to(x.dtype).reshape([1, -1] + [1] * (x.dim() - 2))
 
 
-@implements("batch_norm")
-def batch_norm(args: Args) -> torch.Tensor:
-    x = args.tensor("x")
-    mean, var = _channel(args.tensor("mean"), x), _channel(args.tensor("variance"), x)
+def _normalise(args: Args, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+    """(x - mean) / sqrt(var + epsilon), then the optional per-channel gamma and beta."""
     y = (x - mean) / torch.sqrt(var + args.value("epsilon", 1e-5))
     gamma, beta = _channel(args.optional("gamma"), x), _channel(args.optional("beta"), x)
     return y * (gamma if gamma is not None else 1) + (beta if beta is not None else 0)
+
+
+def _moments(x: torch.Tensor, axes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = x.mean(axes, keepdim=True)
+    return mean, ((x - mean) ** 2).mean(axes, keepdim=True)
+
+
+@implements("batch_norm")
+def batch_norm(args: Args) -> torch.Tensor:
+    x = args.tensor("x")
+    return _normalise(args, x, _channel(args.tensor("mean"), x), _channel(args.tensor("variance"), x))
 
 
 @implements("instance_norm")
 def instance_norm(args: Args) -> torch.Tensor:
     x = args.tensor("x")
-    axes = list(range(2, x.dim()))
-    mean = x.mean(axes, keepdim=True)
-    var = ((x - mean) ** 2).mean(axes, keepdim=True)
-    y = (x - mean) / torch.sqrt(var + args.value("epsilon", 1e-5))
-    gamma, beta = _channel(args.optional("gamma"), x), _channel(args.optional("beta"), x)
-    return y * (gamma if gamma is not None else 1) + (beta if beta is not None else 0)
+    return _normalise(args, x, *_moments(x, list(range(2, x.dim()))))
 
 
 @implements("layer_norm")
 def layer_norm(args: Args) -> torch.Tensor:
     x = args.tensor("x")
     axes = [a % x.dim() for a in (args.value("axes") if args.has("axes") else list(range(x.dim())))]
-    mean = x.mean(axes, keepdim=True)
-    var = ((x - mean) ** 2).mean(axes, keepdim=True)
+    mean, var = _moments(x, axes)
     y = (x - mean) / torch.sqrt(var + args.value("epsilon", 1e-5))
     shape = [x.shape[a] if a in axes else 1 for a in range(x.dim())]
     gamma, beta = args.optional("gamma"), args.optional("beta")
