@@ -31,6 +31,18 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--keep-going", action="store_true", help="build the other models when one fails")
     build.add_argument("--dry-run", action="store_true", help="say what would run, run nothing")
     build.add_argument("--no-bench", action="store_true", help="leave out the benchmark stages")
+    build.add_argument("--locked", action="store_true",
+                       help="fail when a stage's key or output differs from modelbuild.lock (and leave the lock as it is)")
+    release = with_paths(sub.add_parser("release", help="build, then write reproducible bundles: artifacts, SHA256SUMS, provenance.json"))
+    release.add_argument("--out", default="dist", help="where the bundles go (default: dist)")
+    release.add_argument("-j", "--jobs", type=int, default=None, help="stages run in parallel")
+    release.add_argument("--no-bench", action="store_true", help="leave out the benchmark stages")
+    release.add_argument("--locked", action="store_true", help="as for build: prove the bundle's bytes match modelbuild.lock")
+    cache = sub.add_parser("cache", help="the build cache: verify its integrity, collect garbage")
+    cache_sub = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
+    cache_sub.add_parser("verify", help="re-hash every entry; evict corrupt ones (exit 1 if any were found)")
+    gc = with_paths(cache_sub.add_parser("gc", help="remove entries no current manifest reaches"))
+    gc.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
     bench = with_paths(sub.add_parser("bench", help="build what is needed, run the benchmarks, print the latency table"))
     bench.add_argument("-j", "--jobs", type=int, default=None, help="stages run in parallel before the benchmarks")
     bench.add_argument("--force", action="store_true", help="re-run the benchmarks (and every other selected stage)")
@@ -120,7 +132,7 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
     with build_lock(project.cache_dir, terminal.error):
         db = StateDB(project.cache_dir / "state.sqlite")
         try:
-            project, _models, graph = _graph(args, memo=db)
+            project, models, graph = _graph(args, memo=db)
             nodes = ordered_nodes(graph)
             options = BuildOptions(jobs=getattr(args, "jobs", None) or project.jobs, force=getattr(args, "force", False),
                                    keep_going=getattr(args, "keep_going", False), dry_run=dry_run)
@@ -133,10 +145,17 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
                 terminal.stop_progress()
         finally:
             db.close()
+    lock_problems: list[str] = []
     if not dry_run:
         from modelbuild.bench_report import bench_rows, write_markdown
+        from modelbuild.lockfile import check_lock, load_if_present, read_lock, write_lock
 
         report.write(project.out_dir / "report.json")
+        lock_path = project.root / "modelbuild.lock"
+        if getattr(args, "locked", False):
+            lock_problems = check_lock(report, read_lock(lock_path))
+        else:
+            write_lock(lock_path, report, load_if_present(lock_path))
         if bench_rows(report) or any(r.stage.endswith(".bench") for r in report.results):
             write_markdown(report, project.out_dir / "bench.md")
     terminal.print(terminal.summary(report, title="modelbuild plan" if dry_run else "modelbuild build"))
@@ -145,12 +164,27 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
         written = [project.out_dir / "bench.md"] if any(r.stage.endswith(".bench") for r in report.results) else []
         terminal.print("written: " + ", ".join(_display(p) for p in written + [project.out_dir / "report.json"]))
     terminal.print(terminal.totals(report))
+    for warning in report.warnings:
+        terminal.error(f"warning: {warning}")
     for line in terminal.failures(report, args.verbose):
         terminal.error(line)
+    for problem in lock_problems:
+        terminal.error(f"error: --locked: {problem}")
     if getattr(args, "manifest_problems", None):
         terminal.error(f"{len(args.manifest_problems)} manifest problem(s): those models were not built (see above).")
         return 2
-    return 0 if dry_run else report.exit_code
+    if dry_run:
+        return 0
+    code = report.exit_code or (1 if lock_problems else 0)
+    if getattr(args, "command", "") == "release" and code == 0:
+        from modelbuild.release import write_bundle
+
+        out = Path(args.out) if Path(args.out).is_absolute() else Path.cwd() / args.out
+        for model in models:
+            if any(r.model == model.name for r in report.results):
+                folder = write_bundle(model, report, ObjectStore(project.cache_dir), out)
+                terminal.print(f"released {model.name} {model.data['version']}: {_display(folder)}")
+    return code
 
 
 def _display(path: Path) -> str:
@@ -158,6 +192,37 @@ def _display(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from modelbuild.cache_admin import collect_garbage, human, verify_cache
+    from modelbuild.lock import build_lock
+    from modelbuild.project import load_project
+    from modelbuild.store.objects import ObjectStore
+    from modelbuild.store.state import StateDB
+
+    project = load_project()
+    store = ObjectStore(project.cache_dir)
+    with build_lock(project.cache_dir, lambda m: print(m, file=sys.stderr)):
+        db = StateDB(project.cache_dir / "state.sqlite")
+        try:
+            if args.cache_command == "verify":
+                report = verify_cache(store, db)
+                for digest in report.evicted:
+                    print(f"corrupt: {digest} (evicted; the next build rebuilds it)")
+                print(f"checked {report.checked} entries: {len(report.evicted)} corrupt, {human(report.freed)} evicted; "
+                      f"{human(report.scratch_freed)} of interrupted scratch removed")
+                return 1 if report.evicted else 0
+            _project, _models, graph = _graph(args, memo=db)
+            wanted = {(graph.nodes[n]["node"].model, graph.nodes[n]["node"].stage) for n in graph.nodes}
+            reachable = {output for model, stage, _key, output in db.stage_records() if (model, stage) in wanted}
+            report = collect_garbage(store, db, reachable, args.dry_run)
+            verb = "would remove" if args.dry_run else "removed"
+            print(f"{verb} {len(report.evicted)} of {report.checked} entries, {human(report.freed)}"
+                  + ("" if args.dry_run else f" (and {human(report.scratch_freed)} of interrupted scratch)"))
+            return 0
+        finally:
+            db.close()
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -225,4 +290,4 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"build": cmd_build, "bench": cmd_build, "plan": cmd_plan, "check": cmd_check, "graph": cmd_graph, "predict": cmd_predict, "schema": cmd_schema, "clean": cmd_clean}
+COMMANDS = {"build": cmd_build, "bench": cmd_build, "release": cmd_build, "cache": cmd_cache, "plan": cmd_plan, "check": cmd_check, "graph": cmd_graph, "predict": cmd_predict, "schema": cmd_schema, "clean": cmd_clean}

@@ -19,6 +19,7 @@ class StageResult:
     reason: str = ""
     seconds: float = 0.0
     output: str | None = None  # digest in the store
+    key: str | None = None  # the stage key that output belongs to (modelbuild.lock)
     artifact: str | None = None  # path under build/
     size: int | None = None
     notes: list[str] = field(default_factory=list)
@@ -33,6 +34,7 @@ class StageResult:
 class BuildReport:
     results: list[StageResult] = field(default_factory=list)
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # e.g. a corrupt cache entry evicted
 
     def add(self, result: StageResult) -> None:
         self.results.append(result)
@@ -56,7 +58,8 @@ class BuildReport:
         counts: dict[str, int] = {}
         for r in self.results:
             counts[r.status] = counts.get(r.status, 0) + 1
-        return {"modelbuild": __version__, "seconds": round(self.seconds, 3), "exit_code": self.exit_code, "counts": counts, "models": models}
+        return {"modelbuild": __version__, "seconds": round(self.seconds, 3), "exit_code": self.exit_code, "counts": counts,
+                "warnings": self.warnings, "models": models}
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,7 @@ class Executor:
         self.outputs: dict[str, str] = {}
         self.results: dict[str, StageResult] = {}
         self.rebuilt: set[str] = set()
+        self.warnings: list[str] = []
         self.pool_factory = pool_factory
 
     def run(self) -> BuildReport:
@@ -103,7 +104,7 @@ class Executor:
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
-        report = BuildReport([self.results[nid] for nid in self.order], time.perf_counter() - started)
+        report = BuildReport([self.results[nid] for nid in self.order], time.perf_counter() - started, list(self.warnings))
         return report
 
     def _next(self, ready: list[str], running: dict) -> str | None:
@@ -144,11 +145,17 @@ class Executor:
         key = key_of(mat)
         last = self.db.last_stage(node.model, node.stage)
         record = self.db.action(key)
+        corrupt = False
         if record and not self.options.force and self.store.has(record.output):
-            self._cached(node, key, mat, record.output, record.info, last)
-            return None
+            if self._trusted(record.output):
+                self._cached(node, key, mat, record.output, record.info, last)
+                return None
+            corrupt = True
         if self.options.force:
             reason = "--force"
+        elif corrupt:
+            reason = "cache entry was corrupt (its bytes no longer match its digest): evicted, rebuilding"
+            self.warnings.append(f"{node.model}: {node.stage}: {reason}")
         elif record:
             reason = "cache entry missing"
         else:
@@ -158,6 +165,19 @@ class Executor:
             return None
         self.results[nid] = StageResult(node.model, node.stage, "running", reason=reason)
         return key, mat
+
+    def _trusted(self, digest: str) -> bool:
+        """An entry is used only if its stat signature is the one recorded when it was known
+        intact, or if re-hashing proves its bytes; a tampered entry is evicted."""
+        signature = self.store.signature(digest)
+        if signature == self.db.object_signature(digest):
+            return True
+        if self.store.intact(digest):
+            self.db.remember_object(digest, signature)
+            return True
+        self.store.evict(digest)
+        self.db.forget_object(digest)
+        return False
 
     def _job_args(self, nid: str) -> tuple:
         node = self.nodes[nid]
@@ -181,7 +201,7 @@ class Executor:
             self.db.remember_stage(node.model, node.stage, key, mat, output)
         rebuilt_deps = [d for d in node.deps if d in self.rebuilt]
         reason = f"early cutoff: {rebuilt_deps[0].split(':', 1)[1]} output unchanged" if rebuilt_deps else "up to date"
-        result = StageResult(node.model, node.stage, "cached", reason=reason, output=output,
+        result = StageResult(node.model, node.stage, "cached", reason=reason, output=output, key=key,
                              notes=list(info.get("notes", [])), info=dict(info.get("info", {})))
         self.outputs[node.id] = output
         self._materialise(node, result)
@@ -202,9 +222,10 @@ class Executor:
             return
         output = outcome["output"]
         self.db.record(node.model, node.stage, key, mat, output, {"notes": outcome["notes"], "info": outcome["info"]})
+        self.db.remember_object(output, self.store.signature(output))
         self.outputs[nid] = output
         self.rebuilt.add(nid)
-        result = StageResult(node.model, node.stage, "built", reason=reason, seconds=outcome["seconds"], output=output,
+        result = StageResult(node.model, node.stage, "built", reason=reason, seconds=outcome["seconds"], output=output, key=key,
                              notes=outcome["notes"], info=outcome["info"], log=_rel(log, self.out_dir.parent))
         self._materialise(node, result)
         self._set(nid, result)

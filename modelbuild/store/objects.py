@@ -26,6 +26,45 @@ class ObjectStore:
     def has(self, digest: str) -> bool:
         return self.path(digest).exists()
 
+    def signature(self, digest: str) -> str:
+        """Every file's path, size, mtime and inode: cheap to read, changes when bytes are
+        rewritten, so a build can trust an entry without re-hashing it (as DVC and git do)."""
+        root = self.path(digest)
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        parts = []
+        for path in files:
+            st = path.stat()
+            parts.append(f"{path.relative_to(root.parent)}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}")
+        return "|".join(parts)
+
+    def intact(self, digest: str) -> bool:
+        """Re-hash the entry: its content must still be the digest it is stored under."""
+        return hash_tree(self.path(digest)) == digest
+
+    def evict(self, digest: str) -> int:
+        """Remove an entry; return the bytes freed."""
+        path = self.path(digest)
+        size = _size(path)
+        _remove(path)
+        return size
+
+    def digests(self) -> list[str]:
+        if not self.objects.is_dir():
+            return []
+        return sorted(p.name for p in self.objects.glob("*/*") if len(p.name) == 64)
+
+    def size(self, digest: str) -> int:
+        return _size(self.path(digest))
+
+    def clean_scratch(self) -> int:
+        """Remove what interrupted stages left in tmp/ (never trusted, only untidy)."""
+        freed = 0
+        if self.tmp.is_dir():
+            for leftover in self.tmp.iterdir():
+                freed += _size(leftover)
+                _remove(leftover)
+        return freed
+
     def scratch(self) -> Path:
         """A fresh empty folder for a stage to write into."""
         folder = self.tmp / uuid.uuid4().hex
@@ -48,6 +87,12 @@ class ObjectStore:
                 raise
             _remove(produced)
         return digest
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
 
 
 def _remove(path: Path) -> None:

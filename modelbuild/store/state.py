@@ -13,7 +13,7 @@ from typing import Any
 
 from modelbuild.store.hashing import hash_file
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS stages (
     model TEXT NOT NULL, stage TEXT NOT NULL, key TEXT NOT NULL, material TEXT NOT NULL,
     output TEXT NOT NULL, PRIMARY KEY (model, stage));
 CREATE TABLE IF NOT EXISTS validated (digest TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS objects (digest TEXT PRIMARY KEY, signature TEXT NOT NULL);
 """
 
 
@@ -48,7 +49,7 @@ class StateDB:
         if version != SCHEMA_VERSION:
             # A state file from another modelbuild version is thrown away, never misread.
             with self.transaction():
-                for table in ("meta", "files", "actions", "stages", "validated"):
+                for table in ("meta", "files", "actions", "stages", "validated", "objects"):
                     self.conn.execute(f"DROP TABLE IF EXISTS {table}")
                 for statement in _TABLES.strip().split(";"):
                     if statement.strip():
@@ -114,6 +115,34 @@ class StateDB:
         """Point (model, stage) at an action that was already cached (e.g. after a revert)."""
         with self.transaction():
             self.conn.execute("INSERT OR REPLACE INTO stages VALUES (?,?,?,?,?)", (model, stage, key, json.dumps(material, sort_keys=True), output))
+
+    # -- store entries: the stat signature they had when last known intact ------------------
+
+    def object_signature(self, digest: str) -> str | None:
+        row = self.conn.execute("SELECT signature FROM objects WHERE digest=?", (digest,)).fetchone()
+        return row[0] if row else None
+
+    def remember_object(self, digest: str, signature: str) -> None:
+        with self.transaction():
+            self.conn.execute("INSERT OR REPLACE INTO objects VALUES (?,?)", (digest, signature))
+
+    def forget_object(self, digest: str) -> None:
+        """An evicted entry: no action or stage record may point at it any more."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM objects WHERE digest=?", (digest,))
+            self.conn.execute("DELETE FROM actions WHERE output=?", (digest,))
+            self.conn.execute("DELETE FROM stages WHERE output=?", (digest,))
+
+    def stage_records(self) -> list[tuple[str, str, str, str]]:
+        """(model, stage, key, output) of every stage's last record."""
+        return [tuple(row) for row in self.conn.execute("SELECT model, stage, key, output FROM stages ORDER BY model, stage")]
+
+    def action_outputs(self) -> list[tuple[str, str]]:
+        return [tuple(row) for row in self.conn.execute("SELECT key, output FROM actions")]
+
+    def forget_actions(self, keys: list[str]) -> None:
+        with self.transaction():
+            self.conn.executemany("DELETE FROM actions WHERE key=?", [(k,) for k in keys])
 
     # -- schema-valid manifests (see manifest.load.ValidationMemo) ------------------------------
 

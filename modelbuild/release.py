@@ -1,0 +1,125 @@
+"""``modelbuild release``: reproducible bundles an app can ship.
+
+``dist/<model>-<version>/`` holds the artifacts (an ``.mlpackage`` also as a deterministic
+``.mlpackage.zip``), ``provenance.json`` and ``SHA256SUMS``. Every byte is a function of the
+inputs: zip entries sorted, timestamps from ``SOURCE_DATE_EPOCH`` (or 1980-01-01), fixed
+permissions, no extra attributes; JSON with sorted keys. Benchmark timings are measurements,
+so they go to ``bench.json``, which ``SHA256SUMS`` leaves out and the promise does not cover.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from modelbuild.manifest.spec import ModelSpec
+from modelbuild.report import BuildReport, StageResult
+from modelbuild.stages import STAGES
+from modelbuild.store.objects import ObjectStore
+from modelbuild.targets import TARGETS
+
+TOOLS = ("torch", "coremltools", "onnx", "onnxruntime", "onnxscript", "executorch", "numpy", "modelbuild")
+ZIP_EPOCH = 315532800  # 1980-01-01, the earliest time a zip entry can carry
+
+
+def zip_time() -> tuple[int, int, int, int, int, int]:
+    epoch = max(int(os.environ.get("SOURCE_DATE_EPOCH", ZIP_EPOCH)), ZIP_EPOCH)
+    return time.gmtime(epoch)[:6]
+
+
+def deterministic_zip(folder: Path, destination: Path) -> None:
+    """Zip a folder (an .mlpackage) so the bytes depend on its content only."""
+    stamp = zip_time()
+    with zipfile.ZipFile(destination, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        entries = sorted(folder.rglob("*"), key=lambda p: p.relative_to(folder.parent).as_posix())
+        for path in entries:
+            name = path.relative_to(folder.parent).as_posix() + ("/" if path.is_dir() else "")
+            info = zipfile.ZipInfo(name, date_time=stamp)
+            info.create_system = 3  # unix, so the permission bits below mean what they say
+            info.external_attr = ((0o40755 if path.is_dir() else 0o100644) << 16) | (0x10 if path.is_dir() else 0)
+            info.compress_type = zipfile.ZIP_STORED if path.is_dir() else zipfile.ZIP_DEFLATED
+            archive.writestr(info, b"" if path.is_dir() else path.read_bytes(), compresslevel=9)
+
+
+def tool_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for name in TOOLS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def provenance(model: ModelSpec, results: dict[str, StageResult], store: ObjectStore) -> dict[str, Any]:
+    """What the bundle came from: manifest content, source fingerprint, every stage key and
+    output, tool versions, platform, and the verification figures."""
+    manifest_path = Path(model.manifest)
+    fingerprint_dir = store.path(results["source"].output) if "source" in results and results["source"].output else None
+    fingerprint = json.loads((fingerprint_dir / "fingerprint.json").read_text()) if fingerprint_dir and (fingerprint_dir / "fingerprint.json").is_file() else {}
+    return {
+        "model": model.name,
+        "version": model.data["version"],
+        "manifest": {"file": manifest_path.name, "sha256": _sha256(manifest_path)},
+        "source": fingerprint,
+        "stages": {name: {"key": r.key, "output": r.output} for name, r in sorted(results.items()) if not name.endswith(".bench")},
+        "tools": tool_versions(),
+        "platform": {"system": platform.system(), "machine": platform.machine()},
+        "verify": {name.split(".")[0]: ({"status": r.status, **{k: v for k, v in r.info.items() if k != "summary"}} if r.status != "skipped"
+                                        else {"status": "skipped", "reason": r.reason})
+                   for name, r in sorted(results.items()) if name.endswith(".verify")},
+    }
+
+
+def write_bundle(model: ModelSpec, report: BuildReport, store: ObjectStore, out: Path) -> Path:
+    """Write dist/<model>-<version>/ atomically (a temporary folder renamed into place)."""
+    results = {r.stage: r for r in report.results if r.model == model.name}
+    folder = out / f"{model.name}-{model.data['version']}"
+    staging = out / f".{folder.name}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for target in sorted(model.data["targets"]):
+        stage = TARGETS.get(target).artifact_stage()
+        result = results.get(stage)
+        if result is None or result.output is None:
+            continue
+        for pattern in STAGES.get(stage).artifacts:
+            name = pattern.format(model=model.name)
+            source = store.path(result.output) / name
+            if source.is_dir():
+                shutil.copytree(source, staging / name)
+                deterministic_zip(source, staging / f"{name}.zip")
+            elif source.is_file():
+                shutil.copyfile(source, staging / name)
+    (staging / "provenance.json").write_text(json.dumps(provenance(model, results, store), indent=2, sort_keys=True) + "\n")
+    timings = [dict(row, stage=name) for name, r in sorted(results.items()) if name.endswith(".bench") for row in r.info.get("bench", [])]
+    if timings:
+        (staging / "bench.json").write_text(json.dumps(timings, indent=2, sort_keys=True) + "\n")
+    files = sorted(p for p in staging.rglob("*") if p.is_file() and p.name != "bench.json")
+    sums = "".join(f"{_sha256(p)}  {p.relative_to(staging).as_posix()}\n" for p in files)
+    (staging / "SHA256SUMS").write_text(sums)
+    for path in [staging, *staging.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    if folder.exists():
+        old = out / f".{folder.name}.old-{os.getpid()}"
+        os.replace(folder, old)
+        shutil.rmtree(old, ignore_errors=True)
+    os.replace(staging, folder)
+    return folder
