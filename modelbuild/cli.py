@@ -154,7 +154,8 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
         lock_path = project.root / "modelbuild.lock"
         if getattr(args, "locked", False):
             lock_problems = check_lock(report, read_lock(lock_path))
-        else:
+        elif report.exit_code == 0 and not getattr(args, "manifest_problems", None):
+            # A failed build leaves the lock alone: it records builds that worked.
             write_lock(lock_path, report, load_if_present(lock_path))
         if bench_rows(report) or any(r.stage.endswith(".bench") for r in report.results):
             write_markdown(report, project.out_dir / "bench.md")

@@ -56,8 +56,11 @@ def write_lock(path: Path, report: BuildReport, previous: Lock) -> None:
         for stage in sorted(entries[model]):
             entry = entries[model][stage]
             lines.append(f"{_quote(stage)} = {{ key = \"{entry['key']}\", output = \"{entry['output']}\" }}\n")
+    text = "".join(lines)
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return  # unchanged: leave the file (and its mtime) alone
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(lines), encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 

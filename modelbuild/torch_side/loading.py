@@ -7,7 +7,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from modelbuild.errors import Location, UserError
+from modelbuild.errors import first_line, Location, UserError
 
 
 def import_object(spec: str, where: Location, what: str = "factory") -> Any:
@@ -50,8 +50,12 @@ def load_state_dict(path: Path, where: Location) -> dict[str, Any]:
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{where}: cannot read {path.name} as a tensor-only checkpoint (weights_only=True): {first}") from exc
+        if "Weights only load failed" in str(exc):
+            # torch's own text suggests weights_only=False; modelbuild never unpickles code.
+            raise UserError(f"{where}: {path.name} is not a tensor-only checkpoint: loading it would run code from the pickle, "
+                            "which modelbuild never does; save the state_dict with safetensors (safetensors.torch.save_file) "
+                            "or torch.save of plain tensors") from None
+        raise UserError(f"{where}: cannot read {path.name} as a tensor-only checkpoint: {first_line(exc)}") from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -1,0 +1,29 @@
+"""Writes the corpus's weight files (run once; the outputs are committed)."""
+
+import pickle
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+HERE = Path(__file__).resolve().parent
+weights = HERE / "weights"
+torch.manual_seed(0)
+state = {"linear.weight": torch.randn(2, 4), "linear.bias": torch.randn(2)}
+save_file(state, str(weights / "tiny.safetensors"))
+data = (weights / "tiny.safetensors").read_bytes()
+(weights / "truncated.safetensors").write_bytes(data[: len(data) // 2])
+(weights / "not_tensors.safetensors").write_text('{"this": "is json, not tensors"}')
+save_file({"encoder.weight": torch.randn(2, 4), "encoder.bias": torch.randn(2)}, str(weights / "renamed.safetensors"))
+
+
+class Payload:
+    """Unpickling this would run a shell command; weights_only loading must refuse it."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch /tmp/modelbuild-corpus-pwned",))
+
+
+(weights / "code.pt").write_bytes(pickle.dumps({"linear.weight": Payload()}))
