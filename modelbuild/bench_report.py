@@ -16,8 +16,20 @@ def bench_rows(report: BuildReport) -> list[dict[str, Any]]:
     for result in report.results:
         if result.stage.endswith(".bench") and result.status in ("built", "cached"):
             rows += [{"model": result.model, **row} for row in result.info.get("bench", [])]
+    _compare_with_float(rows, report.variant_of)
     order = {"torch": 0}
     return sorted(rows, key=lambda r: (r["model"], r["shape"], order.get(r["backend"], 1), r["backend"]))
+
+
+def _compare_with_float(rows: list[dict[str, Any]], variant_of: dict[str, str]) -> None:
+    """A variant's speed-up over its float version: the ratio of the two runs' "vs torch"
+    figures. Each is measured against torch eager in its own run, so a machine that got
+    slower between the two runs does not show up as a speed-up."""
+    index = {(r["model"], r["backend"], r["shape"]): r for r in rows}
+    for row in rows:
+        base = index.get((variant_of.get(row["model"], ""), row["backend"], row["shape"]))
+        if base is not None and row["backend"] != "torch":
+            row["vs_float"] = row["speedup"] / base["speedup"]
 
 
 def skipped_backends(report: BuildReport) -> list[tuple[str, str, str]]:
@@ -43,16 +55,20 @@ def to_markdown(report: BuildReport) -> str:
     lines = ["# modelbuild bench", "",
              f"{machine()}. Threads per backend: {', '.join(map(str, threads)) or '-'}. Each backend is timed in turns with torch "
              "eager in one process; \"vs torch\" is the eager mean over the backend mean from that same run.", "",
-             "| model | backend | shape | mean ± std (ms) | p50 | p90 | min | runs | size | torch, same run (ms) | vs torch |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| model | backend | shape | mean ± std (ms) | p50 | p90 | min | runs | size | torch, same run (ms) | vs torch | vs float |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         size = f"{r['size'] / 1024:.1f} KB" if r.get("size") else ""
         lines.append(f"| {r['model']} | {r['backend']} | {r['shape']} | {r['mean_ms']:.3f} ± {r['std_ms']:.3f} | {r['p50_ms']:.3f} | "
-                     f"{r['p90_ms']:.3f} | {r['min_ms']:.3f} | {r['runs']} | {size} | {r['torch_mean_ms']:.3f} | {r['speedup']:.2f}× |")
+                     f"{r['p90_ms']:.3f} | {r['min_ms']:.3f} | {r['runs']} | {size} | {r['torch_mean_ms']:.3f} | {r['speedup']:.2f}× | {times(r.get('vs_float'))} |")
     skipped = skipped_backends(report)
     if skipped:
         lines += ["", "Not benchmarked here:", ""] + [f"- {m} · {b}: {why}" for m, b, why in skipped]
     return "\n".join(lines) + "\n"
+
+
+def times(value: float | None) -> str:
+    return f"{value:.2f}×" if value is not None else ""
 
 
 def write_markdown(report: BuildReport, path: Path) -> None:

@@ -141,6 +141,7 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
                 terminal.start_progress(len(nodes))
             try:
                 report = executor.run()
+                report.variant_of = {m.name: m.data["variant_of"] for m in models if "variant_of" in m.data}
             finally:
                 terminal.stop_progress()
         finally:
@@ -160,6 +161,9 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
         if bench_rows(report) or any(r.stage.endswith(".bench") for r in report.results):
             write_markdown(report, project.out_dir / "bench.md")
     terminal.print(terminal.summary(report, title="modelbuild plan" if dry_run else "modelbuild build"))
+    sizes = None if dry_run else terminal.size_table(report)
+    if sizes is not None:
+        terminal.print(sizes)
     if getattr(args, "command", "") == "bench":
         terminal.print(terminal.bench_table(report))
         written = [project.out_dir / "bench.md"] if any(r.stage.endswith(".bench") for r in report.results) else []

@@ -35,6 +35,7 @@ class BuildReport:
     results: list[StageResult] = field(default_factory=list)
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)  # e.g. a corrupt cache entry evicted
+    variant_of: dict[str, str] = field(default_factory=dict)  # variant model -> its base model
 
     def add(self, result: StageResult) -> None:
         self.results.append(result)
@@ -58,8 +59,10 @@ class BuildReport:
         counts: dict[str, int] = {}
         for r in self.results:
             counts[r.status] = counts.get(r.status, 0) + 1
+        from modelbuild.size_report import size_rows
+
         return {"modelbuild": __version__, "seconds": round(self.seconds, 3), "exit_code": self.exit_code, "counts": counts,
-                "warnings": self.warnings, "models": models}
+                "warnings": self.warnings, "models": models, "sizes": size_rows(self)}
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

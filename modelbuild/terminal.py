@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from modelbuild.graph.node import StageNode
+from modelbuild.bench_report import times as _times
 from modelbuild.report import BuildReport, StageResult
 
 STATUS_STYLE = {"built": "green", "cached": "dim", "failed": "bold red", "blocked": "yellow", "not run": "yellow",
@@ -106,6 +107,25 @@ class Terminal:
                           f"{r.seconds:.2f}" if r.status == "built" or r.status == "failed" else "", _size(r.size), why)
         return table
 
+    def size_table(self, report: BuildReport) -> Any | None:
+        """Compressed and quantised artifacts against their float versions (nothing when none)."""
+        from rich.table import Table
+        from rich.text import Text
+
+        from modelbuild.size_report import size_rows
+
+        rows = size_rows(report)
+        if not rows:
+            return None
+        table = Table(title="sizes against float", title_justify="left")
+        for column in ("model", "target", "size", "float", "ratio", "max abs error", "verify"):
+            table.add_column(column, justify="left" if column in ("model", "target", "verify") else "right")
+        for row in rows:
+            error = "" if row["max_abs"] is None else f"{row['max_abs']:.3g}"
+            table.add_row(row["model"], row["target"], _size(row["size"]), f"{_size(row['float_size'])} ({row['float_from']})",
+                          f"{row['ratio']:.0%}", error, Text(row["verdict"] or "", style=VERDICT_STYLE.get(row["verdict"] or "", "")))
+        return table
+
     def bench_table(self, report: BuildReport) -> Any:
         """One row per model × backend × shape, from the bench stages of ``report``."""
         from rich.table import Table
@@ -113,12 +133,12 @@ class Terminal:
         from modelbuild.bench_report import bench_rows, skipped_backends
 
         table = Table(title="modelbuild bench", title_justify="left")
-        for column in ("model", "backend", "shape", "mean ± std ms", "p50", "p90", "min", "runs", "size", "torch, same run", "vs torch"):
+        for column in ("model", "backend", "shape", "mean ± std ms", "p50", "p90", "min", "runs", "size", "torch, same run", "vs torch", "vs float"):
             table.add_column(column, justify="left" if column in ("model", "backend", "shape") else "right")
         for row in bench_rows(report):
             table.add_row(row["model"], row["backend"], row["shape"], f"{row['mean_ms']:.3f} ± {row['std_ms']:.3f}", f"{row['p50_ms']:.3f}",
                           f"{row['p90_ms']:.3f}", f"{row['min_ms']:.3f}", str(row["runs"]), _size(row.get("size")),
-                          f"{row['torch_mean_ms']:.3f}", f"{row['speedup']:.2f}×")
+                          f"{row['torch_mean_ms']:.3f}", f"{row['speedup']:.2f}×", _times(row.get("vs_float")))
         skipped = skipped_backends(report)
         if skipped:
             table.caption = "not benchmarked here:\n" + "\n".join(f"  {m} · {b}: {why}" for m, b, why in skipped)

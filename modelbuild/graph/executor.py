@@ -62,6 +62,7 @@ class Executor:
         waiting = {nid: set(self.nodes[nid].deps) & set(self.nodes) for nid in self.order}
         ready = [nid for nid in self.order if not waiting[nid]]
         running: dict[futures.Future, tuple[str, str, dict]] = {}
+        parked: dict[str, list[str]] = {}  # key -> nodes waiting for a running node with that key
         pool: futures.Executor | None = None
         stopping = False
         try:
@@ -73,7 +74,7 @@ class Executor:
                     decision = self._decide(nid)
                     if decision is None:
                         ready += self._finish(nid, waiting)
-                    elif not STAGES.get(self.nodes[nid].stage).heavy:
+                    elif not STAGES.get(self.nodes[nid].stage).runs_in_worker(self.nodes[nid]):
                         # Light stages (no torch, no coremltools) run here: a worker process
                         # would cost more than the stage.
                         done_now: futures.Future = futures.Future()
@@ -82,6 +83,10 @@ class Executor:
                         if self.results[nid].status == "failed" and not self.options.keep_going:
                             stopping = True
                         ready += self._finish(nid, waiting)
+                    elif any(key == decision[0] for _, key, _ in running.values()):
+                        # The same work is already running for another model (a variant
+                        # shares its conversion with its base): wait and take it from the cache.
+                        parked.setdefault(decision[0], []).append(nid)
                     else:
                         pool = pool or self._pool()
                         running[self._submit(nid, pool)] = (nid, *decision)
@@ -95,6 +100,7 @@ class Executor:
                 for future in done:
                     nid, key, mat = running.pop(future)
                     self._collect(nid, key, mat, future)
+                    ready = parked.pop(key, []) + ready
                     if self.results[nid].status == "failed" and not self.options.keep_going:
                         stopping = True
                     ready += self._finish(nid, waiting)

@@ -55,6 +55,8 @@ def apply_defaults(model: dict[str, Any]) -> dict[str, Any]:
         kind = out.setdefault("kind", "tensor")
         if kind == "image":
             out.setdefault("color_layout", "RGB")
+    data.setdefault("prepare", {})
+    data.setdefault("plugins", [])
     data.setdefault("metadata", {})
     targets = data.setdefault("targets", {"coreml": {}})
     for name in list(targets):

@@ -74,17 +74,35 @@ def load_models(files: list[Path], root: Path, defaults: dict[str, Any] | None =
                     continue
                 if memo is not None:
                     memo.mark_valid(digest)
-            resolved = ModelSpec(spec.name, apply_defaults(merged), path, display, prefix, lines, root)
-            model_problems = check_model(resolved)
-            problems.extend(model_problems)
-            if not model_problems:
-                models.append(resolved)
+            for name, data in expand_variants(merged):
+                overlay = f"variants.{data['variant']}" if "variant" in data else ""
+                resolved = ModelSpec(name, apply_defaults(data), path, display, prefix, lines, root, overlay)
+                model_problems = check_model(resolved)
+                problems.extend(model_problems)
+                if not model_problems:
+                    models.append(resolved)
     duplicates = _duplicate_names(models)
     problems.extend(duplicates)
     if problems:
         unique = list({m.name: m for m in reversed(models)}.values())[::-1]
         raise ManifestError(problems, valid=unique)
     return models
+
+
+def expand_variants(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The model, then one model per variant: ``<name>-<variant>`` with the variant's fields
+    merged in and only the targets it names. A variant is a model of its own to the graph, so
+    the stages it shares with its base (source, capture, a Core ML conversion before
+    ``optimize``) have the same keys and are built once."""
+    base = {k: v for k, v in data.items() if k != "variants"}
+    expanded = [(str(base["name"]), base)]
+    for variant, over in sorted((data.get("variants") or {}).items()):
+        targets = {t: deep_merge((base.get("targets") or {}).get(t) or {}, options or {}) for t, options in over["targets"].items()}
+        fields = {k: v for k, v in over.items() if k not in ("targets", "description")}
+        merged = deep_merge({k: v for k, v in base.items() if k != "targets"}, fields)
+        merged.update(name=f"{base['name']}-{variant}", targets=targets, variant_of=str(base["name"]), variant=variant)
+        expanded.append((merged["name"], merged))
+    return expanded
 
 
 def _split_models(data: Any, display: str, lines: dict[str, int], problems: list[str]) -> list[tuple[str, Any]]:

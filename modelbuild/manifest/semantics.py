@@ -227,6 +227,31 @@ def _check_coreml(data: dict[str, Any], fail: Any) -> None:
             fail("targets.coreml.deployment_target", f"expected at most {family}{NEURALNETWORK_MAX[family]} with format 'neuralnetwork', got {target!r}; use format 'mlprogram' for newer targets")
         if coreml.get("precision") == "float16":
             fail("targets.coreml.precision", "expected float32 with format 'neuralnetwork' (float16 precision applies to ML programs); use 'mlprogram' or quantize in optimize")
+    _check_optimize(coreml, fail)
     for i, out in enumerate(data.get("outputs") or []):
         if out["kind"] == "image" and any("shape" in inp and has_unbounded(inp) for inp in data["inputs"]):
             fail(f"outputs[{i}].kind", "expected a tensor output: Core ML image outputs need bounded input dimensions (coremltools rejects symbolic image output shapes)")
+
+
+IOS18_ERA = {"iOS": 18, "tvOS": 18, "macOS": 15, "watchOS": 11}  # the releases of 2024, where these arrived
+IOS18_GRANULARITY = {"quantize": "per_block", "palettize": "per_grouped_channel"}
+
+
+def _check_optimize(coreml: dict[str, Any], fail: Any) -> None:
+    """What coremltools.optimize.coreml would refuse after a full conversion, said up front."""
+    target = coreml["deployment_target"]
+    major = int(re.search(r"\d+", target).group(0))
+    family = re.match(r"[a-zA-Z]+", target).group(0)
+    modern = major >= IOS18_ERA.get(family, 18)
+    for index, step in enumerate(coreml.get("optimize", [])):
+        (kind, options), = step.items()
+        at = f"targets.coreml.optimize[{index}].{kind}"
+        if coreml["format"] != "mlprogram":
+            fail(at, "expected format 'mlprogram': coremltools.optimize.coreml compresses ML programs only")
+            return
+        if kind == "prune" and ("sparsity" in options) == ("threshold" in options):
+            fail(at, f"expected exactly one of sparsity or threshold, got {', '.join(sorted(options)) or 'neither'}")
+        if kind in IOS18_GRANULARITY and options.get("granularity") == IOS18_GRANULARITY[kind] and not modern:
+            fail(f"{at}.granularity", f"expected deployment_target iOS18/macOS15 or later for granularity {options['granularity']!r}, got {target!r}")
+        if kind == "quantize" and options.get("granularity") != "per_block" and "block_size" in options:
+            fail(f"{at}.block_size", "expected granularity 'per_block' with block_size")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from dataclasses import replace as dataclass_replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ class ModelSpec:
     prefix: str  # "models[2]" when the model came from a models: list, else ""
     lines: dict[str, int] = field(default_factory=dict, compare=False)
     root: Path = Path(".")  # the project root: on sys.path while the model builds
+    overlay: str = ""  # "variants.int8" for a variant: its own fields are cited there
 
     @property
     def folder(self) -> Path:
@@ -32,6 +34,14 @@ class ModelSpec:
 
     def where(self, field_path: str) -> Location:
         """The location of a field, with the line number when the format has lines."""
+        if self.overlay and field_path:
+            # A variant's field is cited where the variant sets it, when it does.
+            inner = f"{self.overlay}.{field_path}"
+            probe: str | None = inner
+            while probe and probe.startswith(self.overlay + "."):
+                if (f"{self.prefix}.{probe}" if self.prefix else probe) in self.lines:
+                    return ModelSpec.where(dataclass_replace(self, overlay=""), probe)
+                probe = _parent(probe)
         full = f"{self.prefix}.{field_path}" if self.prefix and field_path else (self.prefix or field_path)
         line = None
         probe = full

@@ -13,6 +13,7 @@ BUILTIN = [
     "modelbuild.stages.source",
     "modelbuild.stages.capture",
     "modelbuild.stages.coreml_convert",
+    "modelbuild.stages.coreml_optimize",
     "modelbuild.stages.coreml_package",
     "modelbuild.stages.reference",
     "modelbuild.stages.onnx_export",

@@ -54,6 +54,12 @@ class Stage:
         return None
 
     @classmethod
+    def runs_in_worker(cls, node: StageNode) -> bool:
+        """Whether this node needs a worker process (it imports torch or coremltools). A stage
+        that sometimes has nothing heavy to do (``coreml.optimize`` without steps) says so."""
+        return cls.heavy
+
+    @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
         """The resolved manifest values this stage reads, keyed by field path."""
         return {}

@@ -42,6 +42,12 @@ def module_params(model: ModelSpec) -> dict[str, Any]:
     return {"inputs": input_signature(model, full=True), "wrapper": model.data["wrapper"], "outputs": output_selectors(model)}
 
 
+def structural_prepare(model: ModelSpec) -> dict[str, Any]:
+    """``prepare`` minus ``dtype``: what every capture of the module reads. The weights' dtype
+    belongs to the torch-side targets that ask for it, never to the Core ML conversion."""
+    return {k: v for k, v in model.data["prepare"].items() if k != "dtype" and v}
+
+
 def target_options(model: ModelSpec, target: str) -> dict[str, Any]:
     """A target's resolved options minus ``validate``: tolerances never change an artifact."""
     return {"targets": {target: {k: v for k, v in model.data["targets"][target].items() if k != "validate"}}}
@@ -61,7 +67,7 @@ class CaptureStage(Stage):
         # turns every range into a dynamic dimension.
         return {"wrapper": data["wrapper"], "capture": data["capture"],
                 "inputs": input_signature(model, full=data["capture"]["mode"] == "export" or data["capture"]["check"]),
-                "outputs": output_selectors(model)}
+                "outputs": output_selectors(model), "prepare": structural_prepare(model)}
 
     def run(self, job: StageJob) -> None:
         import torch
@@ -75,7 +81,7 @@ class CaptureStage(Stage):
         params = job.node.params
         mode = params["capture"]["mode"]
         inputs = ctx["inputs"]
-        prepared, model, notes = build_prepared(ctx, params["wrapper"], job.where)
+        prepared, model, notes = build_prepared(ctx, params["wrapper"], job.where, params["prepare"])
         job.notes += notes
         example = make_inputs(inputs, "default", seed=0)
         with torch.no_grad():

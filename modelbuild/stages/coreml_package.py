@@ -34,7 +34,7 @@ def conversion_date() -> str | None:
 class CoreMLPackageStage(Stage):
     name = "coreml.package"
     version = 1
-    deps = ("coreml.convert",)
+    deps = ("coreml.optimize",)
     artifacts = ("{model}.mlpackage",)
     heavy = False
 
@@ -83,4 +83,4 @@ class CoreMLPackageStage(Stage):
             for feature in description.output:
                 feature.shortDescription = params["descriptions"]["outputs"].get(feature.name, feature.shortDescription)
 
-        rewrite_package(job.inputs["coreml.convert"] / "model.mlpackage", job.out / f"{job.node.model}.mlpackage", edit)
+        rewrite_package(job.inputs["coreml.optimize"] / "model.mlpackage", job.out / f"{job.node.model}.mlpackage", edit)

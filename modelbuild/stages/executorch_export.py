@@ -36,7 +36,7 @@ class ExecuTorchExportStage(Stage):
 
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
-        return {**target_options(model, "executorch"), **module_params(model)}
+        return {**target_options(model, "executorch"), **module_params(model), "prepare": model.data["prepare"]}
 
     def run(self, job: StageJob) -> None:
         reason = missing_module("executorch", "executorch")
@@ -58,10 +58,16 @@ class ExecuTorchExportStage(Stage):
         # A captured program carries its own dynamic dims; reuse it only when they are what
         # ExecuTorch needs (no fixed shapes asked for, no unbounded dimension to bound).
         reusable = not options["fixed_shapes"] and not any(has_unbounded(i) for i in ctx["inputs"] if "shape" in i)
+        reusable = reusable and job.node.params["prepare"].get("dtype", "float32") == "float32"
         if "program" in captured and reusable:
             program = torch.export.load(str(job.inputs["capture"] / captured["program"]))
         else:
-            prepared, model, _notes = build_prepared(ctx, ctx["wrapper"], job.where)
+            prepared, model, notes = build_prepared(ctx, ctx["wrapper"], job.where, job.node.params["prepare"])
+            job.notes += [n for n in notes if n.startswith("prepare:")]
+            if job.node.params["prepare"].get("dtype", "float32") != "float32":
+                from modelbuild.torch_side.prepare import cast_module
+
+                prepared = cast_module(prepared, job.node.params["prepare"]["dtype"])
             example = make_inputs(ctx["inputs"], "default", seed=0)
             fixed = job.node.params["targets"]["executorch"]["fixed_shapes"]
             bound = job.node.params["targets"]["executorch"]["unbounded_max"]

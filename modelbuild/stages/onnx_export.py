@@ -11,7 +11,7 @@ from modelbuild.manifest.spec import ModelSpec
 from modelbuild.runtimes.base import missing_module
 from modelbuild.stages import STAGES
 from modelbuild.stages.base import Stage, StageJob
-from modelbuild.stages.capture import module_params, target_options
+from modelbuild.stages.capture import module_params, structural_prepare, target_options
 from modelbuild.stages.reference import output_names
 
 
@@ -26,7 +26,7 @@ class OnnxExportStage(Stage):
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
         # The description becomes the ONNX doc_string, so it is part of what this stage writes.
-        return {**target_options(model, "onnx"), **module_params(model),
+        return {**target_options(model, "onnx"), **module_params(model), "prepare": structural_prepare(model),
                 "metadata": {"description": model.data["metadata"].get("description", "")}}
 
     def run(self, job: StageJob) -> None:
@@ -52,7 +52,7 @@ class OnnxExportStage(Stage):
             count = len(flatten(source.module()(*example)))
             shapes = None  # the program carries its own dynamic dimensions
         else:
-            source, _model, _notes = build_prepared(ctx, ctx["wrapper"], job.where)
+            source, _model, _notes = build_prepared(ctx, ctx["wrapper"], job.where, job.node.params["prepare"])
             with torch.no_grad():
                 count = len(flatten(source(*example)))
             shapes = None if fixed else {"inputs": dynamic_shapes(inputs)}

@@ -14,7 +14,7 @@ from modelbuild.errors import StageFailure, first_line
 from modelbuild.manifest.spec import ModelSpec
 from modelbuild.stages import STAGES
 from modelbuild.stages.base import Stage, StageJob
-from modelbuild.stages.capture import target_options
+from modelbuild.stages.capture import module_params, target_options
 
 
 @STAGES.register
@@ -27,7 +27,11 @@ class TorchScriptExportStage(Stage):
 
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
-        return target_options(model, "torchscript")
+        dtype = model.data["prepare"].get("dtype", "float32")
+        if dtype == "float32":
+            return target_options(model, "torchscript")
+        # Weights in another dtype: re-traced from the module, so the module is read too.
+        return {**target_options(model, "torchscript"), **module_params(model), "prepare": model.data["prepare"]}
 
     def run(self, job: StageJob) -> None:
         import torch
@@ -41,15 +45,21 @@ class TorchScriptExportStage(Stage):
         captured = json.loads((job.inputs["capture"] / "capture.json").read_text())
         path = job.out / f"{model}.pt"
         example = make_inputs(ctx["inputs"], "default", seed=0)
-        if "module" in captured:
+        dtype = job.node.params.get("prepare", {}).get("dtype", "float32")
+        if "module" in captured and dtype == "float32":
             shutil.copyfile(job.inputs["capture"] / captured["module"], path)
             cap.fresh_type_names()  # loading re-registers the module's class names: keep them as saved
             module = torch.jit.load(str(path), map_location="cpu")
         else:
-            prepared, _model, _notes = build_prepared(ctx, ctx["wrapper"], job.where)
+            prepared, _model, _notes = build_prepared(ctx, ctx["wrapper"], job.where, job.node.params.get("prepare"))
+            if dtype != "float32":
+                from modelbuild.torch_side.prepare import cast_module
+
+                prepared = cast_module(prepared, dtype)
             with torch.no_grad():
                 module, messages = cap.trace(prepared, example)
-            job.notes.append(f"traced for TorchScript (the capture is {captured['mode']})")
+            job.notes.append(f"{dtype} weights: traced for TorchScript from the module" if dtype != "float32"
+                             else f"traced for TorchScript (the capture is {captured['mode']})")
             cap.save_torchscript(module, path)
             cap.fresh_type_names()  # the lite file is written from the saved bytes: no paths, stable names
             module = torch.jit.load(str(path), map_location="cpu")

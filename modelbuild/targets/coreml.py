@@ -7,5 +7,5 @@ from modelbuild.targets.base import Target
 @TARGETS.register
 class CoreMLTarget(Target):
     name = "coreml"
-    stages = ("coreml.convert", "coreml.package")
+    stages = ("coreml.convert", "coreml.optimize", "coreml.package")
     runtime = "coreml"

@@ -6,6 +6,7 @@ cached, what early cutoff stops, what a failure blocks).
 
 from __future__ import annotations
 
+import json
 import concurrent.futures as futures
 import contextlib
 import os
@@ -65,16 +66,23 @@ class FakeConvert(Stage):
 
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
-        return {"coreml": {k: v for k, v in model.data["targets"]["coreml"].items() if k != "validate"}}
+        return {"coreml": {k: v for k, v in model.data["targets"]["coreml"].items() if k not in ("validate", "optimize")}}
 
     def run(self, job: StageJob) -> None:
         RUNS.append(f"{job.node.model}:coreml.convert")
         (job.out / "raw").write_bytes((job.inputs["capture"] / "module").read_bytes() + b"-converted")
 
 
+class FakeOptimize(STAGES.get("coreml.optimize")):  # the real key declaration, a fake run
+    def run(self, job: StageJob) -> None:
+        RUNS.append(f"{job.node.model}:coreml.optimize")
+        steps = json.dumps(job.node.params["targets"]["coreml"]["optimize"]).encode()
+        (job.out / "raw").write_bytes((job.inputs["coreml.convert"] / "raw").read_bytes() + steps)
+
+
 class FakePackage(Stage):
     name = "coreml.package"
-    deps = ("coreml.convert",)
+    deps = ("coreml.optimize",)
     artifacts = ("{model}.mlpackage",)
 
     @classmethod
@@ -85,7 +93,7 @@ class FakePackage(Stage):
         RUNS.append(f"{job.node.model}:coreml.package")
         package = job.out / f"{job.node.model}.mlpackage"
         package.mkdir()
-        (package / "model").write_bytes((job.inputs["coreml.convert"] / "raw").read_bytes())
+        (package / "model").write_bytes((job.inputs["coreml.optimize"] / "raw").read_bytes())
 
 
 class FakeReference(STAGES.get("reference")):  # the real key declaration, a fake run
@@ -136,7 +144,7 @@ class FakeTorchBench(STAGES.get("torch.bench")):
 @contextlib.contextmanager
 def fake_stages() -> Iterator[None]:
     with contextlib.ExitStack() as stack:
-        for stage in (FakeSource, FakeCapture, FakeConvert, FakePackage, FakeReference, FakeVerify, FakeBench, FakeTorchBench):
+        for stage in (FakeSource, FakeCapture, FakeConvert, FakeOptimize, FakePackage, FakeReference, FakeVerify, FakeBench, FakeTorchBench):
             stack.enter_context(STAGES.override(stage))
         yield
 
@@ -200,11 +208,11 @@ def statuses(result: dict[str, str], status: str) -> set[str]:
 def test_first_build_runs_everything_second_runs_nothing(project: Project) -> None:
     first = project.build()
     assert set(first.values()) == {"built"}, [(r.stage, r.error) for r in project.report.results if r.error]
-    assert len(RUNS) == 16  # source, capture, reference, convert, package, verify, two benchmarks; two models
+    assert len(RUNS) == 18  # source, capture, reference, convert, optimize, package, verify, two benchmarks; two models
     second = project.build()
     assert set(second.values()) == {"cached"}
     assert RUNS == []
-    assert (project.root / "build" / "alpha" / "alpha.mlpackage" / "model").read_bytes() == b"alph-converted"
+    assert (project.root / "build" / "alpha" / "alpha.mlpackage" / "model").read_bytes() == b"alph-converted[]"
 
 
 def test_touch_without_new_bytes_runs_nothing(project: Project) -> None:
@@ -224,6 +232,26 @@ def test_new_weights_rebuild_only_that_model_and_cut_off_early(project: Project)
     assert project.report.results[2].reason == "early cutoff: capture output unchanged"
     assert statuses(result, "built") == {"alpha:source", "alpha:capture", "alpha:reference"}
     assert result["alpha:coreml.verify"] == "cached" and result["alpha:torch.bench"] == "cached"
+
+
+def test_an_optimize_step_edit_reruns_only_what_follows_the_conversion(project: Project) -> None:
+    project.edit("beta", "metadata:", "targets: {coreml: {optimize: [{palettize: {nbits: 4}}]}}\nmetadata:")
+    project.build()
+    project.edit("beta", "nbits: 4", "nbits: 6")
+    result = project.build()
+    assert statuses(result, "built") == {"beta:coreml.optimize", "beta:coreml.package", "beta:coreml.verify", "beta:coreml.bench"}
+    optimize = next(r for r in project.report.results if r.model == "beta" and r.stage == "coreml.optimize")
+    assert optimize.reason == "targets.coreml.optimize[0].palettize.nbits: 4 → 6"
+
+
+def test_a_variant_shares_the_conversion_with_its_base(project: Project) -> None:
+    project.edit("beta", "metadata:", "variants:\n  small: {targets: {coreml: {optimize: [{prune: {sparsity: 0.5}}]}}}\nmetadata:")
+    result = project.build()
+    assert set(result.values()) == {"built", "cached"}
+    assert [r for r in RUNS if r.endswith(":coreml.convert")].count("beta-small:coreml.convert") + RUNS.count("beta:coreml.convert") == 1
+    assert "beta-small:coreml.optimize" in RUNS and "beta-small:coreml.package" in RUNS
+    variant = (project.root / "build" / "beta-small" / "beta-small.mlpackage" / "model").read_bytes()
+    assert variant.endswith(b'[{"prune": {"sparsity": 0.5}}]')
 
 
 def test_metadata_edit_reruns_only_package(project: Project) -> None:

@@ -1,0 +1,38 @@
+"""Sizes of compressed and quantised artifacts next to their float versions, with the error
+their verification measured against the PyTorch reference: the trade a user is making."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelbuild.report import BuildReport
+from modelbuild.targets import TARGETS
+
+SETTLED = ("built", "cached")
+
+
+def size_rows(report: BuildReport) -> list[dict[str, Any]]:
+    """One row per artifact that has a float version to compare with: a Core ML package with
+    ``optimize`` steps (its raw conversion), or any artifact of a variant (its base model's)."""
+    results = {(r.model, r.stage): r for r in report.results}
+    rows = []
+    for (model, stage), result in results.items():
+        target = next((t for t in TARGETS.names() if TARGETS.get(t).artifact_stage() == stage), None)
+        if target is None or result.status not in SETTLED or not result.size:
+            continue
+        optimize = results.get((model, f"{target}.optimize"))
+        base = report.variant_of.get(model)
+        if optimize is not None and optimize.info.get("size_before"):
+            float_size, float_from = optimize.info["size_before"], "before optimize"
+        elif base and (base, stage) in results and results[(base, stage)].size:
+            float_size, float_from = results[(base, stage)].size, base
+        else:
+            continue
+        verify = results.get((model, f"{target}.verify"))
+        figures = verify.info.get("outputs", []) if verify is not None and verify.status in SETTLED else []
+        rows.append({"model": model, "target": target, "size": result.size, "float_size": float_size, "float_from": float_from,
+                     "ratio": result.size / float_size,
+                     "max_abs": max((f["max_abs"] for f in figures), default=None),
+                     "cosine": min((f["cosine"] for f in figures), default=None),
+                     "verdict": verify.info.get("verdict") if verify is not None and verify.status in SETTLED else (verify.status if verify else None)})
+    return sorted(rows, key=lambda r: (r["model"], r["target"]))

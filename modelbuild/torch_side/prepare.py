@@ -1,0 +1,114 @@
+"""``prepare``: changes to the user's module before capture.
+
+Folding and fusion are exact rewrites in eval mode (up to float rounding), so the module's
+reference outputs stay those of the unprepared model and verification measures what they
+changed. ``dtype`` is different: it is applied per torch-side target by ``cast_module`` so a
+float16 TorchScript file never changes the Core ML conversion, which has its own precision.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CONVS = ("Conv1d", "Conv2d", "Conv3d")
+
+
+def apply(model: Any, options: dict[str, Any]) -> list[str]:
+    """Rewrite ``model`` in place; return notes saying what changed."""
+    import torch
+
+    notes = []
+    if options.get("fold_batchnorm") or options.get("fuse"):
+        folded = _fold_batchnorms(model)
+        notes.append(f"prepare: folded {folded} batch norm(s) into the layer before them")
+    if options.get("fuse"):
+        fused = _fuse_relus(model)
+        notes.append(f"prepare: fused {fused} conv/linear + ReLU pair(s)")
+    if options.get("channels_last"):
+        model.to(memory_format=torch.channels_last)
+        notes.append("prepare: channels-last weights")
+    return notes
+
+
+def _pairs(model: Any) -> list[tuple[Any, int]]:
+    """(container, index) of every child of an nn.Sequential: the one place where "the layer
+    after this one" is known without tracing."""
+    import torch
+
+    return [(m, i) for m in model.modules() if isinstance(m, torch.nn.Sequential) for i in range(len(m) - 1)]
+
+
+def _fold_batchnorms(model: Any) -> int:
+    import torch
+    from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+
+    count = 0
+    for container, index in _pairs(model):
+        if index >= len(container) - 1:
+            continue
+        layer, norm = container[index], container[index + 1]
+        if not isinstance(norm, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)) or not norm.track_running_stats:
+            continue
+        if type(layer).__name__ in CONVS and isinstance(layer, torch.nn.modules.conv._ConvNd):
+            container[index] = fuse_conv_bn_eval(layer.eval(), norm.eval())
+        elif isinstance(layer, torch.nn.Linear):
+            container[index] = fuse_linear_bn_eval(layer.eval(), norm.eval())
+        else:
+            continue
+        container[index + 1] = torch.nn.Identity()
+        count += 1
+    return count
+
+
+def _fuse_relus(model: Any) -> int:
+    """Conv or Linear followed by ReLU (identities from folding skipped) become one
+    ``torch.ao.nn.intrinsic`` module: what quantisers and backends match as one kernel."""
+    import torch
+    import torch.ao.nn.intrinsic as nni
+
+    fused_types = {torch.nn.Conv1d: nni.ConvReLU1d, torch.nn.Conv2d: nni.ConvReLU2d, torch.nn.Conv3d: nni.ConvReLU3d,
+                   torch.nn.Linear: nni.LinearReLU}
+    count = 0
+    for container, index in _pairs(model):
+        if index >= len(container) - 1:
+            continue
+        layer = container[index]
+        after = index + 1
+        while after < len(container) - 1 and isinstance(container[after], torch.nn.Identity):
+            after += 1
+        if type(layer) in fused_types and isinstance(container[after], torch.nn.ReLU):
+            container[index] = fused_types[type(layer)](layer, torch.nn.ReLU())
+            container[after] = torch.nn.Identity()
+            count += 1
+    return count
+
+
+def cast_module(module: Any, dtype_name: str) -> Any:
+    """The module with its weights in ``dtype_name``, taking and returning float32 tensors, so
+    the artifact's interface (and every runtime's feeds) stays what the manifest declares."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+
+    class Cast(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner.to(dtype)
+
+        def forward(self, *inputs: Any) -> Any:
+            cast = [x.to(dtype) if x.is_floating_point() else x for x in inputs]
+            return _to_float32(self.inner(*cast))
+
+    return Cast(module).eval()
+
+
+def _to_float32(value: Any) -> Any:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.float() if value.is_floating_point() else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_float32(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_float32(v) for k, v in value.items()}
+    return value
