@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from models import classifier, generator, gpt, lstm, segmenter  # noqa: E402
+from models import classifier, generator, gpt, lstm, mobilenet, segmenter  # noqa: E402
 
 MODELS = {
     "classifier": lambda: classifier.build(num_classes=10, width=16),
@@ -23,14 +23,16 @@ MODELS = {
     "generator": lambda: generator.build(width=16, blocks=2),
     "gpt": lambda: gpt.build(vocab_size=512, dim=64, heads=4, layers=2, max_len=128),
     "lstm": lambda: lstm.build(features=8, hidden=32, num_classes=3),
+    "mobilenet": lambda: mobilenet.build(num_classes=1000),
 }
+SEEDS = {"classifier": 1000, "generator": 1001, "gpt": 1002, "lstm": 1003, "segmenter": 1004, "mobilenet": 1005}
 
 
 def main() -> None:
     out = HERE / "weights"
     out.mkdir(exist_ok=True)
-    for index, (name, make) in enumerate(sorted(MODELS.items())):
-        torch.manual_seed(1000 + index)
+    for name, make in sorted(MODELS.items()):
+        torch.manual_seed(SEEDS[name])
         model = make()
         # Non-trivial batch-norm statistics, so folding and conversion are really exercised.
         for module in model.modules():

@@ -249,6 +249,8 @@ def _check_optimize(coreml: dict[str, Any], fail: Any) -> None:
         if coreml["format"] != "mlprogram":
             fail(at, "expected format 'mlprogram': coremltools.optimize.coreml compresses ML programs only")
             return
+        if index == 1 and not modern:
+            fail(at, f"expected deployment_target iOS18/macOS15 or later for a second compression step (joint compression), got {target!r}")
         if kind == "prune" and ("sparsity" in options) == ("threshold" in options):
             fail(at, f"expected exactly one of sparsity or threshold, got {', '.join(sorted(options)) or 'neither'}")
         if kind in IOS18_GRANULARITY and options.get("granularity") == IOS18_GRANULARITY[kind] and not modern:

@@ -26,7 +26,7 @@ def tree_size(path: Path) -> int:
 @STAGES.register
 class CoreMLOptimizeStage(Stage):
     name = "coreml.optimize"
-    version = 1
+    version = 2
     tools = ("coremltools", "numpy", "scikit-learn")
     deps = ("coreml.convert",)
 
@@ -55,7 +55,7 @@ class CoreMLOptimizeStage(Stage):
 def compress_package(source: Path, steps: list[dict[str, Any]], job: StageJob) -> Path:
     import coremltools as ct
 
-    from modelbuild.coreml.compress import compressor, describe, needs_sklearn, optimization_config, step_kind
+    from modelbuild.coreml.compress import compressor, describe, float16_safe_pruning, needs_sklearn, optimization_config, step_kind
     from modelbuild.coreml.package_io import drop_conversion_date, write_package
 
     if any(needs_sklearn(s) for s in steps):
@@ -69,8 +69,10 @@ def compress_package(source: Path, steps: list[dict[str, Any]], job: StageJob) -
         kind, options = step_kind(step)
         before = _compressed_ops(mlmodel)
         job.log.info("optimize[%d]: %s %s", index, kind, options)
+        joint = {"joint_compression": True} if index > 0 else {}  # a step after another compresses its output
         try:
-            mlmodel = compressor(ct, kind)(mlmodel, config=optimization_config(ct, kind, options))
+            with float16_safe_pruning():
+                mlmodel = compressor(ct, kind)(mlmodel, config=optimization_config(ct, kind, options), **joint)
         except Exception as exc:  # noqa: BLE001
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             field = job.where(f"targets.coreml.optimize[{index}].{kind}")
