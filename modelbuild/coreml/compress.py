@@ -7,8 +7,7 @@ field names are coremltools' own where they exist (``nbits``, ``granularity``,
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 SELECTORS = ("op_types", "op_names")
 
@@ -64,29 +63,3 @@ def needs_sklearn(step: dict[str, Any]) -> bool:
     kind, options = step_kind(step)
     return kind == "palettize" and options.get("mode", "kmeans") == "kmeans"
 
-
-@contextlib.contextmanager
-def float16_safe_pruning() -> Iterator[None]:
-    """coremltools 9.0 finds the magnitude-pruning threshold with ``np.percentile`` on the
-    weight's own dtype. With float16 weights of more than 65504 elements the percentile's
-    index overflows, the threshold is NaN and nothing is pruned: the "sparse" weight comes out
-    larger than the dense one. Ranking in float32 and storing the kept values in float16
-    gives the sparsity asked for."""
-    import numpy as np
-    from coremltools.optimize.coreml import _quantization_passes as passes
-
-    original = passes.prune_weights.compress_by_magnitude
-
-    def ranked_in_float32(val: Any, target_sparsity: float, block_size: Any = None, dim: Any = None) -> Any:
-        if val.dtype != np.float16:
-            return original(val, target_sparsity, block_size, dim)
-        params = original(val.astype(np.float32), target_sparsity, block_size, dim)
-        if params is None:
-            return None
-        return type(params)(nonzero_data=params.nonzero_data.astype(np.float16), mask=params.mask, shape=params.shape)
-
-    passes.prune_weights.compress_by_magnitude = staticmethod(ranked_in_float32)
-    try:
-        yield
-    finally:
-        passes.prune_weights.compress_by_magnitude = staticmethod(original)

@@ -97,3 +97,6 @@ def _coreml_defaults(coreml: dict[str, Any], inputs: list[dict[str, Any]]) -> No
         coreml.setdefault("precision", "float32")
     coreml.setdefault("compute_units", "all")
     coreml.setdefault("optimize", [])
+    from modelbuild.coreml.compat import COMPAT  # names only: the conversions import coremltools when installed
+
+    coreml["compat"] = {**{name: True for name in COMPAT.names()}, **coreml.get("compat", {})}

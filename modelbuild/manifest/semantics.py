@@ -3,6 +3,7 @@ and the coremltools limits a user should hear about before a conversion starts."
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Any
 
@@ -27,6 +28,7 @@ def check_model(model: ModelSpec) -> list[str]:
     output_names = _check_outputs(data.get("outputs"), fail)
     _check_metadata(model, data["metadata"], output_names, fail)
     _check_coreml(data, fail)
+    _check_plugins(model, fail)
     if data["capture"]["trace_submodules"] and data["capture"]["mode"] != "script":
         fail("capture.trace_submodules", f"expected capture.mode 'script' for trace_submodules, got mode {data['capture']['mode']!r}")
     if "data" in data["validate"]:
@@ -228,6 +230,13 @@ def _check_coreml(data: dict[str, Any], fail: Any) -> None:
         if coreml.get("precision") == "float16":
             fail("targets.coreml.precision", "expected float32 with format 'neuralnetwork' (float16 precision applies to ML programs); use 'mlprogram' or quantize in optimize")
     _check_optimize(coreml, fail)
+    from modelbuild.coreml.compat import COMPAT
+
+    for name in coreml.get("compat", {}):
+        if name not in COMPAT:
+            close = difflib.get_close_matches(name, COMPAT.names(), n=1)
+            fail(f"targets.coreml.compat.{name}", f"expected one of {', '.join(COMPAT.names())}, got {name!r}"
+                 + (f" (did you mean {close[0]!r}?)" if close else ""))
     for i, out in enumerate(data.get("outputs") or []):
         if out["kind"] == "image" and any("shape" in inp and has_unbounded(inp) for inp in data["inputs"]):
             fail(f"outputs[{i}].kind", "expected a tensor output: Core ML image outputs need bounded input dimensions (coremltools rejects symbolic image output shapes)")
@@ -257,3 +266,14 @@ def _check_optimize(coreml: dict[str, Any], fail: Any) -> None:
             fail(f"{at}.granularity", f"expected deployment_target iOS18/macOS15 or later for granularity {options['granularity']!r}, got {target!r}")
         if kind == "quantize" and options.get("granularity") != "per_block" and "block_size" in options:
             fail(f"{at}.block_size", "expected granularity 'per_block' with block_size")
+
+
+def _check_plugins(model: ModelSpec, fail: Any) -> None:
+    """Found without importing them: a plugin imports coremltools, which check never does."""
+    import importlib.util
+
+    from modelbuild.stages.source import find_local_module
+
+    for index, name in enumerate(model.data["plugins"]):
+        if find_local_module(name, model) is None and importlib.util.find_spec(name.split(".")[0]) is None:
+            fail(f"plugins[{index}]", f"cannot find module {name!r} (looked in {model.folder}, {model.root} and the installed packages)")

@@ -48,6 +48,17 @@ def structural_prepare(model: ModelSpec) -> dict[str, Any]:
     return {k: v for k, v in model.data["prepare"].items() if k != "dtype" and v}
 
 
+def capture_compat(model: ModelSpec) -> dict[str, Any]:
+    """The capture-phase compatibility switches, in the key only where they can act (script
+    mode), so that switching one off for a traced model rebuilds nothing."""
+    if model.data["capture"]["mode"] != "script" or "coreml" not in model.data["targets"]:
+        return {}
+    from modelbuild.coreml.compat import COMPAT
+
+    switches = model.data["targets"]["coreml"]["compat"]
+    return {"compat": {n: switches[n] for n in COMPAT.names() if COMPAT.get(n).phase == "capture"}}
+
+
 def target_options(model: ModelSpec, target: str) -> dict[str, Any]:
     """A target's resolved options minus ``validate``: tolerances never change an artifact."""
     return {"targets": {target: {k: v for k, v in model.data["targets"][target].items() if k != "validate"}}}
@@ -67,7 +78,7 @@ class CaptureStage(Stage):
         # turns every range into a dynamic dimension.
         return {"wrapper": data["wrapper"], "capture": data["capture"],
                 "inputs": input_signature(model, full=data["capture"]["mode"] == "export" or data["capture"]["check"]),
-                "outputs": output_selectors(model), "prepare": structural_prepare(model)}
+                "outputs": output_selectors(model), "prepare": structural_prepare(model), **capture_compat(model)}
 
     def run(self, job: StageJob) -> None:
         import torch
@@ -120,7 +131,8 @@ class CaptureStage(Stage):
                     raise UserError(f"{job.where('capture.mode')}: torch.export failed and nothing else can capture this model; use mode 'trace'")
             else:
                 if mode == "script":
-                    captured, messages = cap.script(model, prepared, example, params["capture"]["trace_submodules"], job.where)
+                    captured, messages = cap.script(model, prepared, example, params["capture"]["trace_submodules"], job.where,
+                                                    zero_bias=params.get("compat", {}).get("script_conv_bias", True))
                 else:
                     captured, messages = cap.trace(prepared, example)
                 job.notes += tracer_notes(messages)

@@ -30,23 +30,33 @@ def class_labels(model: ModelSpec) -> list[str] | None:
 @STAGES.register
 class CoreMLConvertStage(Stage):
     name = "coreml.convert"
-    version = 1
+    version = 2
     tools = ("coremltools", "torch", "numpy")
     deps = ("capture",)
 
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
         data = model.data
-        coreml = {k: v for k, v in data["targets"]["coreml"].items() if k not in ("optimize", "validate")}
+        from modelbuild.coreml.compat import COMPAT
+
+        coreml = {k: v for k, v in data["targets"]["coreml"].items() if k not in ("optimize", "validate", "compat")}
+        # Only this phase's switches: turning off a capture-phase fix must not re-convert.
+        coreml["compat"] = {n: v for n, v in data["targets"]["coreml"]["compat"].items() if COMPAT.get(n).phase == "convert"}
         inputs = [{k: v for k, v in i.items() if k != "description"} for i in data["inputs"]]
         outputs = [{k: v for k, v in o.items() if k != "description"} for o in data.get("outputs") or []]
-        params: dict[str, Any] = {"inputs": inputs, "outputs": outputs, "targets": {"coreml": coreml}}
+        params: dict[str, Any] = {"inputs": inputs, "outputs": outputs, "targets": {"coreml": coreml}, "plugins": data["plugins"]}
         labels = class_labels(model)
         if "classifier" in data["metadata"]:
             # Class labels make a classifier: they change the converted program, not only its
             # description, so they belong to the conversion.
             params["metadata"] = {"classes": labels, "classifier": data["metadata"]["classifier"]}
         return params
+
+    @classmethod
+    def files(cls, model: ModelSpec) -> dict[str, str]:
+        from modelbuild.plugins import plugin_files
+
+        return plugin_files(model)
 
     def run(self, job: StageJob) -> None:
         import coremltools as ct
@@ -63,20 +73,28 @@ class CoreMLConvertStage(Stage):
             source: Any = program.run_decompositions({})
         else:
             source = torch.jit.load(str(captured / source_file), map_location="cpu")
-        kwargs = convert_kwargs(ct, params["targets"]["coreml"])
+        from modelbuild.coreml.compat import enabled, installed
+        from modelbuild.plugins import import_plugins
+
+        ctx = job.node.context
+        import_plugins(params["plugins"], [Path(ctx["folder"]), Path(ctx["root"])], job.where)
+        options = {k: v for k, v in params["targets"]["coreml"].items() if k != "compat"}
+        kwargs = convert_kwargs(ct, options)
         classifier = params.get("metadata", {}).get("classifier")
         if classifier:
             kwargs["classifier_config"] = ct.ClassifierConfig(params["metadata"]["classes"])
         job.log.info("coremltools.convert(%s, %s)", source_file, kwargs)
         try:
-            mlmodel = ct.convert(source, inputs=ct_inputs(ct, params["inputs"]), outputs=None if classifier else ct_outputs(ct, params["outputs"]), **kwargs)
+            with installed(enabled(params["targets"]["coreml"]["compat"], "convert")):
+                mlmodel = ct.convert(source, inputs=ct_inputs(ct, params["inputs"]),
+                                     outputs=None if classifier else ct_outputs(ct, params["outputs"]), **kwargs)
         except Exception as exc:  # noqa: BLE001
-            raise StageFailure(explain_conversion_error(exc)) from exc
+            raise StageFailure(explain_conversion_error(exc, source, params["targets"]["coreml"]["compat"])) from exc
         spec = mlmodel.get_spec()
         if classifier:
             _name_classifier_outputs(ct, spec, classifier)
         drop_conversion_date(spec)
-        weights = Path(mlmodel.weights_dir) if params["targets"]["coreml"]["format"] == "mlprogram" else None
+        weights = Path(mlmodel.weights_dir) if options["format"] == "mlprogram" else None
         write_package(spec, weights, job.out / "model.mlpackage")
         job.info["inputs"] = [i.name for i in spec.description.input]
         job.info["outputs"] = [o.name for o in spec.description.output]
@@ -92,15 +110,37 @@ def _name_classifier_outputs(ct: Any, spec: Any, classifier: dict[str, Any]) -> 
             ct.utils.rename_feature(spec, old, new, rename_inputs=False, rename_outputs=True)
 
 
-def explain_conversion_error(exc: Exception) -> str:
+def explain_conversion_error(exc: Exception, source: Any = None, compat: dict[str, bool] | None = None) -> str:
+    """One actionable message: the operator, where the model uses it when the graph says, and
+    the two ways out (a plugin with a composite op, or wrapper.replace)."""
     text = str(exc).strip()
     first = text.splitlines()[0] if text else type(exc).__name__
     op = re.search(r"convert function for op '([^']+)' not implemented", text)
     if op:
-        return (f"coremltools cannot convert the PyTorch operator {op.group(1)!r}: swap the module that uses it with "
-                f"wrapper.replace, or register a composite op in a plugin module (coremltools register_torch_op)")
+        name = op.group(1)
+        where = operator_location(source, name)
+        return (f"coremltools cannot convert the PyTorch operator {name!r}{where}. Either add a plugin: a module listed under "
+                f"plugins: that registers a composite op, e.g. @register_torch_op def {name.split('.')[0]}(context, node): ... "
+                f"built from existing MIL ops (see docs/plugins.md), or swap the module that uses it with wrapper.replace")
     unmapped = re.search(r"Unable to map (\w+) to core (\w+)", text)
     if unmapped:
-        return (f"coremltools cannot map {unmapped.group(1)} to a Core ML {unmapped.group(2)} with these input shapes "
-                f"(typical for resizing to a size computed from a flexible input): use fixed or enumerated shapes, or a fixed scale factor")
+        off = compat is not None and not compat.get("resize_to_input", True)
+        fix = ("the built-in fix for this is switched off: remove targets.coreml.compat.resize_to_input: false" if off else
+               "use fixed or enumerated shapes, or a fixed scale factor")
+        return f"coremltools cannot map {unmapped.group(1)} to a Core ML {unmapped.group(2)} with these input shapes: {fix}"
+    if "needs the iOS17 resize op" in text:
+        return first
     return f"coremltools.convert failed: {type(exc).__name__}: {first}"
+
+
+def operator_location(source: Any, op: str) -> str:
+    """ " (in module features.3.act)" from the captured graph's scopes, when it keeps them."""
+    try:
+        graph = source.inlined_graph if hasattr(source, "inlined_graph") else source.graph
+        scopes = sorted({node.scopeName() for node in graph.nodes() if node.kind().split("::")[-1] == op and node.scopeName()})
+    except Exception:  # noqa: BLE001 - a location is a courtesy; the message stands without it
+        return ""
+    if not scopes:
+        return ""
+    path = scopes[0].replace("__module.", "").split("/")[-1]
+    return f" (in module {path})"

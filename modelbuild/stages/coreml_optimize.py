@@ -32,7 +32,13 @@ class CoreMLOptimizeStage(Stage):
 
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
-        return {"targets": {"coreml": {"optimize": model.data["targets"]["coreml"]["optimize"]}}}
+        from modelbuild.coreml.compat import COMPAT
+
+        coreml = model.data["targets"]["coreml"]
+        if not coreml["optimize"]:
+            return {"targets": {"coreml": {"optimize": []}}}
+        switches = {n: v for n, v in coreml["compat"].items() if COMPAT.get(n).phase == "optimize"}
+        return {"targets": {"coreml": {"optimize": coreml["optimize"], "compat": switches}}}
 
     @classmethod
     def runs_in_worker(cls, node: StageNode) -> bool:
@@ -46,16 +52,17 @@ class CoreMLOptimizeStage(Stage):
         if not steps:
             rewrite_package(source, job.out / PACKAGE)
             return
-        compressed = compress_package(source, steps, job)
+        compressed = compress_package(source, steps, job.node.params["targets"]["coreml"]["compat"], job)
         before, after = tree_size(source), tree_size(compressed)
         job.info.update({"size_before": before, "size_after": after, "steps": steps,
                          "summary": f"{before / 1024:.0f} KB → {after / 1024:.0f} KB ({after / before:.0%})"})
 
 
-def compress_package(source: Path, steps: list[dict[str, Any]], job: StageJob) -> Path:
+def compress_package(source: Path, steps: list[dict[str, Any]], compat: dict[str, bool], job: StageJob) -> Path:
     import coremltools as ct
 
-    from modelbuild.coreml.compress import compressor, describe, float16_safe_pruning, needs_sklearn, optimization_config, step_kind
+    from modelbuild.coreml.compat import enabled, installed
+    from modelbuild.coreml.compress import compressor, describe, needs_sklearn, optimization_config, step_kind
     from modelbuild.coreml.package_io import drop_conversion_date, write_package
 
     if any(needs_sklearn(s) for s in steps):
@@ -71,7 +78,7 @@ def compress_package(source: Path, steps: list[dict[str, Any]], job: StageJob) -
         job.log.info("optimize[%d]: %s %s", index, kind, options)
         joint = {"joint_compression": True} if index > 0 else {}  # a step after another compresses its output
         try:
-            with float16_safe_pruning():
+            with installed(enabled(compat, "optimize")):
                 mlmodel = compressor(ct, kind)(mlmodel, config=optimization_config(ct, kind, options), **joint)
         except Exception as exc:  # noqa: BLE001
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

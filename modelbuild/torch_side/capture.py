@@ -40,21 +40,8 @@ def trace(module: Any, example: list[Any]) -> tuple[Any, list[str]]:
     return traced, messages
 
 
-def give_convolutions_a_zero_bias(model: Any) -> int:
-    """coremltools cannot convert a scripted convolution whose bias is None ("bias has dtype
-    str"); a zero bias computes exactly the same thing and converts."""
-    import torch
-
-    count = 0
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.conv._ConvNd) and module.bias is None:
-            channels = module.out_channels
-            module.bias = torch.nn.Parameter(torch.zeros(channels, dtype=module.weight.dtype), requires_grad=False)
-            count += 1
-    return count
-
-
-def script(model: Any, prepared: Any, example: list[Any], submodules: list[str], where: Callable[[str], Location]) -> tuple[Any, list[str]]:
+def script(model: Any, prepared: Any, example: list[Any], submodules: list[str], where: Callable[[str], Location],
+           zero_bias: bool = True) -> tuple[Any, list[str]]:
     """Script the model after tracing the named submodules with the inputs they see in one pass."""
     import torch
 
@@ -79,7 +66,9 @@ def script(model: Any, prepared: Any, example: list[Any], submodules: list[str],
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, traced)
     fresh_type_names()
-    fixed = give_convolutions_a_zero_bias(model)
+    from modelbuild.coreml.compat.script_conv_bias import give_convolutions_a_zero_bias
+
+    fixed = give_convolutions_a_zero_bias(model) if zero_bias else 0
     if fixed:
         notes.append(f"compat: {fixed} bias-less convolution(s) given a zero bias for scripting (exact; coremltools needs it)")
     try:

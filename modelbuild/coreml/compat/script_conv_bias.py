@@ -1,0 +1,27 @@
+"""A scripted convolution without a bias fails to convert ("bias has dtype str")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelbuild.coreml.compat import COMPAT, Compat
+
+
+@COMPAT.register
+class ScriptConvBias(Compat):
+    name = "script_conv_bias"
+    phase = "capture"
+    fixes = "capture.mode script of a convolution with bias=False: coremltools fails with 'bias has dtype str'"
+    does = "gives bias-less convolutions an exact zero bias before scripting"
+
+
+def give_convolutions_a_zero_bias(model: Any) -> int:
+    """A zero bias computes exactly what no bias does, and coremltools converts it."""
+    import torch
+
+    count = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.conv._ConvNd) and module.bias is None:
+            module.bias = torch.nn.Parameter(torch.zeros(module.out_channels, dtype=module.weight.dtype), requires_grad=False)
+            count += 1
+    return count
