@@ -26,7 +26,7 @@ def plugin_files(model: ModelSpec) -> dict[str, str]:
     for name in model.data["plugins"]:
         path = find_local_module(name, model)
         if path is not None:
-            files[f"plugins.{name}"] = str(path)
+            files[f"plugin {name}"] = str(path)
     return files
 
 
