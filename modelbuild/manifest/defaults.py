@@ -12,6 +12,8 @@ VALIDATE = {"samples": 2, "shapes": ["default", "min", "max"], "atol": 1e-3, "rt
 BENCHMARK = {"runs": 100, "warmup": 10, "shapes": ["default"], "threads": 1}
 TARGET_OPTIONS = {"onnx": {"opset": 18, "fixed_shapes": False}, "executorch": {"backend": "xnnpack", "fixed_shapes": False, "unbounded_max": 1024},
                   "torchscript": {"lite": False}}
+QUANTIZE = {"executorch": {"dtype": "int8", "per_channel": True, "calibration_samples": 16},
+            "onnx": {"dtype": "int8", "mode": "dynamic", "per_channel": True, "calibration_samples": 16}}
 FLOAT16_TOLERANCE = {"atol": 5e-2, "rtol": 5e-2}
 NEURALNETWORK_MAX = {"iOS": 15, "macOS": 12, "watchOS": 8, "tvOS": 15}
 
@@ -67,11 +69,15 @@ def apply_defaults(model: dict[str, Any]) -> dict[str, Any]:
     for name, defaults in TARGET_OPTIONS.items():
         if name in targets:
             targets[name] = {**defaults, **targets[name]}
+            if "quantize" in targets[name]:
+                targets[name]["quantize"] = {**QUANTIZE[name], **(targets[name]["quantize"] or {})}
     explicit = data.get("validate", {})
     data["validate"] = {**VALIDATE, **explicit}
     for name, options in targets.items():
         options["validate"] = _target_tolerance(name, options, data["validate"], explicit)
-    data["benchmark"] = {**BENCHMARK, "backends": ["torch", *sorted(targets)], **data.get("benchmark", {})}
+    # A variant's eager baseline is its base model's: timing it again would add identical rows.
+    baseline = [] if "variant_of" in data else ["torch"]
+    data["benchmark"] = {**BENCHMARK, "backends": [*baseline, *sorted(targets)], **data.get("benchmark", {})}
     return data
 
 

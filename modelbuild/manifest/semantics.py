@@ -29,6 +29,9 @@ def check_model(model: ModelSpec) -> list[str]:
     _check_metadata(model, data["metadata"], output_names, fail)
     _check_coreml(data, fail)
     _check_plugins(model, fail)
+    executorch = data["targets"].get("executorch")
+    if executorch and executorch.get("quantize") and executorch["backend"] != "xnnpack":
+        fail("targets.executorch.quantize", f"expected backend 'xnnpack' for int8 PT2E quantisation (XNNPACKQuantizer), got {executorch['backend']!r}")
     if data["capture"]["trace_submodules"] and data["capture"]["mode"] != "script":
         fail("capture.trace_submodules", f"expected capture.mode 'script' for trace_submodules, got mode {data['capture']['mode']!r}")
     if "data" in data["validate"]:

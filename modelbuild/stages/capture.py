@@ -59,6 +59,21 @@ def capture_compat(model: ModelSpec) -> dict[str, Any]:
     return {"compat": {n: switches[n] for n in COMPAT.names() if COMPAT.get(n).phase == "capture"}}
 
 
+def calibration(model: ModelSpec, target: str) -> dict[str, Any]:
+    """What a quantising export reads beyond the module: how many samples, and the real data."""
+    quantize = model.data["targets"][target].get("quantize")
+    if not quantize:
+        return {}
+    return {"calibration": {"samples": quantize["calibration_samples"], "data": "data" in model.data["validate"],
+                            "inputs": input_signature(model, full=True)}}
+
+
+def calibration_files(model: ModelSpec, target: str) -> dict[str, str]:
+    if model.data["targets"][target].get("quantize") and "data" in model.data["validate"]:
+        return {"validate.data": str(model.resolve_path(model.data["validate"]["data"]))}
+    return {}
+
+
 def target_options(model: ModelSpec, target: str) -> dict[str, Any]:
     """A target's resolved options minus ``validate``: tolerances never change an artifact."""
     return {"targets": {target: {k: v for k, v in model.data["targets"][target].items() if k != "validate"}}}

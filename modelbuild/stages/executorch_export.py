@@ -11,7 +11,7 @@ from modelbuild.manifest.spec import ModelSpec
 from modelbuild.runtimes.base import missing_module
 from modelbuild.stages import STAGES
 from modelbuild.stages.base import Stage, StageJob
-from modelbuild.stages.capture import module_params, target_options
+from modelbuild.stages.capture import calibration, calibration_files, module_params, target_options
 
 
 def partitioners(backend: str) -> list[Any]:
@@ -29,14 +29,19 @@ def partitioners(backend: str) -> list[Any]:
 @STAGES.register
 class ExecuTorchExportStage(Stage):
     name = "executorch.export"
-    version = 1
+    version = 2
     tools = ("torch", "executorch")
     deps = ("source", "capture")
     artifacts = ("{model}.pte",)
 
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
-        return {**target_options(model, "executorch"), **module_params(model), "prepare": model.data["prepare"]}
+        return {**target_options(model, "executorch"), **module_params(model), "prepare": model.data["prepare"],
+                **calibration(model, "executorch")}
+
+    @classmethod
+    def files(cls, model: ModelSpec) -> dict[str, str]:
+        return calibration_files(model, "executorch")
 
     def run(self, job: StageJob) -> None:
         reason = missing_module("executorch", "executorch")
@@ -58,7 +63,8 @@ class ExecuTorchExportStage(Stage):
         # A captured program carries its own dynamic dims; reuse it only when they are what
         # ExecuTorch needs (no fixed shapes asked for, no unbounded dimension to bound).
         reusable = not options["fixed_shapes"] and not any(has_unbounded(i) for i in ctx["inputs"] if "shape" in i)
-        reusable = reusable and job.node.params["prepare"].get("dtype", "float32") == "float32"
+        quantize = options.get("quantize")
+        reusable = reusable and not quantize and job.node.params["prepare"].get("dtype", "float32") == "float32"
         if "program" in captured and reusable:
             program = torch.export.load(str(job.inputs["capture"] / captured["program"]))
         else:
@@ -75,7 +81,17 @@ class ExecuTorchExportStage(Stage):
             if not fixed and any(has_unbounded(i) for i in ctx["inputs"] if "shape" in i):
                 job.notes.append(f"dimensions without a max are planned up to {bound} (targets.executorch.unbounded_max)")
             try:
-                program = torch.export.export(prepared, tuple(example), dynamic_shapes=shapes, strict=False)
+                if quantize:
+                    from modelbuild.quantize.pt2e import quantize_for_xnnpack
+                    from modelbuild.torch_side.samples import calibration_inputs
+
+                    data = job.node.files.get("validate.data")
+                    samples = calibration_inputs(ctx["inputs"], quantize["calibration_samples"], data)
+                    program = quantize_for_xnnpack(prepared, tuple(example), shapes, samples, quantize["per_channel"])
+                    job.notes.append(f"int8 PT2E (XNNPACKQuantizer, {'per-channel' if quantize['per_channel'] else 'per-tensor'}), "
+                                     f"calibrated on {len(samples)} sample(s)" + (" incl. validate.data" if data else ""))
+                else:
+                    program = torch.export.export(prepared, tuple(example), dynamic_shapes=shapes, strict=False)
             except Exception as exc:  # noqa: BLE001
                 first = first_line(exc)
                 if "Constraints violated" in first and has_recurrent_layers(model):

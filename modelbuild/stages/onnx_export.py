@@ -4,6 +4,7 @@ onnxscript), with a dynamic axis per flexible dimension, checked, written determ
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from modelbuild.errors import StageFailure, first_line
@@ -11,14 +12,14 @@ from modelbuild.manifest.spec import ModelSpec
 from modelbuild.runtimes.base import missing_module
 from modelbuild.stages import STAGES
 from modelbuild.stages.base import Stage, StageJob
-from modelbuild.stages.capture import module_params, structural_prepare, target_options
+from modelbuild.stages.capture import calibration, calibration_files, module_params, structural_prepare, target_options
 from modelbuild.stages.reference import output_names
 
 
 @STAGES.register
 class OnnxExportStage(Stage):
     name = "onnx.export"
-    version = 2
+    version = 3
     tools = ("torch", "onnx", "onnxscript")
     deps = ("source", "capture")
     artifacts = ("{model}.onnx",)
@@ -27,7 +28,14 @@ class OnnxExportStage(Stage):
     def params(cls, model: ModelSpec) -> dict[str, Any]:
         # The description becomes the ONNX doc_string, so it is part of what this stage writes.
         return {**target_options(model, "onnx"), **module_params(model), "prepare": structural_prepare(model),
+                **calibration(model, "onnx"), "plugins": model.data["plugins"],
                 "metadata": {"description": model.data["metadata"].get("description", "")}}
+
+    @classmethod
+    def files(cls, model: ModelSpec) -> dict[str, str]:
+        from modelbuild.plugins import plugin_files
+
+        return {**calibration_files(model, "onnx"), **plugin_files(model)}
 
     def run(self, job: StageJob) -> None:
         for module, extra in (("onnx", "onnx"), ("onnxscript", "onnx")):
@@ -41,8 +49,11 @@ class OnnxExportStage(Stage):
         from modelbuild.torch_side.eager import build_prepared, flatten
         from modelbuild.torch_side.samples import make_inputs
 
+        from modelbuild.plugins import import_plugins, onnx_translations
+
         ctx = job.node.context
         inputs = ctx["inputs"]
+        translations = onnx_translations(import_plugins(job.node.params["plugins"], [Path(ctx["folder"]), Path(ctx["root"])], job.where))
         opset = job.node.params["targets"]["onnx"]["opset"]
         captured = json.loads((job.inputs["capture"] / "capture.json").read_text())
         example = make_inputs(inputs, "default", seed=0)
@@ -61,7 +72,8 @@ class OnnxExportStage(Stage):
         try:
             program = torch.onnx.export(source, tuple(example), dynamo=True, dynamic_shapes=shapes, opset_version=opset,
                                         input_names=[i["name"] for i in inputs], output_names=names,
-                                        external_data=False, verbose=False, report=False)
+                                        external_data=False, verbose=False, report=False,
+                                        custom_translation_table=translations or None)
             proto = program.model_proto
             lost = [] if fixed else specialised_axes(proto, inputs)
             if lost:
@@ -87,9 +99,31 @@ class OnnxExportStage(Stage):
             onnx.checker.check_model(proto, full_check=True)
         except Exception as exc:  # noqa: BLE001
             raise StageFailure(f"onnx.checker rejects the exported model: {first_line(exc)}") from exc
-        (job.out / f"{job.node.model}.onnx").write_bytes(proto.SerializeToString(deterministic=True))
+        artifact = job.out / f"{job.node.model}.onnx"
+        artifact.write_bytes(proto.SerializeToString(deterministic=True))
+        quantize = job.node.params["targets"]["onnx"].get("quantize")
+        if quantize:
+            self._quantize(job, artifact, quantize)
         job.info["opset"] = opset
         job.info["dynamic_axes"] = {i.name: [d.dim_param for d in i.type.tensor_type.shape.dim if d.dim_param] for i in proto.graph.input}
+
+    @staticmethod
+    def _quantize(job: StageJob, artifact: Any, quantize: dict[str, Any]) -> None:
+        """Replace the float file with its int8 version (the float one is the base model's)."""
+        from modelbuild.quantize.onnx_int8 import quantize as quantize_onnx
+        from modelbuild.torch_side.samples import calibration_inputs
+
+        inputs = job.node.context["inputs"]
+        samples = [] if quantize["mode"] == "dynamic" else calibration_inputs(inputs, quantize["calibration_samples"], job.node.files.get("validate.data"))
+        feeds = [{i["name"]: t.numpy() for i, t in zip(inputs, sample)} for sample in samples]
+        float_size = artifact.stat().st_size
+        try:
+            quantize_onnx(artifact, artifact, quantize["mode"], quantize["per_channel"], feeds)
+        except Exception as exc:  # noqa: BLE001
+            raise StageFailure(f"{job.where('targets.onnx.quantize')}: onnxruntime quantisation ({quantize['mode']}) failed: {first_line(exc)}") from exc
+        job.info["float_size"] = float_size
+        job.notes.append(f"int8 {quantize['mode']}" + (f", calibrated on {len(feeds)} sample(s)" if feeds else "")
+                         + f": {float_size / 1024:.0f} KB → {artifact.stat().st_size / 1024:.0f} KB")
 
 
 def specialised_axes(proto: Any, inputs: list[dict[str, Any]]) -> list[str]:

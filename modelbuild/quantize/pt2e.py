@@ -1,0 +1,31 @@
+"""PT2E static int8 quantisation for the XNNPACK backend (executorch 1.5.1, torchao).
+
+export → ``prepare_pt2e`` with ``XNNPACKQuantizer`` (symmetric, per-channel weights) →
+calibrate → ``convert_pt2e`` → export again with the same dynamic shapes, ready for
+``to_edge_transform_and_lower``. ``torch.export.export_for_training`` is gone in torch 2.13:
+``export(...).module()`` is the training-IR graph the quantiser wants (ExecuTorch's own
+export stages do the same). Dynamic dimensions survive.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+
+def quantize_for_xnnpack(module: Any, example: tuple, dynamic_shapes: Any, calibration: list[list[Any]], per_channel: bool) -> Any:
+    logging.getLogger("torchao").setLevel(logging.ERROR)  # missing CUDA kernels are not news on a CPU build
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    graph = torch.export.export(module.eval(), example, dynamic_shapes=dynamic_shapes, strict=False).module()
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
+    observed = prepare_pt2e(graph, quantizer)
+    with torch.no_grad():
+        for sample in calibration:
+            observed(*sample)
+    # The converted graph takes its inputs as flat positional arguments (inputs_0, …): give
+    # their dynamic shapes by position.
+    positional = tuple(dynamic_shapes["inputs"]) if isinstance(dynamic_shapes, dict) else dynamic_shapes
+    return torch.export.export(convert_pt2e(observed), example, dynamic_shapes=positional, strict=False)
