@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from modelbuild.errors import UserError
+from modelbuild.errors import StageFailure, UserError
 from modelbuild.manifest.spec import ModelSpec
 from modelbuild.stages import STAGES
 from modelbuild.stages.base import Stage, StageJob
@@ -82,7 +82,7 @@ def target_options(model: ModelSpec, target: str) -> dict[str, Any]:
 @STAGES.register
 class CaptureStage(Stage):
     name = "capture"
-    version = 3
+    version = 4
     tools = ("torch",)
     deps = ("source",)
 
@@ -159,16 +159,21 @@ class CaptureStage(Stage):
             if params["capture"]["check"]:
                 problem = cap.check_against_eager(captured, prepared, inputs)
                 if problem:
-                    job.notes.append(problem)
-                    job.log.warning(problem)
+                    hint = [n for n in job.notes if n.startswith("tracer:")]
+                    raise StageFailure(f"{job.where('capture.check')}: the {mode} capture does not compute what the model computes: "
+                                       f"{problem}" + (f"; {hint[0]}" if hint else "")
+                                       + ". Fix the model code (or capture with mode script/export); check: false skips this test")
         (job.out / "capture.json").write_text(json.dumps(manifest, sort_keys=True, indent=1))
 
 
 def tracer_notes(messages: list[str]) -> list[str]:
-    """One summary line for the table; every full warning is in the stage's log."""
-    if not messages:
-        return []
-    first = messages[0].split(". ")[0]
-    first = first if len(first) <= 90 else first[:87] + "..."
-    return [f"tracer: {len(messages)} warning(s), e.g. {first!r} (full text in the log)"]
+    """Each distinct TracerWarning with the model's source line (a Python value baked in as a
+    constant, data-dependent control flow): the places a trace may be wrong."""
+    notes = []
+    for message in messages[:3]:
+        short = message.split(". ")[0]
+        notes.append(f"tracer: {short if len(short) <= 110 else short[:107] + '...'}")
+    if len(messages) > 3:
+        notes.append(f"tracer: {len(messages) - 3} more warning(s) in the log")
+    return notes
 

@@ -36,8 +36,18 @@ def trace(module: Any, example: list[Any]) -> tuple[Any, list[str]]:
         warnings.simplefilter("always", torch.jit.TracerWarning)
         # _store_inputs=False: the example tensors would otherwise ship inside the artifact.
         traced = torch.jit.trace(module, tuple(example), check_trace=False, strict=False, _store_inputs=False)
-    messages = sorted({str(w.message).splitlines()[0] for w in caught if issubclass(w.category, torch.jit.TracerWarning)})
+    messages = sorted({f"{_display(w.filename)}:{w.lineno}: {str(w.message).splitlines()[0]}"
+                       for w in caught if issubclass(w.category, torch.jit.TracerWarning)})
     return traced, messages
+
+
+def _display(filename: str) -> str:
+    """The warning's file relative to the working directory (the project) when it is inside it."""
+    path = Path(filename)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return path.name if "site-packages" not in filename else filename
 
 
 def script(model: Any, prepared: Any, example: list[Any], submodules: list[str], where: Callable[[str], Location],
@@ -140,15 +150,15 @@ def check_against_eager(captured: Any, prepared: Any, inputs: list[dict[str, Any
             expected = prepared(*sample)
             got = captured(*sample)
         except Exception as exc:  # noqa: BLE001
-            return f"warning: the captured module fails on a second sample at the {which} shape: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+            return f"the captured module fails on a second sample at the {which} shape: {type(exc).__name__}: {str(exc).splitlines()[0]}"
     expected_list = flatten(expected)
     got_list = flatten(got)
     for index, (e, g) in enumerate(zip(expected_list, got_list)):
         if e.shape != g.shape:
-            return f"warning: check at the {which} shape: output {index} has shape {tuple(g.shape)}, eager gives {tuple(e.shape)}"
+            return f"at the {which} shape, output {index} has shape {tuple(g.shape)}, eager gives {tuple(e.shape)}"
         if e.is_floating_point() and not torch.allclose(e, g, rtol=1e-4, atol=1e-5):
             delta = (e - g).abs().max().item()
-            return f"warning: check at the {which} shape: output {index} differs from eager by up to {delta:.3g}; the capture baked in an input-dependent value"
+            return f"at the {which} shape, output {index} differs from eager by up to {delta:.3g}: the capture baked in an input-dependent value"
     return None
 
 

@@ -88,6 +88,7 @@ def build():
 MANIFEST = """\
 name: branchy
 source: {factory: "models.branchy:build"}
+capture: {check: %s}
 inputs: [{name: x, shape: [1, {min: 16, max: 64, default: 48}]}]
 targets: {torchscript: {}}
 benchmark: {runs: 2, warmup: 0}
@@ -100,7 +101,7 @@ def test_a_trace_that_baked_in_a_branch_fails_verification_end_to_end(tmp_path: 
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "branchy.py").write_text(BRANCHY)
     (tmp_path / "manifests").mkdir()
-    (tmp_path / "manifests" / "branchy.yaml").write_text(MANIFEST % on_failure)
+    (tmp_path / "manifests" / "branchy.yaml").write_text(MANIFEST % ("false", on_failure))  # capture.check would stop it first
     result = run_cli(tmp_path, "build", "manifests")
     report = json.loads((tmp_path / "build" / "report.json").read_text())["models"]["branchy"]["stages"]
     verify = report["torchscript.verify"]
@@ -116,3 +117,17 @@ def test_a_trace_that_baked_in_a_branch_fails_verification_end_to_end(tmp_path: 
     assert "FAIL" in result.stdout or "WARN" in result.stdout  # the figures are in the summary
     if on_failure == "warn":
         assert report["torch.bench"]["status"] == "built" and report["torch.bench"]["info"]["bench"][0]["runs"] == 2
+
+
+def test_capture_check_fails_a_trace_that_baked_in_a_branch_and_names_the_line(tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "branchy.py").write_text(BRANCHY)
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "manifests" / "branchy.yaml").write_text(MANIFEST % ("true", "error"))
+    result = run_cli(tmp_path, "build", "manifests")
+    assert result.returncode == 1
+    capture = json.loads((tmp_path / "build" / "report.json").read_text())["models"]["branchy"]["stages"]["capture"]
+    assert capture["status"] == "failed"
+    assert "the trace capture does not compute what the model computes: at the min shape, output 0 differs from eager" in capture["error"]
+    assert "tracer: models/branchy.py:8: Converting a tensor to a Python boolean might cause the trace to be incorrect" in capture["error"]
+    assert "tracer: models/branchy.py:8:" in result.stdout  # the summary shows the line
