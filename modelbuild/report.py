@@ -62,7 +62,8 @@ class BuildReport:
         from modelbuild.size_report import size_rows
 
         return {"modelbuild": __version__, "seconds": round(self.seconds, 3), "exit_code": self.exit_code, "counts": counts,
-                "warnings": self.warnings, "models": models, "sizes": size_rows(self)}
+                "warnings": self.warnings, "models": models, "sizes": size_rows(self),
+                "variant_of": self.variant_of}
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -145,7 +145,7 @@ def test_incremental_rebuilds(tmp_path: Path) -> None:
     save_file(state, str(weights))
     assert run_cli(root, "build", "manifests", *only).returncode == 0
     built = {k for k, v in statuses(root).items() if v == "built"}
-    assert built == {"lstm:source", "lstm:capture", "lstm:reference", "lstm:coreml.convert", "lstm:coreml.package", "lstm:coreml.verify",
+    assert built == {"lstm:source", "lstm:capture", "lstm:reference", "lstm:coreml.convert", "lstm:coreml.optimize", "lstm:coreml.package", "lstm:coreml.verify",
                      "lstm:torch.bench"}
 
 
@@ -213,3 +213,26 @@ def test_predict_runs_a_package_on_a_photo(built_examples: Path, tmp_path: Path)
     small.save(tmp_path / "small.png")
     tiny = run_cli(built_examples, "predict", "build/segmenter/segmenter.mlpackage", "--input", f"image={tmp_path / 'small.png'}")
     assert tiny.returncode == 2 and "image height 32 is outside the model's range 64..512" in tiny.stderr
+
+
+def test_the_compression_example_shrinks_each_variant_and_verifies_it(built_examples: Path) -> None:
+    report = json.loads((built_examples / "build" / "report.json").read_text())
+    sizes = {(r["model"], r["target"]): r for r in report["sizes"]}
+    limits = {("mobilenet-int8", "coreml"): 0.55, ("mobilenet-palettized", "coreml"): 0.3, ("mobilenet-pruned", "coreml"): 0.6,
+              ("mobilenet-int8", "executorch"): 0.3, ("mobilenet-int8", "onnx"): 0.3}
+    for key, limit in limits.items():
+        assert sizes[key]["ratio"] < limit and sizes[key]["verdict"] == "pass", sizes[key]
+    assert report["models"]["mobilenet-int8"]["stages"]["coreml.convert"]["output"] == \
+        report["models"]["mobilenet"]["stages"]["coreml.convert"]["output"]  # one conversion for all variants
+    from modelbuild.bench_report import bench_rows
+    from modelbuild.report import BuildReport, StageResult
+
+    rebuilt = BuildReport([StageResult(m, s, e["status"], info=e.get("info", {})) for m, v in report["models"].items()
+                           for s, e in v["stages"].items()], variant_of={"mobilenet-int8": "mobilenet"})
+    compared = {r["backend"]: r["vs_float"] for r in bench_rows(rebuilt) if r["model"] == "mobilenet-int8" and "vs_float" in r}
+    assert set(compared) == {"executorch", "onnx"} and all(v > 0 for v in compared.values())
+
+
+def test_the_plugin_example_builds_cleanly(built_examples: Path) -> None:
+    verify = stage_entry(built_examples, "smooth", "coreml.verify")
+    assert verify["info"]["verdict"] == "pass" and verify["info"]["outputs"][0]["max_abs"] < 1e-4

@@ -186,7 +186,8 @@ def test_two_releases_from_empty_caches_are_byte_identical(built_examples: Path,
     second = run_cli(root, "release", "manifests", "--no-bench", "--out", str(tmp_path / "two"))
     assert second.returncode == 0, second.stdout + second.stderr
     bundles = sorted(p.name for p in (tmp_path / "one").iterdir())
-    assert bundles == ["classifier-1.0.0", "generator-1.0.0", "gpt-0.1.0", "lstm-1.0.0", "segmenter-1.0.0"]
+    assert bundles == ["classifier-1.0.0", "generator-1.0.0", "gpt-0.1.0", "lstm-1.0.0", "mobilenet-1.0.0", "mobilenet-int8-1.0.0",
+                       "mobilenet-palettized-1.0.0", "mobilenet-pruned-1.0.0", "segmenter-1.0.0", "smooth-1.0.0"]
     for bundle in bundles:
         one, two = tree(tmp_path / "one" / bundle), tree(tmp_path / "two" / bundle)
         assert one.keys() == two.keys()

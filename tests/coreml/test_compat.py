@@ -119,3 +119,9 @@ def test_verifies_at_min_default_and_max_with_it(with_compat: dict, case: tuple)
     assert max(o["max_abs"] for o in verify["info"]["outputs"]) < 1e-4
     if shapes is not None:
         assert len(shapes) == 3
+
+
+def test_the_docs_list_every_compat_conversion() -> None:
+    from modelbuild.coreml.compat.docs import PAGE, render
+
+    assert PAGE.read_text(encoding="utf-8") == render()

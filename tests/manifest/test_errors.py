@@ -40,8 +40,26 @@ def test_good_manifest_loads_with_defaults(tmp_path: Path) -> None:
     assert model.data["capture"]["mode"] == "trace"
     assert model.data["targets"] == {"coreml": {"format": "mlprogram", "deployment_target": "iOS15", "precision": "float16",
                                                 "compute_units": "all", "optimize": [],
+                                                "compat": {"float16_pruning": True, "resize_to_input": True, "script_conv_bias": True},
                                                 "validate": {"atol": 0.05, "rtol": 0.05, "on_failure": "error"}}}
     assert model.data["benchmark"]["backends"] == ["torch", "coreml"]
+
+
+def test_variants_become_models_with_only_their_targets_and_cite_their_own_lines(tmp_path: Path) -> None:
+    text = GOOD + ("targets:\n  coreml: {deployment_target: iOS17}\n  onnx: {}\n"
+                   "variants:\n  small:\n    targets:\n      coreml:\n        optimize: [{prune: {sparsity: 0.5, threshold: 0.1}}]\n")
+    problems = None
+    try:
+        load_models([write(tmp_path, text)], tmp_path)
+    except ManifestError as exc:
+        problems = exc.problems
+    assert problems and "targets.coreml.optimize[0].prune: expected exactly one of sparsity or threshold" in problems[0]
+    line = text.splitlines().index("        optimize: [{prune: {sparsity: 0.5, threshold: 0.1}}]") + 1
+    assert f":{line}: " in problems[0]  # the variant's own line, not the base model's
+    base, variant = load_models([write(tmp_path, text.replace(", threshold: 0.1", ""))], tmp_path)
+    assert variant.name == f"{base.name}-small" and sorted(variant.data["targets"]) == ["coreml"]
+    assert variant.data["targets"]["coreml"]["deployment_target"] == "iOS17"  # merged over the base target
+    assert variant.data["benchmark"]["backends"] == ["coreml"]  # the base model times eager torch
 
 
 def test_target_tolerances_layer_target_then_model_then_defaults(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ variants:
   pruned: {targets: {coreml: {optimize: [{prune: {sparsity: 0.5}}], validate: {atol: 0.5, rtol: 0.5}}}}
   pruned-raw: {targets: {coreml: {optimize: [{prune: {sparsity: 0.5}}], compat: {float16_pruning: false}, validate: {atol: 0.5, rtol: 0.5}}}}
   only-linear: {targets: {coreml: {optimize: [{quantize: {op_types: [conv]}}]}}}
+  fp16: {prepare: {dtype: float16}, targets: {torchscript: {validate: {atol: 0.01, rtol: 0.01}}}}
 '''
 
 
@@ -81,3 +82,12 @@ def test_a_step_that_selects_nothing_says_so(built: tuple[dict, str]) -> None:
     notes = report["models"]["mlp-only-linear"]["stages"]["coreml.optimize"]["notes"]
     assert any("changed no weight" in n for n in notes)
     assert "sizes against float" in stdout and "mlp-pal4" in stdout
+
+
+def test_float16_weights_for_a_torch_side_target_keep_a_float32_interface(built: tuple[dict, str]) -> None:
+    report, _ = built
+    stages = report["models"]["mlp-fp16"]["stages"]
+    assert stages["torchscript.verify"]["info"]["verdict"] == "pass"
+    assert 0 < stages["torchscript.verify"]["info"]["outputs"][0]["max_abs"] < 0.01
+    assert stages["torchscript.export"]["size"] < 0.6 * (512 * 256 + 256 * 16) * 4  # half of the float32 weights, plus code
+    assert stages["capture"]["output"] == report["models"]["mlp"]["stages"]["capture"]["output"]  # dtype is not the capture's
