@@ -13,15 +13,12 @@ process run, so machine drift between the two runs cancels out.
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from examples import bench_report  # noqa: E402
 
 
 def main() -> int:
@@ -31,16 +28,7 @@ def main() -> int:
     from modelbuild.bench_report import bench_rows
     from modelbuild.report import BuildReport, StageResult
 
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        shutil.copytree(REPO / "manifests", root / "manifests", ignore=shutil.ignore_patterns("__pycache__"))
-        settings = (REPO / "modelbuild.toml").read_text()
-        (root / "modelbuild.toml").write_text(settings.replace("[defaults]\n", f"[defaults]\nbenchmark = {{ runs = {args.runs} }}\n"))
-        result = subprocess.run([sys.executable, "-m", "modelbuild", "bench", "manifests/mobilenet.yaml"], cwd=root,
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            raise SystemExit(f"modelbuild bench failed:\n{result.stdout}\n{result.stderr}")
-        report = json.loads((root / "build" / "report.json").read_text())
+    report = bench_report(args.runs, "manifests/mobilenet.yaml")
     rebuilt = BuildReport([StageResult(m, s, e["status"], info=e.get("info", {})) for m, v in report["models"].items()
                            for s, e in v["stages"].items()], variant_of=report["variant_of"])
     speed = {(r["model"], r["backend"]): r.get("vs_float") for r in bench_rows(rebuilt)}

@@ -11,29 +11,18 @@ even when the machine's absolute speed drifts.
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from examples import bench_report  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=100, help="timed runs per backend and shape (default 100)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        shutil.copytree(REPO / "manifests", root / "manifests", ignore=shutil.ignore_patterns("__pycache__"))
-        settings = (REPO / "modelbuild.toml").read_text()
-        (root / "modelbuild.toml").write_text(settings.replace("[defaults]\n", f"[defaults]\nbenchmark = {{ runs = {args.runs} }}\n"))
-        result = subprocess.run([sys.executable, "-m", "modelbuild", "bench", "manifests"], cwd=root, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise SystemExit(f"modelbuild bench failed:\n{result.stdout}\n{result.stderr}")
-        report = json.loads((root / "build" / "report.json").read_text())
+    report = bench_report(args.runs)
     print(f"{'model':<11} {'shape':<18} {'backend':<12} {'mean ms':>9} {'torch ms':>9} {'speed-up':>9}")
     for model, entry in sorted(report["models"].items()):
         for stage, record in sorted(entry["stages"].items()):
