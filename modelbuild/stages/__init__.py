@@ -17,6 +17,7 @@ BUILTIN = [
     "modelbuild.stages.coreml_package",
     "modelbuild.stages.reference",
     "modelbuild.stages.onnx_export",
+    "modelbuild.stages.onnx_package",
     "modelbuild.stages.executorch_export",
     "modelbuild.stages.torchscript_export",
     "modelbuild.stages.checks",  # last: it adds <target>.verify and <target>.bench for every target

@@ -20,9 +20,9 @@ from modelbuild.stages.capture import input_signature
 from modelbuild.targets import TARGETS
 
 
-def _artifact_path(job: StageJob, stage_name: str) -> Path:
-    pattern = STAGES.get(stage_name).artifacts[0]
-    return job.inputs[stage_name] / pattern.format(model=job.node.model)
+def _artifact_path(job: StageJob, target: Any) -> Path:
+    stage, pattern = target.verified_artifact()
+    return job.inputs[stage] / pattern.format(model=job.node.model)
 
 
 class VerifyStage(Stage):
@@ -55,7 +55,7 @@ class VerifyStage(Stage):
             job.notes.append(f"fixed_shapes: verified at the default shapes only ({len(cases)} samples)")
             if not cases:
                 raise StageFailure("fixed_shapes: no reference sample is at the default shapes; add 'default' to validate.shapes")
-        runtime = RUNTIMES.get(target.runtime)(_artifact_path(job, target.artifact_stage()), job.node.context, threads=1)
+        runtime = RUNTIMES.get(target.runtime)(_artifact_path(job, target), job.node.context, threads=1)
         per_output: dict[str, list[Any]] = {name: [] for name in names}
         failed_cases = []
         for case in cases:
@@ -126,7 +126,7 @@ class BenchStage(Stage):
         runtime, size = None, None
         if self.target != "torch":
             target = TARGETS.get(self.target)
-            artifact = _artifact_path(job, target.artifact_stage())
+            artifact = _artifact_path(job, target)
             size = _size(artifact)
             runtime = RUNTIMES.get(target.runtime)(artifact, ctx, threads)
         rows = []
@@ -166,6 +166,6 @@ def _register(base: type, target: str, deps: tuple[str, ...], tools: tuple[str, 
 for _name in TARGETS.names():
     _target = TARGETS.get(_name)
     _tools = RUNTIMES.get(_target.runtime).distributions
-    _register(VerifyStage, _name, ("reference", _target.artifact_stage()), _tools)
-    _register(BenchStage, _name, ("capture", _target.artifact_stage()), ("torch", *_tools))
+    _register(VerifyStage, _name, ("reference", _target.verified_artifact()[0]), _tools)
+    _register(BenchStage, _name, ("capture", _target.verified_artifact()[0]), ("torch", *_tools))
 _register(BenchStage, "torch", ("capture",), ("torch",))

@@ -19,17 +19,15 @@ from modelbuild.stages.reference import output_names
 @STAGES.register
 class OnnxExportStage(Stage):
     name = "onnx.export"
-    version = 3
+    version = 4
     tools = ("torch", "onnx", "onnxscript")
     deps = ("source", "capture")
-    artifacts = ("{model}.onnx",)
+    # No artifact of its own: onnx.package stamps the metadata and writes {model}.onnx.
 
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
-        # The description becomes the ONNX doc_string, so it is part of what this stage writes.
         return {**target_options(model, "onnx"), **module_params(model), "prepare": structural_prepare(model),
-                **calibration(model, "onnx"), "plugins": model.data["plugins"],
-                "metadata": {"description": model.data["metadata"].get("description", "")}}
+                **calibration(model, "onnx"), "plugins": model.data["plugins"]}
 
     @classmethod
     def files(cls, model: ModelSpec) -> dict[str, str]:
@@ -93,13 +91,12 @@ class OnnxExportStage(Stage):
                 raise StageFailure(f"{problem}, and so does the TorchScript-based exporter ({', '.join(lost)}); "
                                    "set targets.onnx.fixed_shapes: true to export at the default shapes")
             job.notes.append(f"compat: {problem}; exported with the TorchScript-based ONNX exporter, which keeps it flexible")
-        proto.doc_string = job.node.params["metadata"]["description"]
         drop_stack_traces(proto)
         try:
             onnx.checker.check_model(proto, full_check=True)
         except Exception as exc:  # noqa: BLE001
             raise StageFailure(f"onnx.checker rejects the exported model: {first_line(exc)}") from exc
-        artifact = job.out / f"{job.node.model}.onnx"
+        artifact = job.out / "model.onnx"
         artifact.write_bytes(proto.SerializeToString(deterministic=True))
         quantize = job.node.params["targets"]["onnx"].get("quantize")
         if quantize:

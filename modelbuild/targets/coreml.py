@@ -9,3 +9,4 @@ class CoreMLTarget(Target):
     name = "coreml"
     stages = ("coreml.convert", "coreml.optimize", "coreml.package")
     runtime = "coreml"
+    verified = ("coreml.optimize", "model.mlpackage")

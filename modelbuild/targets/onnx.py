@@ -7,5 +7,6 @@ from modelbuild.targets.base import Target
 @TARGETS.register
 class OnnxTarget(Target):
     name = "onnx"
-    stages = ("onnx.export",)
+    stages = ("onnx.export", "onnx.package")
+    verified = ("onnx.export", "model.onnx")
     runtime = "onnxruntime"

@@ -312,10 +312,12 @@ def test_dry_run_runs_nothing_and_explains(project: Project) -> None:
     result = project.build(dry_run=True)
     assert RUNS == []
     assert result["alpha:coreml.package"] == "would run"
-    # What reads the package would run after it, if its bytes changed.
-    assert statuses(project.build(dry_run=True), "would run") == {"alpha:coreml.package", "alpha:coreml.verify", "alpha:coreml.bench"}
+    # Verification and benchmarks read the optimized package, which metadata does not touch.
+    assert statuses(project.build(dry_run=True), "would run") == {"alpha:coreml.package"}
+    project.edit("alpha", "metadata:", "targets: {coreml: {optimize: [{prune: {sparsity: 0.5}}]}}\nmetadata:")
+    assert statuses(project.build(dry_run=True), "would run") >= {"alpha:coreml.optimize", "alpha:coreml.verify", "alpha:coreml.bench"}
     verify = next(r for r in project.report.results if r.model == "alpha" and r.stage == "coreml.verify")
-    assert verify.reason == "after coreml.package runs"
+    assert verify.reason == "after coreml.optimize runs"
 
 
 def test_evicted_cache_entry_is_rebuilt(project: Project) -> None:
