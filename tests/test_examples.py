@@ -237,3 +237,12 @@ def test_the_compression_example_shrinks_each_variant_and_verifies_it(built_exam
 def test_the_plugin_example_builds_cleanly(built_examples: Path) -> None:
     verify = stage_entry(built_examples, "smooth", "coreml.verify")
     assert verify["info"]["verdict"] == "pass" and verify["info"]["outputs"][0]["max_abs"] < 1e-4
+
+
+def test_onnx_models_carry_the_manifest_metadata(built_examples: Path) -> None:
+    import onnx
+
+    model = onnx.load(str(built_examples / "build" / "classifier" / "classifier.onnx"))
+    assert model.doc_string == "A tiny image classifier (example)"
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["version"] == "1.0.0" and props["user.dataset"] == "synthetic" and "com.modelbuild.version" in props
