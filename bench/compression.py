@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from examples import bench_report  # noqa: E402
 
 
@@ -25,13 +24,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=100, help="timed runs per backend (default 100)")
     args = parser.parse_args()
-    from modelbuild.bench_report import bench_rows
-    from modelbuild.report import BuildReport, StageResult
-
     report = bench_report(args.runs, "manifests/mobilenet.yaml")
-    rebuilt = BuildReport([StageResult(m, s, e["status"], info=e.get("info", {})) for m, v in report["models"].items()
-                           for s, e in v["stages"].items()], variant_of=report["variant_of"])
-    speed = {(r["model"], r["backend"]): r.get("vs_float") for r in bench_rows(rebuilt)}
+    speed = {(r["model"], r["backend"]): r.get("vs_float") for r in report["bench"]}
     print(f"{'artifact':<32} {'size':>9} {'float':>9} {'size ratio':>10} {'max abs err':>11} {'vs float':>9}")
     for row in report["sizes"]:
         name = f"{row['model']} · {row['target']}"

@@ -59,10 +59,11 @@ class BuildReport:
         counts: dict[str, int] = {}
         for r in self.results:
             counts[r.status] = counts.get(r.status, 0) + 1
+        from modelbuild.bench_report import bench_rows
         from modelbuild.size_report import size_rows
 
         return {"modelbuild": __version__, "seconds": round(self.seconds, 3), "exit_code": self.exit_code, "counts": counts,
-                "warnings": self.warnings, "models": models, "sizes": size_rows(self),
+                "warnings": self.warnings, "models": models, "sizes": size_rows(self), "bench": bench_rows(self),
                 "variant_of": self.variant_of}
 
     def write(self, path: Path) -> None:

@@ -15,9 +15,10 @@ def size_rows(report: BuildReport) -> list[dict[str, Any]]:
     """One row per artifact that has a float version to compare with: a Core ML package with
     ``optimize`` steps (its raw conversion), or any artifact of a variant (its base model's)."""
     results = {(r.model, r.stage): r for r in report.results}
+    target_of = {TARGETS.get(t).artifact_stage(): t for t in TARGETS.names()}
     rows = []
     for (model, stage), result in results.items():
-        target = next((t for t in TARGETS.names() if TARGETS.get(t).artifact_stage() == stage), None)
+        target = target_of.get(stage)
         if target is None or result.status not in SETTLED or not result.size:
             continue
         optimize = results.get((model, f"{target}.optimize"))
@@ -29,10 +30,11 @@ def size_rows(report: BuildReport) -> list[dict[str, Any]]:
         else:
             continue
         verify = results.get((model, f"{target}.verify"))
-        figures = verify.info.get("outputs", []) if verify is not None and verify.status in SETTLED else []
+        settled = verify is not None and verify.status in SETTLED
+        figures = verify.info.get("outputs", []) if settled else []
         rows.append({"model": model, "target": target, "size": result.size, "float_size": float_size, "float_from": float_from,
                      "ratio": result.size / float_size,
                      "max_abs": max((f["max_abs"] for f in figures), default=None),
                      "cosine": min((f["cosine"] for f in figures), default=None),
-                     "verdict": verify.info.get("verdict") if verify is not None and verify.status in SETTLED else (verify.status if verify else None)})
+                     "verdict": verify.info.get("verdict") if settled else (verify.status if verify else None)})
     return sorted(rows, key=lambda r: (r["model"], r["target"]))

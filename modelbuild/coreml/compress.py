@@ -9,9 +9,6 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-SELECTORS = ("op_types", "op_names")
-
-
 def step_kind(step: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     (kind, options), = step.items()
     return kind, dict(options or {})

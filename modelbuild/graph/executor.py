@@ -20,6 +20,7 @@ from modelbuild.graph.node import StageNode
 from modelbuild.report import BuildReport, StageResult
 from modelbuild.stages import STAGES
 from modelbuild.store.objects import ObjectStore
+from modelbuild.store.paths import disk_size, remove
 from modelbuild.store.state import StateDB
 
 
@@ -265,12 +266,12 @@ class Executor:
             dest = self.out_dir / node.model / name
             if index == 0:
                 result.artifact = _rel(dest, self.out_dir.parent)
-                result.size = _size(source)
+                result.size = disk_size(source)
             if source.exists():
                 _install(source, dest, result.output)
             else:  # an optional artifact this build did not produce (e.g. a .ptl): none is stale
-                _remove(dest)
-                _remove(dest.parent / f".{name}.digest")
+                remove(dest)
+                remove(dest.parent / f".{name}.digest")
 
 
 def _install(source: Path, dest: Path, digest: str) -> None:
@@ -280,7 +281,7 @@ def _install(source: Path, dest: Path, digest: str) -> None:
         return
     folder.mkdir(parents=True, exist_ok=True)
     staging = folder / f".{dest.name}.tmp-{os.getpid()}"
-    _remove(staging)
+    remove(staging)
     if source.is_dir():
         shutil.copytree(source, staging)
     else:
@@ -289,21 +290,10 @@ def _install(source: Path, dest: Path, digest: str) -> None:
     if dest.exists():
         os.replace(dest, old)
     os.replace(staging, dest)
-    _remove(old)
+    remove(old)
     marker.write_text(digest)
 
 
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists():
-        path.unlink()
 
 
 def _rel(path: Path, root: Path) -> str:

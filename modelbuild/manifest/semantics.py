@@ -226,8 +226,7 @@ def _check_coreml(data: dict[str, Any], fail: Any) -> None:
                      "(Core ML ML programs refuse unbounded dimensions); add max, or use format 'neuralnetwork'")
     else:
         target = coreml["deployment_target"]
-        family = re.match(r"[a-zA-Z]+", target).group(0)
-        major = int(re.search(r"\d+", target).group(0))
+        family, major = _release(target)
         if major > NEURALNETWORK_MAX.get(family, 99):
             fail("targets.coreml.deployment_target", f"expected at most {family}{NEURALNETWORK_MAX[family]} with format 'neuralnetwork', got {target!r}; use format 'mlprogram' for newer targets")
         if coreml.get("precision") == "float16":
@@ -245,6 +244,11 @@ def _check_coreml(data: dict[str, Any], fail: Any) -> None:
             fail(f"outputs[{i}].kind", "expected a tensor output: Core ML image outputs need bounded input dimensions (coremltools rejects symbolic image output shapes)")
 
 
+def _release(deployment_target: str) -> tuple[str, int]:
+    """("iOS", 17) from "iOS17"; ("macOS", 10) from "macOS10_15"."""
+    return re.match(r"[a-zA-Z]+", deployment_target).group(0), int(re.search(r"\d+", deployment_target).group(0))
+
+
 IOS18_ERA = {"iOS": 18, "tvOS": 18, "macOS": 15, "watchOS": 11}  # the releases of 2024, where these arrived
 IOS18_GRANULARITY = {"quantize": "per_block", "palettize": "per_grouped_channel"}
 
@@ -252,8 +256,7 @@ IOS18_GRANULARITY = {"quantize": "per_block", "palettize": "per_grouped_channel"
 def _check_optimize(coreml: dict[str, Any], fail: Any) -> None:
     """What coremltools.optimize.coreml would refuse after a full conversion, said up front."""
     target = coreml["deployment_target"]
-    major = int(re.search(r"\d+", target).group(0))
-    family = re.match(r"[a-zA-Z]+", target).group(0)
+    family, major = _release(target)
     modern = major >= IOS18_ERA.get(family, 18)
     for index, step in enumerate(coreml.get("optimize", [])):
         (kind, options), = step.items()

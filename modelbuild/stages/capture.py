@@ -53,23 +53,27 @@ def capture_compat(model: ModelSpec) -> dict[str, Any]:
     mode), so that switching one off for a traced model rebuilds nothing."""
     if model.data["capture"]["mode"] != "script" or "coreml" not in model.data["targets"]:
         return {}
-    from modelbuild.coreml.compat import COMPAT
+    from modelbuild.coreml.compat import phase_switches
 
-    switches = model.data["targets"]["coreml"]["compat"]
-    return {"compat": {n: switches[n] for n in COMPAT.names() if COMPAT.get(n).phase == "capture"}}
+    return {"compat": phase_switches(model.data["targets"]["coreml"]["compat"], "capture")}
+
+
+def _calibrates(model: ModelSpec, target: str) -> bool:
+    quantize = model.data["targets"][target].get("quantize")
+    return bool(quantize) and quantize.get("mode", "static") != "dynamic"  # dynamic quantisation observes no samples
 
 
 def calibration(model: ModelSpec, target: str) -> dict[str, Any]:
     """What a quantising export reads beyond the module: how many samples, and the real data."""
-    quantize = model.data["targets"][target].get("quantize")
-    if not quantize:
+    if not _calibrates(model, target):
         return {}
+    quantize = model.data["targets"][target]["quantize"]
     return {"calibration": {"samples": quantize["calibration_samples"], "data": "data" in model.data["validate"],
                             "inputs": input_signature(model, full=True)}}
 
 
 def calibration_files(model: ModelSpec, target: str) -> dict[str, str]:
-    if model.data["targets"][target].get("quantize") and "data" in model.data["validate"]:
+    if _calibrates(model, target) and "data" in model.data["validate"]:
         return {"validate.data": str(model.resolve_path(model.data["validate"]["data"]))}
     return {}
 

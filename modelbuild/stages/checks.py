@@ -17,6 +17,7 @@ from modelbuild.runtimes import RUNTIMES
 from modelbuild.stages import STAGES
 from modelbuild.stages.base import Stage, StageJob
 from modelbuild.stages.capture import input_signature
+from modelbuild.store.paths import disk_size
 from modelbuild.targets import TARGETS
 
 
@@ -127,7 +128,7 @@ class BenchStage(Stage):
         if self.target != "torch":
             target = TARGETS.get(self.target)
             artifact = _artifact_path(job, target)
-            size = _size(artifact)
+            size = disk_size(artifact)
             runtime = RUNTIMES.get(target.runtime)(artifact, ctx, threads)
         rows = []
         for choice in shape_choices(ctx["inputs"], bench["shapes"]):
@@ -149,11 +150,6 @@ class BenchStage(Stage):
         job.info["summary"] = "; ".join(f"{r['shape']}: {r['mean_ms']:.2f} ± {r['std_ms']:.2f} ms, {r['speedup']:.2f}× torch" for r in rows)
         (job.out / "bench.json").write_text(json.dumps(rows, indent=1, sort_keys=True))
 
-
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def _register(base: type, target: str, deps: tuple[str, ...], tools: tuple[str, ...]) -> None:

@@ -37,11 +37,10 @@ class CoreMLConvertStage(Stage):
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
         data = model.data
-        from modelbuild.coreml.compat import COMPAT
+        from modelbuild.coreml.compat import phase_switches
 
         coreml = {k: v for k, v in data["targets"]["coreml"].items() if k not in ("optimize", "validate", "compat")}
-        # Only this phase's switches: turning off a capture-phase fix must not re-convert.
-        coreml["compat"] = {n: v for n, v in data["targets"]["coreml"]["compat"].items() if COMPAT.get(n).phase == "convert"}
+        coreml["compat"] = phase_switches(data["targets"]["coreml"]["compat"], "convert")
         inputs = [{k: v for k, v in i.items() if k != "description"} for i in data["inputs"]]
         outputs = [{k: v for k, v in o.items() if k != "description"} for o in data.get("outputs") or []]
         params: dict[str, Any] = {"inputs": inputs, "outputs": outputs, "targets": {"coreml": coreml}, "plugins": data["plugins"]}

@@ -7,6 +7,7 @@ without importing coremltools.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,9 @@ from modelbuild.graph.node import StageNode
 from modelbuild.manifest.spec import ModelSpec
 from modelbuild.stages import STAGES
 from modelbuild.stages.base import Stage, StageJob
+from modelbuild.store.paths import disk_size
 
 PACKAGE = "model.mlpackage"
-
-
-def tree_size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 @STAGES.register
@@ -32,13 +30,12 @@ class CoreMLOptimizeStage(Stage):
 
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
-        from modelbuild.coreml.compat import COMPAT
+        from modelbuild.coreml.compat import phase_switches
 
         coreml = model.data["targets"]["coreml"]
         if not coreml["optimize"]:
             return {"targets": {"coreml": {"optimize": []}}}
-        switches = {n: v for n, v in coreml["compat"].items() if COMPAT.get(n).phase == "optimize"}
-        return {"targets": {"coreml": {"optimize": coreml["optimize"], "compat": switches}}}
+        return {"targets": {"coreml": {"optimize": coreml["optimize"], "compat": phase_switches(coreml["compat"], "optimize")}}}
 
     @classmethod
     def runs_in_worker(cls, node: StageNode) -> bool:
@@ -53,7 +50,7 @@ class CoreMLOptimizeStage(Stage):
             rewrite_package(source, job.out / PACKAGE)
             return
         compressed = compress_package(source, steps, job.node.params["targets"]["coreml"]["compat"], job)
-        before, after = tree_size(source), tree_size(compressed)
+        before, after = disk_size(source), disk_size(compressed)
         job.info.update({"size_before": before, "size_after": after, "steps": steps,
                          "summary": f"{before / 1024:.0f} KB → {after / 1024:.0f} KB ({after / before:.0%})"})
 
@@ -65,12 +62,8 @@ def compress_package(source: Path, steps: list[dict[str, Any]], compat: dict[str
     from modelbuild.coreml.compress import compressor, describe, needs_sklearn, optimization_config, step_kind
     from modelbuild.coreml.package_io import drop_conversion_date, write_package
 
-    if any(needs_sklearn(s) for s in steps):
-        try:
-            import sklearn  # noqa: F401
-        except ImportError:
-            raise StageFailure("palettize with mode kmeans needs scikit-learn: pip install 'modelbuild[compress]' "
-                               "(or use mode: uniform)") from None
+    if any(needs_sklearn(s) for s in steps) and importlib.util.find_spec("sklearn") is None:
+        raise StageFailure("palettize with mode kmeans needs scikit-learn: pip install 'modelbuild[compress]' (or use mode: uniform)")
     mlmodel = ct.models.MLModel(str(source), skip_model_load=True)
     for index, step in enumerate(steps):
         kind, options = step_kind(step)

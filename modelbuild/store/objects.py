@@ -7,11 +7,11 @@ Writes go to ``tmp/`` and are renamed into place, so a crash leaves at worst an 
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from pathlib import Path
 
 from modelbuild.store.hashing import hash_tree
+from modelbuild.store.paths import disk_size, remove
 
 
 class ObjectStore:
@@ -44,8 +44,8 @@ class ObjectStore:
     def evict(self, digest: str) -> int:
         """Remove an entry; return the bytes freed."""
         path = self.path(digest)
-        size = _size(path)
-        _remove(path)
+        size = disk_size(path)
+        remove(path)
         return size
 
     def digests(self) -> list[str]:
@@ -54,15 +54,15 @@ class ObjectStore:
         return sorted(p.name for p in self.objects.glob("*/*") if len(p.name) == 64)
 
     def size(self, digest: str) -> int:
-        return _size(self.path(digest))
+        return disk_size(self.path(digest))
 
     def clean_scratch(self) -> int:
         """Remove what interrupted stages left in tmp/ (never trusted, only untidy)."""
         freed = 0
         if self.tmp.is_dir():
             for leftover in self.tmp.iterdir():
-                freed += _size(leftover)
-                _remove(leftover)
+                freed += disk_size(leftover)
+                remove(leftover)
         return freed
 
     def scratch(self) -> Path:
@@ -76,7 +76,7 @@ class ObjectStore:
         digest = hash_tree(produced)
         target = self.path(digest)
         if target.exists():
-            _remove(produced)
+            remove(produced)
             return digest
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -85,18 +85,7 @@ class ObjectStore:
             # Another process stored the same bytes first: same content, keep theirs.
             if not target.exists():
                 raise
-            _remove(produced)
+            remove(produced)
         return digest
 
 
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists():
-        path.unlink()

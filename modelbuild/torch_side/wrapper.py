@@ -71,8 +71,6 @@ def check_selectors(output: Any, outputs: list[dict[str, Any]] | None, where: Ca
 def prepare(model: Any, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]] | None, wrapper: dict[str, Any],
             where: Callable[[str], Location]) -> Any:
     """The module that is captured: the user's model plus selection and folded normalisation."""
-    import torch
-
     if "class" in wrapper:
         user_wrapper = import_object(wrapper["class"], where("wrapper.class"), what="wrapper class")
         try:

@@ -5,7 +5,6 @@ float16-pruning compatibility fix is what makes pruning work on a float16 progra
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

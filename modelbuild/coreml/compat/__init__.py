@@ -40,6 +40,12 @@ for _module in BUILTIN:
     importlib.import_module(_module)
 
 
+def phase_switches(switches: dict[str, bool], phase: str) -> dict[str, bool]:
+    """The switches of one phase: what a stage of that phase puts in its key, so that turning
+    off a fix of another phase rebuilds nothing here."""
+    return {name: switches.get(name, True) for name in COMPAT.names() if COMPAT.get(name).phase == phase}
+
+
 def enabled(switches: dict[str, bool], phase: str) -> list[str]:
     """Names of the conversions of ``phase`` that are on (the default) in ``switches``."""
     return [name for name in COMPAT.names() if COMPAT.get(name).phase == phase and switches.get(name, True)]
