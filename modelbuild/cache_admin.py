@@ -21,13 +21,21 @@ def verify_cache(store: ObjectStore, db: StateDB) -> CacheReport:
     report = CacheReport(scratch_freed=store.clean_scratch())
     for digest in store.digests():
         report.checked += 1
-        if store.intact(digest):
-            db.remember_object(digest, store.signature(digest))
-            continue
-        report.freed += store.evict(digest)
-        db.forget_object(digest)
-        report.evicted.append(digest)
+        freed = confirm_or_evict(store, db, digest)
+        if freed is not None:
+            report.freed += freed
+            report.evicted.append(digest)
     return report
+
+
+def confirm_or_evict(store: ObjectStore, db: StateDB, digest: str) -> int | None:
+    """Re-hash one entry. Intact: remember its signature (so the next build trusts it without
+    hashing) and return None. Corrupt: evict it and return the bytes freed."""
+    if store.intact(digest):
+        db.remember_object(digest, store.signature(digest))
+        return None
+    db.forget_object(digest)
+    return store.evict(digest)
 
 
 def collect_garbage(store: ObjectStore, db: StateDB, reachable: set[str], dry_run: bool) -> CacheReport:
@@ -47,11 +55,3 @@ def collect_garbage(store: ObjectStore, db: StateDB, reachable: set[str], dry_ru
         db.forget_actions([key for key, output in db.action_outputs() if output not in reachable])
     return report
 
-
-def human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"

@@ -200,11 +200,12 @@ def _display(path: Path) -> str:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from modelbuild.cache_admin import collect_garbage, human, verify_cache
+    from modelbuild.cache_admin import collect_garbage, verify_cache
     from modelbuild.lock import build_lock
     from modelbuild.project import load_project
     from modelbuild.store.objects import ObjectStore
     from modelbuild.store.state import StateDB
+    from modelbuild.terminal import human_size as human
 
     project = load_project()
     store = ObjectStore(project.cache_dir)

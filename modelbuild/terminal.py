@@ -18,7 +18,8 @@ STATUS_STYLE = {"built": "green", "cached": "dim", "failed": "bold red", "blocke
 VERDICT_STYLE = {"pass": "green", "fail": "bold red", "warn": "yellow"}
 
 
-def _size(size: int | None) -> str:
+def human_size(size: int | None) -> str:
+    """1.5 MB; empty for no size."""
     if size is None:
         return ""
     for unit in ("B", "KB", "MB", "GB"):
@@ -104,7 +105,7 @@ class Terminal:
             if r.notes and r.status in ("built", "failed"):
                 why.append("\n" + "\n".join(f"· {n}" for n in r.notes[:4]) + (f"\n· … {len(r.notes) - 4} more in report.json" if len(r.notes) > 4 else ""))
             table.add_row(r.model, r.stage, Text(r.status, style=STATUS_STYLE.get(r.status, "")),
-                          f"{r.seconds:.2f}" if r.status == "built" or r.status == "failed" else "", _size(r.size), why)
+                          f"{r.seconds:.2f}" if r.status == "built" or r.status == "failed" else "", human_size(r.size), why)
         return table
 
     def size_table(self, report: BuildReport) -> Any | None:
@@ -122,7 +123,7 @@ class Terminal:
             table.add_column(column, justify="left" if column in ("model", "target", "verify") else "right")
         for row in rows:
             error = "" if row["max_abs"] is None else f"{row['max_abs']:.3g}"
-            table.add_row(row["model"], row["target"], _size(row["size"]), f"{_size(row['float_size'])} ({row['float_from']})",
+            table.add_row(row["model"], row["target"], human_size(row["size"]), f"{human_size(row['float_size'])} ({row['float_from']})",
                           f"{row['ratio']:.0%}", error, Text(row["verdict"] or "", style=VERDICT_STYLE.get(row["verdict"] or "", "")))
         return table
 
@@ -137,7 +138,7 @@ class Terminal:
             table.add_column(column, justify="left" if column in ("model", "backend", "shape") else "right")
         for row in bench_rows(report):
             table.add_row(row["model"], row["backend"], row["shape"], f"{row['mean_ms']:.3f} ± {row['std_ms']:.3f}", f"{row['p50_ms']:.3f}",
-                          f"{row['p90_ms']:.3f}", f"{row['min_ms']:.3f}", str(row["runs"]), _size(row.get("size")),
+                          f"{row['p90_ms']:.3f}", f"{row['min_ms']:.3f}", str(row["runs"]), human_size(row.get("size")),
                           f"{row['torch_mean_ms']:.3f}", f"{row['speedup']:.2f}×", _times(row.get("vs_float")))
         skipped = skipped_backends(report)
         if skipped:

@@ -176,15 +176,11 @@ class Executor:
     def _trusted(self, digest: str) -> bool:
         """An entry is used only if its stat signature is the one recorded when it was known
         intact, or if re-hashing proves its bytes; a tampered entry is evicted."""
-        signature = self.store.signature(digest)
-        if signature == self.db.object_signature(digest):
+        from modelbuild.cache_admin import confirm_or_evict
+
+        if self.store.signature(digest) == self.db.object_signature(digest):
             return True
-        if self.store.intact(digest):
-            self.db.remember_object(digest, signature)
-            return True
-        self.store.evict(digest)
-        self.db.forget_object(digest)
-        return False
+        return confirm_or_evict(self.store, self.db, digest) is None
 
     def _job_args(self, nid: str) -> tuple:
         node = self.nodes[nid]

@@ -44,8 +44,6 @@ def _fold_batchnorms(model: Any) -> int:
 
     count = 0
     for container, index in _pairs(model):
-        if index >= len(container) - 1:
-            continue
         layer, norm = container[index], container[index + 1]
         if not isinstance(norm, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)) or not norm.track_running_stats:
             continue
@@ -70,8 +68,6 @@ def _fuse_relus(model: Any) -> int:
                    torch.nn.Linear: nni.LinearReLU}
     count = 0
     for container, index in _pairs(model):
-        if index >= len(container) - 1:
-            continue
         layer = container[index]
         after = index + 1
         while after < len(container) - 1 and isinstance(container[after], torch.nn.Identity):
