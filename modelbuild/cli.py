@@ -66,6 +66,19 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        return _run(args)
+    except BrokenPipeError:
+        # ``modelbuild graph | head``: the reader went away; that is not an error.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    try:
         return COMMANDS[args.command](args)
     except ManifestError as exc:
         _print_problems(exc)
@@ -73,10 +86,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (OSError, sqlite3.Error) as exc:
+        # The machine's problem, not a bug: a full disk, a folder without permission. One line
+        # that names the path; the traceback only with -v.
+        if getattr(args, "verbose", False):
+            import traceback
+
+            traceback.print_exc()
+        print(f"error: {_environment_problem(exc)}", file=sys.stderr)
+        return 1
+
+
+def _environment_problem(exc: BaseException) -> str:
+    import errno
+
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        advice = {errno.ENOSPC: "; free some space and build again: nothing half-written is ever reused",
+                  errno.EDQUOT: "; free some space and build again",
+                  errno.EACCES: "; check the folder's permissions", errno.EROFS: "; the file system is read-only"}.get(exc.errno or 0, "")
+        return f"{exc.strerror or exc}{where}{advice}"
+    return f"the state database failed: {exc}; if the disk is full, free some space and build again"
 
 
 def _print_problems(exc: ManifestError) -> None:
@@ -88,13 +122,14 @@ def _print_problems(exc: ManifestError) -> None:
 
 def _load(args: argparse.Namespace, memo: Any = None) -> tuple[Any, list[Any]]:
     from modelbuild.manifest import find_manifest_files, load_models
-    from modelbuild.project import load_project
+    from modelbuild.project import check_manifests_outside, load_project
 
     project = load_project()
     paths = [Path(p) if Path(p).is_absolute() else Path.cwd() / p for p in args.paths]
     files = find_manifest_files(paths)
     if not files:
         raise UserError(f"no manifests (*.yaml, *.yml, *.toml) under {', '.join(args.paths)}")
+    check_manifests_outside(project, files)
     try:
         return project, load_models(files, project.root, project.defaults, memo)
     except ManifestError as exc:
@@ -129,11 +164,17 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
     project = load_project()
     dry_run = dry_run or getattr(args, "dry_run", False)
     terminal = Terminal()
-    with build_lock(project.cache_dir, terminal.error):
-        db = StateDB(project.cache_dir / "state.sqlite")
+    # ``plan`` of a cache this user may not write still works: no lock, a private copy of the state.
+    read_only = dry_run and not _writable(project.cache_dir)
+    with build_lock(project.cache_dir, terminal.error, create=not read_only):
+        db = StateDB(project.cache_dir / "state.sqlite", read_only=read_only and (project.cache_dir / "state.sqlite").is_file())
         try:
             project, models, graph = _graph(args, memo=db)
             nodes = ordered_nodes(graph)
+            if not dry_run:
+                from modelbuild.store.paths import claim_out_dir
+
+                claim_out_dir(project.out_dir)
             options = BuildOptions(jobs=getattr(args, "jobs", None) or project.jobs, force=getattr(args, "force", False),
                                    keep_going=getattr(args, "keep_going", False), dry_run=dry_run)
             executor = Executor(nodes, db, ObjectStore(project.cache_dir), project.out_dir, options, terminal.on_event)
@@ -141,6 +182,8 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
                 terminal.start_progress(len(nodes))
             try:
                 report = executor.run()
+                if db.repaired:
+                    report.warnings.insert(0, db.repaired)
                 report.variant_of = {m.name: m.data["variant_of"] for m in models if "variant_of" in m.data}
             finally:
                 terminal.stop_progress()
@@ -157,7 +200,10 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
             lock_problems = check_lock(report, read_lock(lock_path))
         elif report.exit_code == 0 and not getattr(args, "manifest_problems", None):
             # A failed build leaves the lock alone: it records builds that worked.
-            write_lock(lock_path, report, load_if_present(lock_path))
+            previous, problem = load_if_present(lock_path)
+            if problem:
+                report.warnings.append(f"{problem} (written anew from this build)")
+            write_lock(lock_path, report, previous, partial=bool(args.target))
         if bench_rows(report) or any(r.stage.endswith(".bench") for r in report.results):
             write_markdown(report, project.out_dir / "bench.md")
     terminal.print(terminal.summary(report, title="modelbuild plan" if dry_run else "modelbuild build"))
@@ -190,6 +236,15 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
                 folder = write_bundle(model, report, ObjectStore(project.cache_dir), out)
                 terminal.print(f"released {model.name} {model.data['version']}: {_display(folder)}")
     return code
+
+
+def _writable(folder: Path) -> bool:
+    import os
+
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return os.access(probe, os.W_OK)
 
 
 def _display(path: Path) -> str:
@@ -280,19 +335,25 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
+    """Removes only what modelbuild wrote: out_dir when it carries modelbuild's marker, the
+    cache's own entries, under the build lock so a running build is never cut from under."""
+    from modelbuild.lock import build_lock
     from modelbuild.project import load_project
+    from modelbuild.store.paths import OUT_MARKER, remove
 
     project = load_project()
-    targets = [project.out_dir] + ([project.cache_dir] if args.cache else [])
-    for folder in targets:
-        if folder.exists():
-            if folder == project.cache_dir:
-                for child in folder.iterdir():
-                    if child.name != ".gitkeep":
-                        shutil.rmtree(child) if child.is_dir() else child.unlink()
-            else:
-                shutil.rmtree(folder)
-            print(f"removed {folder}")
+    with build_lock(project.cache_dir, lambda m: print(m, file=sys.stderr), create=args.cache or project.cache_dir.is_dir()):
+        if project.out_dir.exists():
+            if not (project.out_dir / OUT_MARKER).is_file() and any(project.out_dir.iterdir()):
+                raise UserError(f"clean: {project.out_dir} has no {OUT_MARKER} marker, so modelbuild did not make it; "
+                                "it is left alone (check out_dir in the project settings, or remove it yourself)")
+            remove(project.out_dir)
+            print(f"removed {project.out_dir}")
+        if args.cache and project.cache_dir.exists():
+            for child in project.cache_dir.iterdir():
+                if child.name not in (".gitkeep", "lock"):
+                    remove(child)
+            print(f"removed {project.cache_dir}")
     return 0
 
 

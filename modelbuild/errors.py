@@ -29,6 +29,13 @@ class UserError(Exception):
     exit_code = 2
 
 
+class IntegrityError(UserError):
+    """A cache entry no longer holds the bytes it was recorded with. Exit code 1: the input was
+    fine, and building again repairs it."""
+
+    exit_code = 1
+
+
 class ManifestError(UserError):
     """One or more problems in manifests, each already phrased as ``file:line: field: message``."""
 

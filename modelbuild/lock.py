@@ -8,12 +8,25 @@ import os
 from pathlib import Path
 from typing import Callable, Iterator
 
+from modelbuild.errors import UserError
+
 
 @contextlib.contextmanager
-def build_lock(cache_dir: Path, say: Callable[[str], None]) -> Iterator[None]:
-    cache_dir.mkdir(parents=True, exist_ok=True)
+def build_lock(cache_dir: Path, say: Callable[[str], None], create: bool = True) -> Iterator[None]:
+    if not create:  # nothing to lock (``clean`` of a project that never built)
+        yield
+        return
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the cache folder {cache_dir}: {exc.strerror}") from None
     path = cache_dir / "lock"
-    with open(path, "a+") as handle:
+    try:
+        handle = open(path, "a+")
+    except OSError as exc:
+        raise UserError(f"cannot write to the cache folder {cache_dir} ({exc.strerror}); `check` and `plan` work without "
+                        "writing, a build needs a writable cache") from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -9,6 +9,7 @@ Benchmarks are left out: timings are measurements, not build outputs.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -25,6 +26,7 @@ HEADER = ("# modelbuild.lock: each stage's key (a digest of everything it reads)
           "# with the same key produces other bytes, or when a key no longer matches this file.\n")
 
 Lock = dict[str, dict[str, dict[str, str]]]
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 
 def locked_stages(report: BuildReport) -> Lock:
@@ -44,12 +46,25 @@ def read_lock(path: Path) -> Lock:
         raise UserError(f"--locked: {path.name} not found; run `modelbuild build` once to write it, then commit it") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path.name}: not a valid lock file ({exc}); delete it and run `modelbuild build`") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path.name}: cannot read the lock file: {exc}") from None
+    for model, stages in data.items():
+        if not isinstance(stages, dict):
+            raise UserError(f"{path.name}: [{model}]: expected a table of stages, got {stages!r}; delete it and run `modelbuild build`")
+        for stage, entry in stages.items():
+            if not (isinstance(entry, dict) and all(isinstance(entry.get(k), str) and _DIGEST.match(entry[k]) for k in ("key", "output"))):
+                raise UserError(f"{path.name}: [{model}] {stage}: expected {{ key = \"<64 hex digits>\", output = \"<64 hex digits>\" }}, "
+                                f"got {entry!r}; delete the file and run `modelbuild build` to write it again")
     return data
 
 
-def write_lock(path: Path, report: BuildReport, previous: Lock) -> None:
-    """Merge this build's records into the lock (models not built this time keep theirs)."""
-    entries = {**previous, **locked_stages(report)}
+def write_lock(path: Path, report: BuildReport, previous: Lock, partial: bool = False) -> None:
+    """Merge this build's records into the lock: models not built this time keep theirs, and
+    with ``partial`` (``--target``) so do the stages of a built model that this build left out,
+    so that a later ``build --locked`` of everything still passes."""
+    entries = dict(previous)
+    for model, stages in locked_stages(report).items():
+        entries[model] = {**previous.get(model, {}), **stages} if partial else stages
     lines = [HEADER]
     for model in sorted(entries):
         lines.append(f"\n[{_quote(model)}]\n")
@@ -85,11 +100,14 @@ def _quote(name: str) -> str:
     return f'"{name}"'
 
 
-def load_if_present(path: Path) -> Lock:
+def load_if_present(path: Path) -> tuple[Lock, str | None]:
+    """The lock, or {} with the reason when it is missing or malformed (a build writes it anew)."""
+    if not path.exists():
+        return {}, None
     try:
-        return read_lock(path)
-    except UserError:
-        return {}
+        return read_lock(path), None
+    except UserError as exc:
+        return {}, str(exc)
 
 
 __all__ = ["check_lock", "load_if_present", "read_lock", "write_lock"]

@@ -62,13 +62,47 @@ def load_project(start: Path | None = None, cache_dir: str | None = None, out_di
     defaults = table.get("defaults", {})
     if not isinstance(defaults, dict):
         problems.append(problem(Location(where, field="defaults"), f"expected a table, got {defaults!r}"))
+    folders = {}
+    for key, override, default in (("cache_dir", cache_dir, "cache"), ("out_dir", out_dir, "build")):
+        value = override or table.get(key, default)
+        if not isinstance(value, str):
+            problems.append(problem(Location(where, field=key), f"expected a folder path (a string), got {value!r}"))
+            continue
+        folders[key] = (root / value).resolve()
+        problems += _folder_problems(key, value, folders[key], root, where)
+    if not problems and (folders["cache_dir"] == folders["out_dir"] or folders["cache_dir"] in folders["out_dir"].parents
+                         or folders["out_dir"] in folders["cache_dir"].parents):
+        problems.append(problem(Location(where, field="out_dir"), f"expected out_dir and cache_dir to be separate folders, got "
+                                f"{table.get('out_dir', 'build')!r} and {table.get('cache_dir', 'cache')!r}"))
     if problems:
         raise ManifestError(problems)
     return Project(
         root=root,
-        cache_dir=(root / (cache_dir or table.get("cache_dir", "cache"))).resolve(),
-        out_dir=(root / (out_dir or table.get("out_dir", "build"))).resolve(),
+        cache_dir=folders["cache_dir"],
+        out_dir=folders["out_dir"],
         jobs=jobs,
         defaults=defaults,
         settings_file=settings_file,
     )
+
+
+def _folder_problems(key: str, value: str, folder: Path, root: Path, where: str) -> list[str]:
+    """out_dir and cache_dir are modelbuild's to delete (``clean``): each must be a folder of its
+    own inside the project, never the project itself or a folder above it."""
+    at = Location(where, field=key)
+    if folder == root:
+        return [problem(at, f"expected a folder inside the project, got {value!r}, which is the project root itself "
+                            f"(`modelbuild clean` would delete the project)")]
+    if root not in folder.parents:
+        return [problem(at, f"expected a folder inside the project ({root}), got {value!r}, which resolves to {folder}")]
+    return []
+
+
+def check_manifests_outside(project: Project, manifests: list[Path]) -> None:
+    """No manifest may live inside out_dir or cache_dir: ``clean`` would delete it."""
+    for folder, key in ((project.out_dir, "out_dir"), (project.cache_dir, "cache_dir")):
+        for manifest in manifests:
+            if folder in manifest.parents:
+                where = str(project.settings_file) if project.settings_file else "project settings"
+                raise ManifestError([problem(Location(where, field=key), f"expected a folder that holds no manifests, got "
+                                             f"{folder}, which holds {manifest}")])

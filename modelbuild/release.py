@@ -4,7 +4,8 @@
 ``.mlpackage.zip``), ``provenance.json`` and ``SHA256SUMS``. Every byte is a function of the
 inputs: zip entries sorted, timestamps from ``SOURCE_DATE_EPOCH`` (or 1980-01-01), fixed
 permissions, no extra attributes; JSON with sorted keys. Benchmark timings are measurements,
-so they go to ``bench.json``, which ``SHA256SUMS`` leaves out and the promise does not cover.
+so they go to ``<model>-<version>.bench.json`` beside the bundle: the bundle itself is
+byte-identical as a whole.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from modelbuild.errors import IntegrityError, UserError
 from modelbuild.manifest.spec import ModelSpec
 from modelbuild.report import BuildReport, StageResult
 from modelbuild.stages import STAGES
+from modelbuild.store.hashing import hash_tree
 from modelbuild.store.objects import ObjectStore
+from modelbuild.store.paths import inside
 from modelbuild.targets import TARGETS
 
 TOOLS = ("torch", "coremltools", "onnx", "onnxruntime", "onnxscript", "executorch", "numpy", "modelbuild")
@@ -91,9 +95,18 @@ def provenance(model: ModelSpec, results: dict[str, StageResult], store: ObjectS
 
 
 def write_bundle(model: ModelSpec, report: BuildReport, store: ObjectStore, out: Path) -> Path:
-    """Write dist/<model>-<version>/ atomically (a temporary folder renamed into place)."""
+    """Write dist/<model>-<version>/ atomically (a temporary folder renamed into place).
+
+    Every artifact is re-hashed against the digest its stage recorded before it is shipped
+    (releases are rare; shipping a tampered cache entry is not). The bundle replaces only a
+    previous bundle, never a folder modelbuild did not write.
+    """
     results = {r.stage: r for r in report.results if r.model == model.name}
-    folder = out / f"{model.name}-{model.data['version']}"
+    folder = inside(out / f"{model.name}-{model.data['version']}", out, "a release bundle")
+    if folder.exists() and not (folder / "provenance.json").is_file():
+        raise UserError(f"--out: {folder} exists and is not a modelbuild release bundle (it has no provenance.json); "
+                        "move it away or choose another --out")
+    _confirm_artifacts(model, results, store)
     staging = out / f".{folder.name}.tmp-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -111,10 +124,7 @@ def write_bundle(model: ModelSpec, report: BuildReport, store: ObjectStore, out:
             elif source.is_file():
                 shutil.copyfile(source, staging / name)
     (staging / "provenance.json").write_text(json.dumps(provenance(model, results, store), indent=2, sort_keys=True) + "\n")
-    timings = [dict(row, stage=name) for name, r in sorted(results.items()) if name.endswith(".bench") for row in r.info.get("bench", [])]
-    if timings:
-        (staging / "bench.json").write_text(json.dumps(timings, indent=2, sort_keys=True) + "\n")
-    files = sorted(p for p in staging.rglob("*") if p.is_file() and p.name != "bench.json")
+    files = sorted(p for p in staging.rglob("*") if p.is_file())
     sums = "".join(f"{_sha256(p)}  {p.relative_to(staging).as_posix()}\n" for p in files)
     (staging / "SHA256SUMS").write_text(sums)
     for path in [staging, *staging.rglob("*")]:
@@ -124,4 +134,22 @@ def write_bundle(model: ModelSpec, report: BuildReport, store: ObjectStore, out:
         os.replace(folder, old)
         shutil.rmtree(old, ignore_errors=True)
     os.replace(staging, folder)
+    timings = [dict(row, stage=name) for name, r in sorted(results.items()) if name.endswith(".bench") for row in r.info.get("bench", [])]
+    beside = out / f"{folder.name}.bench.json"  # measurements: beside the bundle, never inside what SHA256SUMS covers
+    if timings:
+        beside.write_text(json.dumps(timings, indent=2, sort_keys=True) + "\n")
+    else:
+        beside.unlink(missing_ok=True)
     return folder
+
+
+def _confirm_artifacts(model: ModelSpec, results: dict[str, StageResult], store: ObjectStore) -> None:
+    for target in sorted(model.data["targets"]):
+        result = results.get(TARGETS.get(target).artifact_stage())
+        if result is None or result.output is None:
+            continue
+        found = hash_tree(store.path(result.output))
+        if found != result.output:
+            store.evict(result.output)
+            raise IntegrityError(f"{model.name}: {result.stage}: the cache entry {result.output[:16]}… was altered after it was built "
+                                 f"(its bytes hash to {found[:16]}…); it has been evicted: run the release again to rebuild it")

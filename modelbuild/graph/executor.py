@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from modelbuild.errors import UserError
 from modelbuild.graph.keys import explain, key_of, material
 from modelbuild.graph.node import StageNode
 from modelbuild.report import BuildReport, StageResult
 from modelbuild.stages import STAGES
 from modelbuild.store.objects import ObjectStore
-from modelbuild.store.paths import disk_size, remove
+from modelbuild.store.paths import disk_size, inside, remove
+from modelbuild.store.snapshots import Snapshots
 from modelbuild.store.state import StateDB
 
 
@@ -57,6 +59,8 @@ class Executor:
         self.rebuilt: set[str] = set()
         self.warnings: list[str] = []
         self.pool_factory = pool_factory
+        self.snapshots = Snapshots(store, db, copy=not options.dry_run)
+        self.file_digests: dict[str, dict[str, str]] = {}  # node -> label -> snapshot digest
 
     def run(self) -> BuildReport:
         started = time.perf_counter()
@@ -148,7 +152,15 @@ class Executor:
         if pending:  # only in a dry run: an upstream stage would run first
             self._set(nid, StageResult(node.model, node.stage, "would run", reason=f"after {pending[0].split(':', 1)[1]} runs"))
             return None
-        mat = material(node, self.outputs, lambda p: self.db.file_digest(Path(p)))
+        try:
+            mat = material(node, self.outputs, lambda p: self.snapshots.take(Path(p)))
+        except (UserError, OSError) as exc:
+            # A declared file that vanished, became a FIFO or never stops changing since the
+            # manifest was checked: this model's problem, said once, never a traceback.
+            message = str(exc) if isinstance(exc, UserError) else f"cannot read {exc.filename}: {exc.strerror}"
+            self._set(nid, StageResult(node.model, node.stage, "failed", reason="reading its input files", error=message, error_kind="user"))
+            return None
+        self.file_digests[nid] = mat["files"]
         key = key_of(mat)
         last = self.db.last_stage(node.model, node.stage)
         record = self.db.action(key)
@@ -186,8 +198,9 @@ class Executor:
         node = self.nodes[nid]
         self.listener("start", node, None)
         inputs = {d.split(":", 1)[1]: str(self.store.path(self.outputs[d])) for d in node.deps}
-        log = self.out_dir / node.model / "logs" / f"{node.stage}.log"
-        return node.to_json(), inputs, str(self.store.root), str(log)
+        files = {label: str(self.store.path(digest)) for label, digest in self.file_digests[nid].items()}
+        log = inside(self.out_dir / node.model / "logs" / f"{node.stage}.log", self.out_dir, "a log")
+        return node.to_json(), inputs, files, str(self.store.root), str(log)
 
     def _run_here(self, nid: str) -> dict:
         from modelbuild.graph.worker import run_stage
@@ -264,32 +277,42 @@ class Executor:
                 result.artifact = _rel(dest, self.out_dir.parent)
                 result.size = disk_size(source)
             if source.exists():
-                _install(source, dest, result.output)
+                self._install(source, dest, result.output)
             else:  # an optional artifact this build did not produce (e.g. a .ptl): none is stale
                 remove(dest)
-                remove(dest.parent / f".{name}.digest")
+                self.db.forget_installed(dest)
+
+    def _install(self, source: Path, dest: Path, digest: str) -> None:
+        """build/ is output, not state: a copy is trusted only while its stat signature is the
+        one recorded when modelbuild wrote it, so an edited or deleted artifact is put back."""
+        inside(dest, self.out_dir, "an artifact")
+        recorded = self.db.installed(dest)
+        if recorded is not None and recorded[0] == digest and dest.exists() and _signature(dest) == recorded[1]:
+            return
+        folder = dest.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = folder / f".{dest.name}.tmp-{os.getpid()}"
+        remove(staging)
+        if source.is_dir():
+            shutil.copytree(source, staging)
+        else:
+            shutil.copyfile(source, staging)
+        old = folder / f".{dest.name}.old-{os.getpid()}"
+        if dest.exists() or dest.is_symlink():
+            os.replace(dest, old)
+        os.replace(staging, dest)
+        remove(old)
+        remove(folder / f".{dest.name}.digest")  # the marker files of older modelbuild versions
+        self.db.remember_installed(dest, digest, _signature(dest))
 
 
-def _install(source: Path, dest: Path, digest: str) -> None:
-    folder = dest.parent
-    marker = folder / f".{dest.name}.digest"
-    if dest.exists() and marker.exists() and marker.read_text() == digest:
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    staging = folder / f".{dest.name}.tmp-{os.getpid()}"
-    remove(staging)
-    if source.is_dir():
-        shutil.copytree(source, staging)
-    else:
-        shutil.copy2(source, staging)
-    old = folder / f".{dest.name}.old-{os.getpid()}"
-    if dest.exists():
-        os.replace(dest, old)
-    os.replace(staging, dest)
-    remove(old)
-    marker.write_text(digest)
+def _signature(path: Path) -> str:
+    from modelbuild.store.signature import stat_signature
 
-
+    try:
+        return stat_signature(path).text
+    except (OSError, UserError):
+        return ""
 
 
 def _rel(path: Path, root: Path) -> str:

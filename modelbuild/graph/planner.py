@@ -39,12 +39,12 @@ def plan_graph(models: list[ModelSpec], selected: Iterable[str] | None = None, t
                bench: bool = True) -> nx.DiGraph:
     """The stage graph of the selected models (all when ``selected`` is empty)."""
     chosen = set(selected or [])
-    unknown = chosen - {m.name for m in models}
-    if unknown:
-        raise UserError(f"--model: no model named {', '.join(sorted(unknown))}; models: {', '.join(sorted(m.name for m in models))}")
+    names = sorted(m.name for m in models)
+    for name in sorted(chosen - set(names)):
+        raise UserError(f"--model: expected the name of a model, got {name!r}{_closest(name, names)}; models: {', '.join(names)}")
     for target in targets or []:
         if target not in TARGETS:
-            TARGETS.get(target)  # raises with a did-you-mean
+            raise UserError(f"--target: expected one of {', '.join(TARGETS.names())}, got {target!r}{_closest(target, TARGETS.names())}")
     graph = nx.DiGraph()
     for model in models:
         if chosen and model.name not in chosen:
@@ -61,6 +61,13 @@ def plan_graph(models: list[ModelSpec], selected: Iterable[str] | None = None, t
     if missing:
         raise UserError(f"--target: {missing[0]} is needed but not selected")
     return graph
+
+
+def _closest(name: str, names: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, names, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def ordered_nodes(graph: nx.DiGraph) -> list[StageNode]:

@@ -24,7 +24,8 @@ from modelbuild.stages.base import StageJob
 from modelbuild.store.objects import ObjectStore
 
 
-def run_stage(node_json: dict[str, Any], inputs: dict[str, str], cache_dir: str, log_path: str, redirect: bool = True) -> dict[str, Any]:
+def run_stage(node_json: dict[str, Any], inputs: dict[str, str], files: dict[str, str], cache_dir: str, log_path: str,
+              redirect: bool = True) -> dict[str, Any]:
     """Run one stage; return a plain dict (it crosses a process boundary).
 
     ``redirect=False`` is for light stages run in the coordinating process: they are our own
@@ -36,9 +37,11 @@ def run_stage(node_json: dict[str, Any], inputs: dict[str, str], cache_dir: str,
     scratch = store.scratch()
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    with open(log_path, "w", encoding="utf-8") as log_file, (_captured_output(log_file) if redirect else contextlib.nullcontext()), _on_path(node):
+    with open(log_path, "w", encoding="utf-8") as log_file, (_captured_output(log_file) if redirect else contextlib.nullcontext()), \
+            _forgetting_user_modules(store.root):
         logger = _logger(node, log_file)
-        job = StageJob(node=node, inputs={k: Path(v) for k, v in inputs.items()}, out=scratch, log=logger)
+        job = StageJob(node=node, inputs={k: Path(v) for k, v in inputs.items()}, out=scratch, log=logger,
+                       files={k: Path(v) for k, v in files.items()})
         threads = _torch_threads()
         try:
             STAGES.get(node.stage)().run(job)
@@ -58,6 +61,7 @@ def run_stage(node_json: dict[str, Any], inputs: dict[str, str], cache_dir: str,
             return {"ok": False, "kind": "stage", "message": f"{type(exc).__name__}: {first_line(exc)}", "traceback": traceback.format_exc(), "seconds": time.perf_counter() - started}
         finally:
             _restore_threads(threads)
+            _discard(job.imports_dir)
         for note in job.notes:
             logger.info("note: %s", note)
     digest = store.put(scratch)
@@ -117,16 +121,22 @@ def _captured_output(log_file: Any) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _on_path(node: StageNode) -> Iterator[None]:
-    """The manifest's folder and the project root are importable while the model builds."""
-    added = [p for p in (node.context.get("folder"), node.context.get("root")) if p and p not in sys.path]
-    sys.path[:0] = added
+def _forgetting_user_modules(cache_root: Path) -> Iterator[None]:
+    """Whatever user module a stage imported (all of them come from snapshots in the store)
+    is forgotten when it ends: a worker runs stages of many models, and two projects may each
+    have their own ``models/tiny.py``."""
+    import importlib
+
+    from modelbuild.usercode.tree import forget_modules_under
+
+    path = list(sys.path)
+    importlib.invalidate_caches()
     try:
         yield
     finally:
-        for path in added:
-            if path in sys.path:
-                sys.path.remove(path)
+        sys.path[:] = path
+        forget_modules_under([cache_root])
+        importlib.invalidate_caches()
 
 
 def _discard(path: Path) -> None:

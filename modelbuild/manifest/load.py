@@ -123,10 +123,19 @@ def _split_models(data: Any, display: str, lines: dict[str, int], problems: list
     return [("", data)]
 
 
+# Files modelbuild writes in out_dir beside the model folders: a model of that name would
+# have its folder collide with them.
+RESERVED_NAMES = ("report.json", "bench.md", "logs")
+
+
 def _duplicate_names(models: list[ModelSpec]) -> list[str]:
     seen: dict[str, ModelSpec] = {}
     problems = []
     for model in models:
+        if model.name in RESERVED_NAMES:
+            problems.append(problem(model.where("name"), f"expected a name other than {', '.join(RESERVED_NAMES)} (modelbuild writes "
+                                                         f"{model.name!r} in out_dir), got {model.name!r}"))
+            continue
         if model.name in seen:
             first = seen[model.name].where("name")
             problems.append(problem(model.where("name"), f"model name {model.name!r} is already used by {first.file}" + (f":{first.line}" if first.line else "") + "; names must be unique across the build"))

@@ -37,8 +37,15 @@ def parse_file(path: Path, display: str) -> tuple[Any, Lines]:
         except tomllib.TOMLDecodeError as exc:
             raise ManifestError([problem(Location(display), f"invalid TOML: {exc}")]) from None
     try:
-        node = yaml.compose(text, Loader=Loader)
-        data = yaml.load(text, Loader=Loader)
+        loader = Loader(text)
+        try:
+            node = loader.get_single_node()
+            if node is not None:
+                _check_expansion(node, display)
+                _check_duplicate_keys(node, display)
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -50,6 +57,66 @@ def parse_file(path: Path, display: str) -> tuple[Any, Lines]:
     if node is not None:
         _walk(node, "", lines)
     return data, lines
+
+
+MAX_VALUES = 100_000  # a model manifest has hundreds; aliases must not make it billions
+
+
+def _check_expansion(root: yaml.Node, display: str) -> None:
+    """Refuse a document whose aliases expand past MAX_VALUES values ("billion laughs"): the
+    composed tree shares aliased nodes, so counting with a memo costs only its real size,
+    while anything that walks the expanded data (merging, hashing) would not finish."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise ManifestError([problem(Location(display, node.start_mark.line + 1), "invalid YAML: an alias refers to a node that contains it (a recursive document)")])
+        active.add(key)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_VALUES:
+                raise ManifestError([problem(Location(display, node.start_mark.line + 1),
+                                             f"invalid YAML: aliases expand this document to more than {MAX_VALUES} values; "
+                                             "a manifest needs far fewer (is it a 'billion laughs' document?)")])
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root)
+
+
+def _check_duplicate_keys(node: yaml.Node, display: str) -> None:
+    """A key given twice in one mapping is an error, as TOML makes it: YAML would silently keep
+    the last one, and a reader of the file may well believe the first."""
+    seen_nodes: set[int] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen_nodes:
+            continue
+        seen_nodes.add(id(current))
+        if isinstance(current, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key_node, value_node in current.value:
+                key = str(key_node.value)
+                line = key_node.start_mark.line + 1
+                if isinstance(key_node, yaml.ScalarNode) and key in first and key != "<<":
+                    raise ManifestError([problem(Location(display, line, key), f"duplicate key {key!r} (first given on line {first[key]}); "
+                                                 "give each key once")])
+                first.setdefault(key, line)
+                stack += [key_node, value_node]
+        elif isinstance(current, yaml.SequenceNode):
+            stack += current.value
 
 
 def _walk(node: yaml.Node, path: str, lines: Lines) -> None:

@@ -4,7 +4,9 @@ and the coremltools limits a user should hear about before a conversion starts."
 from __future__ import annotations
 
 import difflib
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 from modelbuild.errors import problem
@@ -73,11 +75,35 @@ def _check_shape_choices(inputs: list[dict[str, Any]], choices: list[Any], block
 
 
 def _require_file(model: ModelSpec, field: str, relative: str, fail: Any, folder: bool = False) -> None:
+    """A declared input must exist, be a regular file (a FIFO or a device would hang or never
+    end a read; a folder only where one is allowed) and lie inside the project: it is copied
+    into the cache, which may be shared."""
+    import stat
+
+    from modelbuild.store.signature import file_kind
+    from modelbuild.usercode.tree import OutsideProject, label_of
+
     path = model.resolve_path(relative)
-    if not path.exists():
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
         fail(field, f"file not found: {relative!r} (looked in {model.folder})")
-    elif not folder and path.is_dir():
+        return
+    except OSError as exc:
+        fail(field, f"cannot read {relative!r}: {exc.strerror}")
+        return
+    if not folder and stat.S_ISDIR(mode):
         fail(field, f"expected a file, got the folder {relative!r}")
+        return
+    if not (stat.S_ISREG(mode) or (folder and stat.S_ISDIR(mode))):
+        fail(field, f"expected a regular file{' or a folder' if folder else ''}, got {file_kind(mode)}: {relative!r}")
+        return
+    try:
+        label_of(Path(os.path.normpath(model.folder / relative)), model.root)
+        label_of(path, model.root)
+    except OutsideProject:
+        fail(field, f"expected a path inside the project ({model.root}), got {relative!r}, which resolves to {path}; "
+                    "copy the file into the project (links that lead out of it are not followed)")
 
 
 def _check_source(model: ModelSpec, source: dict[str, Any], fail: Any) -> None:
@@ -107,10 +133,10 @@ def _check_factory_module(model: ModelSpec, factory: str, fail: Any) -> None:
     """Find the factory's module without importing it (importing it would import torch)."""
     import importlib.util
 
-    from modelbuild.stages.source import find_local_module
+    from modelbuild.usercode.discover import find_local_module
 
     module = factory.partition(":")[0]
-    if find_local_module(module, model) is not None:
+    if find_local_module(module, [model.folder, model.root]) is not None:
         return
     top = module.split(".")[0]
     local_top = any((base / top).is_dir() for base in (model.folder, model.root))
@@ -278,8 +304,8 @@ def _check_plugins(model: ModelSpec, fail: Any) -> None:
     """Found without importing them: a plugin imports coremltools, which check never does."""
     import importlib.util
 
-    from modelbuild.stages.source import find_local_module
+    from modelbuild.usercode.discover import find_local_module
 
     for index, name in enumerate(model.data["plugins"]):
-        if find_local_module(name, model) is None and importlib.util.find_spec(name.split(".")[0]) is None:
+        if find_local_module(name, [model.folder, model.root]) is None and importlib.util.find_spec(name.split(".")[0]) is None:
             fail(f"plugins[{index}]", f"cannot find module {name!r} (looked in {model.folder}, {model.root} and the installed packages)")

@@ -23,4 +23,4 @@ class TorchEager(TorchModuleRuntime):
         from modelbuild.torch_side.eager import build_prepared
 
         torch.set_num_threads(threads)
-        self.module, _model, _notes = build_prepared(context, context["wrapper"], lambda f: Location(context["manifest"], None, f))
+        self.module, _model, _notes = build_prepared(context, artifact, context["wrapper"], lambda f: Location(context["manifest"], None, f))

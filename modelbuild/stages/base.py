@@ -25,6 +25,15 @@ class StageJob:
     log: Any  # a logging.Logger writing to build/<model>/logs/<stage>.log
     notes: list[str] = field(default_factory=list)  # short remarks for the summary (warnings)
     info: dict[str, Any] = field(default_factory=dict)  # figures for report.json
+    # label -> the store's snapshot of each declared file: the bytes the key hashed. Stages
+    # read these, never the user's paths (which may have changed since).
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def imports_dir(self) -> Path:
+        """A folder beside the output for import trees built from snapshots (plugins); the
+        worker removes it when the stage ends."""
+        return self.out.with_name(self.out.name + "-imports")
 
     def where(self, field_path: str) -> Location:
         """The manifest location of a field, for UserErrors raised while running."""

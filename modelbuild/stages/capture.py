@@ -111,7 +111,7 @@ class CaptureStage(Stage):
         params = job.node.params
         mode = params["capture"]["mode"]
         inputs = ctx["inputs"]
-        prepared, model, notes = build_prepared(ctx, params["wrapper"], job.where, params["prepare"])
+        prepared, model, notes = build_prepared(ctx, job.inputs["source"], params["wrapper"], job.where, params["prepare"])
         job.notes += notes
         example = make_inputs(inputs, "default", seed=0)
         with torch.no_grad():

@@ -123,7 +123,7 @@ class BenchStage(Stage):
         ctx = job.node.context
         bench = job.node.params["benchmark"]
         threads = bench["threads"]
-        eager = RUNTIMES.get("torch")(None, ctx, threads)
+        eager = RUNTIMES.get("torch")(job.inputs["source"], ctx, threads)  # the eager model from the source snapshot
         runtime, size = None, None
         if self.target != "torch":
             target = TARGETS.get(self.target)
@@ -163,5 +163,5 @@ for _name in TARGETS.names():
     _target = TARGETS.get(_name)
     _tools = RUNTIMES.get(_target.runtime).distributions
     _register(VerifyStage, _name, ("reference", _target.verified_artifact()[0]), _tools)
-    _register(BenchStage, _name, ("capture", _target.verified_artifact()[0]), ("torch", *_tools))
-_register(BenchStage, "torch", ("capture",), ("torch",))
+    _register(BenchStage, _name, ("source", "capture", _target.verified_artifact()[0]), ("torch", *_tools))
+_register(BenchStage, "torch", ("source", "capture"), ("torch",))

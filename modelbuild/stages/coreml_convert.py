@@ -15,6 +15,7 @@ from modelbuild.errors import StageFailure
 from modelbuild.manifest.spec import ModelSpec
 from modelbuild.stages import STAGES
 from modelbuild.stages.base import Stage, StageJob
+from modelbuild.plugins import plugin_params
 
 
 def class_labels(model: ModelSpec) -> list[str] | None:
@@ -43,7 +44,7 @@ class CoreMLConvertStage(Stage):
         coreml["compat"] = phase_switches(data["targets"]["coreml"]["compat"], "convert")
         inputs = [{k: v for k, v in i.items() if k != "description"} for i in data["inputs"]]
         outputs = [{k: v for k, v in o.items() if k != "description"} for o in data.get("outputs") or []]
-        params: dict[str, Any] = {"inputs": inputs, "outputs": outputs, "targets": {"coreml": coreml}, "plugins": data["plugins"]}
+        params: dict[str, Any] = {"inputs": inputs, "outputs": outputs, "targets": {"coreml": coreml}, **plugin_params(model)}
         labels = class_labels(model)
         if "classifier" in data["metadata"]:
             # Class labels make a classifier: they change the converted program, not only its
@@ -76,7 +77,7 @@ class CoreMLConvertStage(Stage):
         from modelbuild.plugins import import_plugins
 
         ctx = job.node.context
-        import_plugins(params["plugins"], [Path(ctx["folder"]), Path(ctx["root"])], job.where)
+        import_plugins(params, job.files, job.imports_dir, job.where)
         options = {k: v for k, v in params["targets"]["coreml"].items() if k != "compat"}
         kwargs = convert_kwargs(ct, options)
         classifier = params.get("metadata", {}).get("classifier")

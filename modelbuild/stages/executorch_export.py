@@ -68,7 +68,7 @@ class ExecuTorchExportStage(Stage):
         if "program" in captured and reusable:
             program = torch.export.load(str(job.inputs["capture"] / captured["program"]))
         else:
-            prepared, model, notes = build_prepared(ctx, ctx["wrapper"], job.where, job.node.params["prepare"])
+            prepared, model, notes = build_prepared(ctx, job.inputs["source"], ctx["wrapper"], job.where, job.node.params["prepare"])
             job.notes += [n for n in notes if n.startswith("prepare:")]
             if job.node.params["prepare"].get("dtype", "float32") != "float32":
                 from modelbuild.torch_side.prepare import cast_module
@@ -85,7 +85,7 @@ class ExecuTorchExportStage(Stage):
                     from modelbuild.quantize.pt2e import quantize_for_xnnpack
                     from modelbuild.torch_side.samples import calibration_inputs
 
-                    data = job.node.files.get("validate.data")
+                    data = job.files.get("validate.data")
                     samples = calibration_inputs(ctx["inputs"], quantize["calibration_samples"], data)
                     program = quantize_for_xnnpack(prepared, tuple(example), shapes, samples, quantize["per_channel"])
                     job.notes.append(f"int8 PT2E (XNNPACKQuantizer, {'per-channel' if quantize['per_channel'] else 'per-tensor'}), "

@@ -12,6 +12,7 @@ from modelbuild.manifest.spec import ModelSpec
 from modelbuild.runtimes.base import missing_module
 from modelbuild.stages import STAGES
 from modelbuild.stages.base import Stage, StageJob
+from modelbuild.plugins import plugin_params
 from modelbuild.stages.capture import calibration, calibration_files, module_params, structural_prepare, target_options
 from modelbuild.stages.reference import output_names
 
@@ -27,7 +28,7 @@ class OnnxExportStage(Stage):
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
         return {**target_options(model, "onnx"), **module_params(model), "prepare": structural_prepare(model),
-                **calibration(model, "onnx"), "plugins": model.data["plugins"]}
+                **calibration(model, "onnx"), **plugin_params(model)}
 
     @classmethod
     def files(cls, model: ModelSpec) -> dict[str, str]:
@@ -51,7 +52,7 @@ class OnnxExportStage(Stage):
 
         ctx = job.node.context
         inputs = ctx["inputs"]
-        translations = onnx_translations(import_plugins(job.node.params["plugins"], [Path(ctx["folder"]), Path(ctx["root"])], job.where))
+        translations = onnx_translations(import_plugins(job.node.params, job.files, job.imports_dir, job.where))
         opset = job.node.params["targets"]["onnx"]["opset"]
         captured = json.loads((job.inputs["capture"] / "capture.json").read_text())
         example = make_inputs(inputs, "default", seed=0)
@@ -61,7 +62,7 @@ class OnnxExportStage(Stage):
             count = len(flatten(source.module()(*example)))
             shapes = None  # the program carries its own dynamic dimensions
         else:
-            source, _model, _notes = build_prepared(ctx, ctx["wrapper"], job.where, job.node.params["prepare"])
+            source, _model, _notes = build_prepared(ctx, job.inputs["source"], ctx["wrapper"], job.where, job.node.params["prepare"])
             with torch.no_grad():
                 count = len(flatten(source(*example)))
             shapes = None if fixed else {"inputs": dynamic_shapes(inputs)}
@@ -111,7 +112,7 @@ class OnnxExportStage(Stage):
         from modelbuild.torch_side.samples import calibration_inputs
 
         inputs = job.node.context["inputs"]
-        samples = [] if quantize["mode"] == "dynamic" else calibration_inputs(inputs, quantize["calibration_samples"], job.node.files.get("validate.data"))
+        samples = [] if quantize["mode"] == "dynamic" else calibration_inputs(inputs, quantize["calibration_samples"], job.files.get("validate.data"))
         feeds = [{i["name"]: t.numpy() for i, t in zip(inputs, sample)} for sample in samples]
         float_size = artifact.stat().st_size
         try:

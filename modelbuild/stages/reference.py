@@ -44,13 +44,13 @@ class ReferenceStage(Stage):
         ctx = job.node.context
         params = job.node.params
         inputs = ctx["inputs"]
-        prepared, _model, _notes = build_prepared(ctx, params["wrapper"], job.where)
+        prepared, _model, _notes = build_prepared(ctx, job.inputs["source"], params["wrapper"], job.where)
         cases: list[Case] = []
         for position, choice in enumerate(shape_choices(inputs, params["validate"]["shapes"], enumerated=True)):
             for sample in range(params["validate"]["samples"]):
                 raw = generate(inputs, choice.shapes, seed=1000 * (position + 1) + sample)
                 cases.append(Case(f"{choice.label.replace(' ', '_').replace('=', '-')}-{sample}", choice.label, raw))
-        for path in job.node.files.values():  # validate.data, when declared
+        for path in job.files.values():  # validate.data, when declared
             try:
                 cases.append(Case("data", "validate.data", load_data_file(Path(path), inputs)))
             except ValueError as exc:

@@ -51,7 +51,7 @@ class TorchScriptExportStage(Stage):
             cap.fresh_type_names()  # loading re-registers the module's class names: keep them as saved
             module = torch.jit.load(str(path), map_location="cpu")
         else:
-            prepared, _model, _notes = build_prepared(ctx, ctx["wrapper"], job.where, job.node.params.get("prepare"))
+            prepared, _model, _notes = build_prepared(ctx, job.inputs["source"], ctx["wrapper"], job.where, job.node.params.get("prepare"))
             if dtype != "float32":
                 from modelbuild.torch_side.prepare import cast_module
 

@@ -27,14 +27,15 @@ class ObjectStore:
         return self.path(digest).exists()
 
     def signature(self, digest: str) -> str:
-        """Every file's path, size, mtime and inode: cheap to read, changes when bytes are
-        rewritten, so a build can trust an entry without re-hashing it (as DVC and git do)."""
+        """Every file's path, size, mtime, inode and ctime: cheap to read, changes when bytes
+        are rewritten (ctime even when size and mtime are put back), so a build can trust an
+        entry without re-hashing it (as DVC and git do)."""
         root = self.path(digest)
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
         parts = []
         for path in files:
             st = path.stat()
-            parts.append(f"{path.relative_to(root.parent)}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}")
+            parts.append(f"{path.relative_to(root.parent)}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_ctime_ns}")
         return "|".join(parts)
 
     def intact(self, digest: str) -> bool:

@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelbuild.store.hashing import hash_file
+from modelbuild.store.hashing import hash_tree
+from modelbuild.store.paths import disk_size
+from modelbuild.store.signature import FileSignature, stat_signature
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS files (
-    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-    inode INTEGER NOT NULL, digest TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, signature TEXT NOT NULL, digest TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS actions (
     key TEXT PRIMARY KEY, output TEXT NOT NULL, info TEXT NOT NULL, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS stages (
@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS stages (
     output TEXT NOT NULL, PRIMARY KEY (model, stage));
 CREATE TABLE IF NOT EXISTS validated (digest TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS objects (digest TEXT PRIMARY KEY, signature TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS installed (path TEXT PRIMARY KEY, digest TEXT NOT NULL, signature TEXT NOT NULL);
 """
 
 
@@ -39,9 +40,33 @@ class ActionRecord:
 class StateDB:
     """One connection, used by the coordinating process only (workers never write here)."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, read_only: bool = False) -> None:
+        """``read_only``: ``plan`` on a cache it may not write. The database is read from a
+        private copy, so whatever planning records (file digests) goes nowhere."""
         self.path = path
+        self.repaired: str | None = None  # why the file was set aside and started anew, if it was
+        self._scratch: Path | None = None
+        if read_only:
+            path = self._private_copy(path)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._open(path)
+        except sqlite3.DatabaseError as exc:
+            if read_only:
+                raise
+            # A truncated or corrupt state file: the object store is the truth, and the state
+            # is a cache of it. Set the file aside (for a bug report) and start anew.
+            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+            for suffix in ("", "-wal", "-shm"):
+                source = Path(str(path) + suffix)
+                if source.exists():
+                    os.replace(source, Path(str(aside) + suffix))
+            self.repaired = f"{path} was unreadable ({exc}); set aside as {aside.name} and started anew (entries are rebuilt or found again)"
+            self._open(path)
+        self._hashed = 0
+
+    def _open(self, path: Path) -> None:
         self.conn = sqlite3.connect(path, timeout=60, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -49,13 +74,25 @@ class StateDB:
         if version != SCHEMA_VERSION:
             # A state file from another modelbuild version is thrown away, never misread.
             with self.transaction():
-                for table in ("meta", "files", "actions", "stages", "validated", "objects"):
+                for table in ("meta", "files", "actions", "stages", "validated", "objects", "installed"):
                     self.conn.execute(f"DROP TABLE IF EXISTS {table}")
                 for statement in _TABLES.strip().split(";"):
                     if statement.strip():
                         self.conn.execute(statement)
                 self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        self._hashed = 0
+        self.conn.execute("SELECT count(*) FROM stages").fetchone()  # reads the pages a truncated file lacks
+
+    def _private_copy(self, path: Path) -> Path:
+        import shutil
+        import tempfile
+
+        self._scratch = Path(tempfile.mkdtemp(prefix="modelbuild-plan-"))
+        copy = self._scratch / path.name
+        for suffix in ("", "-wal"):
+            source = Path(str(path) + suffix)
+            if source.is_file():
+                shutil.copyfile(source, Path(str(copy) + suffix))
+        return copy
 
     def _schema_version(self) -> int | None:
         try:
@@ -69,24 +106,39 @@ class StateDB:
 
     def close(self) -> None:
         self.conn.close()
+        if self._scratch is not None:
+            import shutil
+
+            shutil.rmtree(self._scratch, ignore_errors=True)
 
     # -- the stat cache -------------------------------------------------------------------
 
     def file_digest(self, path: Path) -> str:
         """The content digest of ``path``, re-reading it only when its stat signature changed."""
-        st = os.stat(path)
-        key = str(path)
-        row = self.conn.execute("SELECT size, mtime_ns, inode, digest FROM files WHERE path=?", (key,)).fetchone()
-        if row and row[0] == st.st_size and row[1] == st.st_mtime_ns and row[2] == st.st_ino:
-            return row[3]
-        digest = hash_file(path)
-        self._hashed += st.st_size
+        signature = stat_signature(path)
+        known = self.known_digest(path, signature)
+        if known is not None:
+            return known
+        digest = hash_tree(path)
+        self.count_hashed(path)
+        self.remember_file(path, signature, digest)
+        return digest
+
+    def known_digest(self, path: Path, signature: "FileSignature") -> str | None:
+        """The digest recorded for ``path`` when it had this stat signature, if any."""
+        row = self.conn.execute("SELECT signature, digest FROM files WHERE path=?", (str(path),)).fetchone()
+        return row[1] if row and row[0] == signature.text else None
+
+    def remember_file(self, path: Path, signature: "FileSignature", digest: str) -> None:
         # A file modified within the filesystem's timestamp granularity could change again
         # with the same mtime; don't remember such a signature (as git and ninja do).
-        if time.time_ns() - st.st_mtime_ns > 2_000_000_000:
-            with self.transaction():
-                self.conn.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?)", (key, st.st_size, st.st_mtime_ns, st.st_ino, digest))
-        return digest
+        if time.time_ns() - signature.newest_ns <= 2_000_000_000:
+            return
+        with self.transaction():
+            self.conn.execute("INSERT OR REPLACE INTO files VALUES (?,?,?)", (str(path), signature.text, digest))
+
+    def count_hashed(self, path: Path) -> None:
+        self._hashed += disk_size(path)
 
     @property
     def bytes_hashed(self) -> int:
@@ -143,6 +195,21 @@ class StateDB:
     def forget_actions(self, keys: list[str]) -> None:
         with self.transaction():
             self.conn.executemany("DELETE FROM actions WHERE key=?", [(k,) for k in keys])
+
+    # -- artifacts copied into build/: what each one was, and its stat signature then -----------
+
+    def installed(self, path: Path) -> tuple[str, str] | None:
+        """(digest, stat signature) of the artifact last copied to ``path``."""
+        row = self.conn.execute("SELECT digest, signature FROM installed WHERE path=?", (str(path),)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def remember_installed(self, path: Path, digest: str, signature: str) -> None:
+        with self.transaction():
+            self.conn.execute("INSERT OR REPLACE INTO installed VALUES (?,?,?)", (str(path), digest, signature))
+
+    def forget_installed(self, path: Path) -> None:
+        with self.transaction():
+            self.conn.execute("DELETE FROM installed WHERE path=?", (str(path),))
 
     # -- schema-valid manifests (see manifest.load.ValidationMemo) ------------------------------
 

@@ -8,16 +8,19 @@ from typing import Any, Callable
 from modelbuild.errors import Location
 
 
-def build_prepared(context: dict[str, Any], wrapper: dict[str, Any], where: Callable[[str], Location],
+def build_prepared(context: dict[str, Any], source: Path, wrapper: dict[str, Any], where: Callable[[str], Location],
                    changes: dict[str, Any] | None = None) -> tuple[Any, Any, list[str]]:
-    """(prepared module, the user's module, notes): built from source, classes replaced, eval
-    mode, fp32; with ``changes`` (the manifest's ``prepare``) folded and fused as asked.
-    The reference outputs come from the module built without ``changes``."""
+    """(prepared module, the user's module, notes): built from the ``source`` stage's output
+    (its snapshot of code and weights), classes replaced, eval mode, fp32; with ``changes``
+    (the manifest's ``prepare``) folded and fused as asked. The reference outputs come from
+    the module built without ``changes``."""
     from modelbuild.torch_side import prepare as preparation
     from modelbuild.torch_side.loading import build_module
     from modelbuild.torch_side.wrapper import prepare, replace_modules
 
-    model = build_module(context["source"], Path(context["folder"]), where)
+    from modelbuild.usercode.source_tree import SourceTree
+
+    model = build_module(context["source"], SourceTree.of(source), where)
     notes = [f"replaced {r}" for r in replace_modules(model, wrapper["replace"], where)]
     model.eval()
     if changes:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import importlib
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from modelbuild.errors import first_line, Location, UserError
+
+if TYPE_CHECKING:
+    from modelbuild.usercode.source_tree import SourceTree
 
 
 def import_object(spec: str, where: Location, what: str = "factory") -> Any:
@@ -63,19 +66,21 @@ def load_state_dict(path: Path, where: Location) -> dict[str, Any]:
     return state
 
 
-def build_module(source: dict[str, Any], folder: Path, where: Callable[[str], Location]) -> Any:
-    """The user's model, weights loaded, in eval mode (always, before any capture)."""
+def build_module(source: dict[str, Any], tree: "SourceTree", where: Callable[[str], Location]) -> Any:
+    """The user's model, weights loaded, in eval mode (always, before any capture), built from
+    the source snapshot ``tree``: its code imported from there, its weights read from there."""
     import torch
 
+    tree.importable()
     if "torchscript" in source:
-        path = folder / source["torchscript"]
+        path = tree.path("torchscript")
         try:
             module = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:  # noqa: BLE001
             raise UserError(f"{where('source.torchscript')}: cannot load {path.name} as TorchScript: {exc}") from exc
         return module.eval()
     if "exported_program" in source:
-        path = folder / source["exported_program"]
+        path = tree.path("exported_program")
         try:
             program = torch.export.load(str(path))
         except Exception as exc:  # noqa: BLE001
@@ -87,11 +92,11 @@ def build_module(source: dict[str, Any], folder: Path, where: Callable[[str], Lo
     except Exception as exc:  # noqa: BLE001
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         raise UserError(f"{where('source.factory')}: factory {source['factory']!r} raised {type(exc).__name__}: {exc} "
-                        f"(at {Path(frame.filename).name}:{frame.lineno}; check source.args)") from exc
+                        f"(at {Path(frame.filename).name}:{frame.lineno}; {_hint(exc)})") from exc
     if not isinstance(module, torch.nn.Module):
         raise UserError(f"{where('source.factory')}: expected the factory to return a torch.nn.Module, got {type(module).__name__}")
     if "weights" in source:
-        state = load_state_dict(folder / source["weights"], where("source.weights"))
+        state = load_state_dict(tree.path("weights"), where("source.weights"))
         _load_weights(module, state, bool(source.get("strict", True)), where("source.weights"))
     return module.eval()
 
@@ -113,6 +118,16 @@ def _load_weights(module: Any, state: dict[str, Any], strict: bool, where: Locat
         hint = "; set source.strict: false to load only the keys that match" if not mismatched else "; check source.args against the weights"
         raise UserError(f"{where}: the weights do not match the model: " + "; ".join(parts) + hint)
     module.load_state_dict(state, strict=strict)
+
+
+def _hint(exc: Exception) -> str:
+    """The model is built from a snapshot of the files the manifest declares: a module imported
+    by a computed name, or a file read next to ``__file__``, must be declared to be there."""
+    if isinstance(exc, ModuleNotFoundError):
+        return "a module imported dynamically must be listed in source.code"
+    if isinstance(exc, FileNotFoundError):
+        return "a file the model code reads must be listed in source.code"
+    return "check source.args"
 
 
 def _few(keys: list[str]) -> str:

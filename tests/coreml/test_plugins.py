@@ -29,7 +29,7 @@ def test_the_plugin_example_converts_with_its_plugin_and_verifies(tmp_path: Path
     plugin = root / "manifests" / "plugins" / "celu.py"
     plugin.write_text(plugin.read_text() + "\n# an edit\n")
     plan = run_cli(root, "plan", "manifests", "--target", "coreml")
-    assert "coreml.convert" in plan.stdout and "plugin plugins.celu" in plan.stdout, plan.stdout
+    assert "coreml.convert" in plan.stdout and "manifests/plugins/celu.py changed" in plan.stdout, plan.stdout
 
 
 def test_without_the_plugin_the_message_names_the_operator_and_the_ways_out(tmp_path: Path) -> None:

@@ -1,0 +1,48 @@
+"""The ``source`` stage's snapshot tree, as the stages after it read it.
+
+``source`` lays the model's code, weights and source files out under ``tree/`` in its output,
+by project-relative label, and records in ``fingerprint.json`` which label each manifest field
+names. Every stage that rebuilds the eager model (capture, reference, the torch-side exports,
+benchmarks) loads it from there: the bytes the source key hashed, whatever the user's folders
+hold by then.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelbuild.usercode.tree import import_roots
+
+
+@dataclass(frozen=True)
+class SourceTree:
+    root: Path
+    layout: dict[str, str]  # "folder" (the manifest's folder), "weights", "torchscript", ... -> label
+
+    @classmethod
+    def of(cls, source_output: Path) -> "SourceTree":
+        fingerprint = json.loads((source_output / "fingerprint.json").read_text())
+        return cls(source_output / "tree", fingerprint["params"]["source"]["layout"])
+
+    def path(self, field: str) -> Path:
+        return self.root / self.layout[field]
+
+    def importable(self) -> None:
+        """Put the snapshot's folders first on ``sys.path``; the worker takes them off (and
+        forgets the modules imported from them) when the stage ends."""
+        for root in reversed(import_roots(self.root, self.layout.get("folder", ""))):
+            if str(root) not in sys.path:
+                sys.path.insert(0, str(root))
+
+
+def layout_of(source: dict[str, Any], labels: dict[str, str], folder_label: str) -> dict[str, str]:
+    """Which label each of the manifest's source fields names (for ``SourceTree.path``)."""
+    layout = {"folder": folder_label}
+    for key in ("weights", "torchscript", "exported_program"):
+        if key in source:
+            layout[key] = labels[key]
+    return layout

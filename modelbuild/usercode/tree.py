@@ -1,0 +1,115 @@
+"""Project-relative labels for the user's files, and import trees built from snapshots.
+
+A label is a file's path relative to the project root (``manifests/models/tiny.py``): it
+names the file in ``plan``'s reasons, it is part of the key (so moving a file rebuilds), and
+it is where the snapshot is laid out in a stage's import tree. Python then imports the
+snapshot with the same module names the user's folders give it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Iterator
+
+
+class OutsideProject(ValueError):
+    """A declared file that lies (or, through a symlink, resolves) outside the project root."""
+
+
+def label_of(path: Path, root: Path) -> str:
+    """``path`` relative to the project root, as a POSIX path; OutsideProject otherwise.
+
+    Symlinks are followed for the check: a link that leads out of the project would copy a
+    file the project does not own into the cache (and into a shared cache after it).
+    """
+    lexical = Path(os.path.normpath(path))
+    for candidate in (lexical, lexical.resolve()):
+        try:
+            candidate.relative_to(root)
+        except ValueError:
+            raise OutsideProject(f"{path} resolves to {lexical.resolve()}, outside the project root {root}") from None
+    return lexical.relative_to(root).as_posix()
+
+
+def folder_label(folder: Path, root: Path) -> str:
+    """The manifest's folder as a label ("" when it is the project root)."""
+    return "" if folder == root else label_of(folder, root)
+
+
+def lay_out(files: dict[str, Path], dest: Path) -> None:
+    """Place each snapshot at ``dest/<label>``: hard links into the store when they can be
+    (snapshots are immutable), copies otherwise. Folders first, so a module snapshotted on
+    its own lands over the same module inside a snapshotted folder."""
+    for label in sorted(files, key=lambda item: (files[item].is_file(), item)):
+        source = files[label]
+        target = dest / label
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, copy_function=_link_or_copy, dirs_exist_ok=True)
+        else:
+            if target.exists():
+                target.unlink()
+            _link_or_copy(str(source), str(target))
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def import_roots(tree: Path, folder_label: str) -> list[Path]:
+    """Where Python looks for the user's modules: the manifest's folder, then the project root
+    (the order a build has always used), both inside the snapshot tree."""
+    roots = [tree / folder_label] if folder_label not in ("", ".") else []
+    return roots + [tree]
+
+
+@contextlib.contextmanager
+def isolated_imports(roots: list[Path]) -> Iterator[None]:
+    """Import from ``roots`` for the duration of one stage, then forget every module loaded
+    from them, so the next stage in this worker (another project, another ``models.tiny``)
+    imports its own code instead of reusing this one's."""
+    paths = [str(r) for r in roots]
+    before = set(sys.modules)
+    sys.path[:0] = paths
+    importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        for path in paths:
+            while path in sys.path:
+                sys.path.remove(path)
+            sys.path_importer_cache.pop(path, None)
+        forget_modules_under(roots, keep=before)
+        importlib.invalidate_caches()
+
+
+def forget_modules_under(roots: list[Path], keep: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
+    """Drop from ``sys.modules`` every module whose file lies under one of ``roots``."""
+    prefixes = tuple(str(r) + os.sep for r in roots)
+    dropped = []
+    for name, module in list(sys.modules.items()):
+        if name in keep and not _under(module, prefixes):
+            continue
+        if _under(module, prefixes):
+            del sys.modules[name]
+            dropped.append(name)
+    return dropped
+
+
+def _under(module: object, prefixes: tuple[str, ...]) -> bool:
+    where = getattr(module, "__file__", None)
+    if where:
+        return str(where).startswith(prefixes)
+    paths = getattr(module, "__path__", None)  # a namespace package has no __file__
+    try:
+        return bool(paths) and all(str(p).startswith(prefixes) or str(p) + os.sep in prefixes for p in paths)
+    except TypeError:
+        return False
