@@ -197,7 +197,11 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
         report.write(project.out_dir / "report.json")
         lock_path = project.root / "modelbuild.lock"
         if getattr(args, "locked", False):
-            lock_problems = check_lock(report, read_lock(lock_path))
+            checked = check_lock(report, read_lock(lock_path))
+            lock_problems = checked.problems
+            if checked.by_tolerance:
+                terminal.print(f"--locked: {len(checked.by_tolerance)} stage(s) matched modelbuild.lock by tolerance, not byte for byte "
+                               f"(float results that depend on the CPU's kernels): {', '.join(checked.by_tolerance)}")
         elif report.exit_code == 0 and not getattr(args, "manifest_problems", None):
             # A failed build leaves the lock alone: it records builds that worked.
             previous, problem = load_if_present(lock_path)
@@ -277,6 +281,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
             _project, _models, graph = _graph(args, memo=db)
             wanted = {(graph.nodes[n]["node"].model, graph.nodes[n]["node"].stage) for n in graph.nodes}
             reachable = {output for model, stage, _key, output in db.stage_records() if (model, stage) in wanted}
+            # The snapshots of the current manifests' files (weights, code, data) stay too.
+            reachable |= {db.recorded_digest(Path(path)) for n in graph.nodes for path in graph.nodes[n]["node"].files.values()} - {None}
             report = collect_garbage(store, db, reachable, args.dry_run)
             verb = "would remove" if args.dry_run else "removed"
             print(f"{verb} {len(report.evicted)} of {report.checked} entries, {human(report.freed)}"

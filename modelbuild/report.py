@@ -19,7 +19,10 @@ class StageResult:
     reason: str = ""
     seconds: float = 0.0
     output: str | None = None  # digest in the store
-    key: str | None = None  # the stage key that output belongs to (modelbuild.lock)
+    key: str | None = None  # the stage key that output belongs to
+    # The key as modelbuild.lock records it: upstream outputs that may differ between CPUs
+    # (the reference) enter it by their own lock key, so it is the same on every machine.
+    lock_key: str | None = None
     artifact: str | None = None  # path under build/
     size: int | None = None
     notes: list[str] = field(default_factory=list)

@@ -165,6 +165,14 @@ def test_two_builds_from_empty_caches_are_byte_identical(built_examples: Path, t
             assert (built_examples / "build" / name / artifact).read_bytes() == (root / "build" / name / artifact).read_bytes(), artifact
 
 
+def test_the_committed_lock_passes_build_locked(built_examples: Path) -> None:
+    """A fresh clone's committed modelbuild.lock matches what this machine builds."""
+    shutil.copyfile(Path(__file__).resolve().parent.parent / "modelbuild.lock", built_examples / "modelbuild.lock")
+    result = run_cli(built_examples, "build", "manifests", "--no-bench", "--locked")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "error: --locked" not in result.stderr
+
+
 def test_bad_factory_and_weights_are_user_errors_and_others_build(tmp_path: Path) -> None:
     root = copy_examples(tmp_path)
     seg = root / "manifests" / "segmenter.yaml"

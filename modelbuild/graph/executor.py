@@ -61,6 +61,7 @@ class Executor:
         self.pool_factory = pool_factory
         self.snapshots = Snapshots(store, db, copy=not options.dry_run)
         self.file_digests: dict[str, dict[str, str]] = {}  # node -> label -> snapshot digest
+        self.lock_keys: dict[str, str] = {}  # node -> its key as modelbuild.lock records it
 
     def run(self) -> BuildReport:
         started = time.perf_counter()
@@ -161,6 +162,8 @@ class Executor:
             self._set(nid, StageResult(node.model, node.stage, "failed", reason="reading its input files", error=message, error_kind="user"))
             return None
         self.file_digests[nid] = mat["files"]
+        self.lock_keys[nid] = key_of({**mat, "inputs": {dep.split(":", 1)[1]: (self.outputs[dep] if STAGES.get(self.nodes[dep].stage).lock == "bytes"
+                                                                               else self.lock_keys[dep]) for dep in node.deps}})
         key = key_of(mat)
         last = self.db.last_stage(node.model, node.stage)
         record = self.db.action(key)
@@ -217,7 +220,7 @@ class Executor:
             self.db.remember_stage(node.model, node.stage, key, mat, output)
         rebuilt_deps = [d for d in node.deps if d in self.rebuilt]
         reason = f"early cutoff: {rebuilt_deps[0].split(':', 1)[1]} output unchanged" if rebuilt_deps else "up to date"
-        result = StageResult(node.model, node.stage, "cached", reason=reason, output=output, key=key,
+        result = StageResult(node.model, node.stage, "cached", reason=reason, output=output, key=key, lock_key=self.lock_keys.get(node.id),
                              notes=list(info.get("notes", [])), info=dict(info.get("info", {})))
         self.outputs[node.id] = output
         self._materialise(node, result)
@@ -242,6 +245,7 @@ class Executor:
         self.outputs[nid] = output
         self.rebuilt.add(nid)
         result = StageResult(node.model, node.stage, "built", reason=reason, seconds=outcome["seconds"], output=output, key=key,
+                             lock_key=self.lock_keys.get(nid),
                              notes=outcome["notes"], info=outcome["info"], log=_rel(log, self.out_dir.parent))
         self._materialise(node, result)
         self._set(nid, result)

@@ -186,6 +186,7 @@ def _check_inputs(inputs: list[dict[str, Any]], fail: Any) -> set[str]:
                 fail(f"{at}.default_shape", f"expected one of the enumerated shapes, got {inp['default_shape']}")
             values = {s[1] for s in shapes} if rank > 1 else set()
             channels = Dim(min(values), max(values), min(values)) if values else None
+        _check_size(inp, at, fail)
         if inp["kind"] == "image":
             _check_image(inp, at, rank, channels, fail)
         elif any(k in inp for k in ("scale", "bias", "normalize", "color_layout")):
@@ -195,6 +196,27 @@ def _check_inputs(inputs: list[dict[str, Any]], fail: Any) -> set[str]:
         elif "range" in inp and inp.get("dtype", "float32") in ("int32", "int64") and inp["range"][0] >= inp["range"][1]:
             fail(f"{at}.range", f"expected [low, high) with low < high for integer inputs (high is exclusive), got {inp['range']}")
     return names
+
+
+MAX_ELEMENTS = 1 << 28  # 1 GiB of float32 in one sample: beyond that, sample generation would exhaust memory
+
+
+def _check_size(inp: dict[str, Any], at: str, fail: Any) -> None:
+    """Every shape a sample is made at (default, min, max) must fit in memory."""
+    import math
+
+    from modelbuild.manifest.shapes import shape_at
+
+    for which in ("default", "max"):
+        try:
+            shape = shape_at(inp, which)
+        except (KeyError, TypeError, ValueError):
+            return  # reported by the shape checks
+        count = math.prod(shape)
+        if count > MAX_ELEMENTS:
+            fail(f"{at}.shape", f"expected at most {MAX_ELEMENTS} elements per sample at the {which} shape, got {count} ({shape}); "
+                                "samples of that size would exhaust memory")
+            return
 
 
 def _check_image(inp: dict[str, Any], at: str, rank: int, channels: Dim | None, fail: Any) -> None:

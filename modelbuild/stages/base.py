@@ -52,6 +52,11 @@ class Stage:
     artifacts: ClassVar[tuple[str, ...]] = ()  # ("{model}.mlpackage",): copied to build/<model>/; the first is the main one
     heavy: ClassVar[bool] = True  # imports torch/coremltools: worth a worker process
     exclusive: ClassVar[bool] = False  # runs alone (benchmarks: another stage on the other core skews timings)
+    # How ``modelbuild.lock`` checks this stage's output on another machine: "bytes" (the
+    # output digest must match), "tolerance" (float results whose last bits depend on the CPU's
+    # kernels: figures compared within a tolerance), "verdict" (a verification: same verdict),
+    # or "none" (measurements, left out of the lock).
+    lock: ClassVar[str] = "bytes"
 
     @classmethod
     def skip_reason(cls, node: StageNode) -> str | None:

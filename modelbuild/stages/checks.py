@@ -31,6 +31,7 @@ class VerifyStage(Stage):
 
     target: ClassVar[str]
     version = 1
+    lock = "verdict"  # its figures compare float outputs; the verdict is what must reproduce
 
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
@@ -100,6 +101,7 @@ class BenchStage(Stage):
     target: ClassVar[str]  # "torch" for the eager baseline
     version = 1
     exclusive = True
+    lock = "none"  # timings are measurements, not build outputs
 
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:

@@ -29,7 +29,7 @@ def partitioners(backend: str) -> list[Any]:
 @STAGES.register
 class ExecuTorchExportStage(Stage):
     name = "executorch.export"
-    version = 2
+    version = 3  # v3: PT2E calibration in float64 (scales independent of the CPU's kernels)
     tools = ("torch", "executorch")
     deps = ("source", "capture")
     artifacts = ("{model}.pte",)

@@ -17,7 +17,7 @@ from modelbuild.errors import UserError
 @dataclass(frozen=True)
 class FileSignature:
     text: str  # compared for equality, stored in the state database
-    newest_ns: int  # the latest mtime/ctime among the files: too recent means "not yet settled"
+    newest_ns: int  # the latest mtime among the files: too recent means "not yet settled" (as git and ninja judge it)
 
 
 def _one(st: os.stat_result) -> str:
@@ -28,7 +28,7 @@ def stat_signature(path: Path) -> FileSignature:
     """The signature of a regular file, or of every regular file under a folder."""
     st = os.stat(path)
     if stat.S_ISREG(st.st_mode):
-        return FileSignature(_one(st), max(st.st_mtime_ns, st.st_ctime_ns))
+        return FileSignature(_one(st), st.st_mtime_ns)
     if not stat.S_ISDIR(st.st_mode):
         raise UserError(f"{path}: expected a regular file or a folder, got {file_kind(st.st_mode)}")
     parts, newest = [], 0
@@ -37,7 +37,7 @@ def stat_signature(path: Path) -> FileSignature:
         if not stat.S_ISREG(fst.st_mode):
             raise UserError(f"{full}: expected a regular file, got {file_kind(fst.st_mode)}")
         parts.append(f"{full.relative_to(path).as_posix()}={_one(fst)}")
-        newest = max(newest, fst.st_mtime_ns, fst.st_ctime_ns)
+        newest = max(newest, fst.st_mtime_ns)
     return FileSignature("|".join(parts), newest)
 
 

@@ -15,7 +15,7 @@ from modelbuild.store.hashing import hash_tree
 from modelbuild.store.paths import disk_size
 from modelbuild.store.signature import FileSignature, stat_signature
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -128,6 +128,12 @@ class StateDB:
         """The digest recorded for ``path`` when it had this stat signature, if any."""
         row = self.conn.execute("SELECT signature, digest FROM files WHERE path=?", (str(path),)).fetchone()
         return row[1] if row and row[0] == signature.text else None
+
+    def recorded_digest(self, path: Path) -> str | None:
+        """The digest last recorded for ``path``, whatever its signature now (``cache gc``
+        keeps that snapshot: it is what the next build will most likely ask for)."""
+        row = self.conn.execute("SELECT digest FROM files WHERE path=?", (str(path),)).fetchone()
+        return row[0] if row else None
 
     def remember_file(self, path: Path, signature: "FileSignature", digest: str) -> None:
         # A file modified within the filesystem's timestamp granularity could change again

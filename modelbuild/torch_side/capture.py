@@ -41,8 +41,15 @@ def trace(module: Any, example: list[Any]) -> tuple[Any, list[str]]:
     return traced, messages
 
 
+_SNAPSHOT = re.compile(r"[/\\]objects[/\\][0-9a-f]{2}[/\\][0-9a-f]{64}[/\\]tree[/\\](.+)$")
+
+
 def _display(filename: str) -> str:
-    """The warning's file relative to the working directory (the project) when it is inside it."""
+    """The warning's file as the user knows it: the model's code runs from the source snapshot
+    (``objects/…/tree/<project-relative path>``), so that path is shown as the project's."""
+    snapshot = _SNAPSHOT.search(filename)
+    if snapshot:
+        return snapshot.group(1).replace("\\", "/")
     path = Path(filename)
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))

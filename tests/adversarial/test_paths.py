@@ -1,0 +1,155 @@
+"""Paths that climb out, folders modelbuild must never delete, files that are not files.
+
+Every case runs the command a user would and asserts the exit code, the message, and that
+nothing outside the project (and nothing of the user's inside it) changed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from modelbuild.lock import build_lock
+from tests.conftest import run_cli
+from tests.test_reliability import tiny_project
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    return tiny_project(tmp_path / "project")
+
+
+@pytest.mark.parametrize("setting, message", [
+    ('out_dir = ""', "out_dir: expected a folder inside the project, got '', which is the project root itself"),
+    ('out_dir = "."', "out_dir: expected a folder inside the project, got '.', which is the project root itself"),
+    ('out_dir = "manifests/.."', "out_dir: expected a folder inside the project, got 'manifests/..', which is the project root itself"),
+    ('out_dir = ".."', "out_dir: expected a folder inside the project ("),
+    ('out_dir = "/tmp"', "out_dir: expected a folder inside the project ("),
+    ('cache_dir = "../elsewhere"', "cache_dir: expected a folder inside the project ("),
+    ('cache_dir = "build"', "out_dir: expected out_dir and cache_dir to be separate folders, got 'build' and 'build'"),
+    ('cache_dir = "build/cache"', "out_dir: expected out_dir and cache_dir to be separate folders"),
+    ('out_dir = "manifests"', "out_dir: expected a folder that holds no manifests, got"),
+    ("out_dir = 3", "out_dir: expected a folder path (a string), got 3"),
+])
+@pytest.mark.parametrize("command", ["check", "clean"])
+def test_out_dir_and_cache_dir_must_be_folders_of_their_own_inside_the_project(tiny: Path, setting: str, message: str, command: str) -> None:
+    settings = tiny / "modelbuild.toml"
+    settings.write_text(settings.read_text().replace('cache_dir = "cache"\nout_dir = "build"\n', "") + "\n")
+    settings.write_text(setting + "\n" + settings.read_text())
+    before = tree(tiny.parent)
+    result = run_cli(tiny, command, *(["manifests"] if command == "check" else []))
+    if command == "clean" and "manifests" in setting:
+        assert result.returncode == 0 or result.returncode == 2  # clean reads no manifests; it must still delete nothing of the user's
+    else:
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert tree(tiny.parent) == before  # the project, and the folder around it, untouched
+
+
+def test_clean_leaves_a_folder_modelbuild_did_not_make(tiny: Path) -> None:
+    (tiny / "build").mkdir()
+    (tiny / "build" / "thesis.tex").write_text("three years of work")
+    result = run_cli(tiny, "clean")
+    assert result.returncode == 2 and "has no .modelbuild marker" in result.stderr
+    assert (tiny / "build" / "thesis.tex").read_text() == "three years of work"
+    build = run_cli(tiny, "build", "manifests", "--no-bench")
+    assert build.returncode == 2 and "already holds files modelbuild did not write" in build.stderr
+
+
+def test_clean_waits_for_a_running_build(tiny: Path) -> None:
+    (tiny / "build").mkdir()
+    (tiny / "build" / ".modelbuild").write_text("")
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with build_lock(tiny / "cache", lambda m: None):
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    clean = subprocess.Popen([sys.executable, "-m", "modelbuild", "clean"], cwd=tiny, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2)
+    assert clean.poll() is None and (tiny / "build").exists()  # waiting, nothing deleted under the build
+    release.set()
+    holder.join()
+    out, err = clean.communicate(timeout=60)
+    assert clean.returncode == 0 and "waiting for another modelbuild build" in err
+    assert not (tiny / "build").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "link out", "link to device"])
+def test_a_weights_path_that_is_not_a_project_file_is_refused_at_check(tiny: Path, kind: str, tmp_path: Path) -> None:
+    weights = tiny / "weights" / "odd.safetensors"
+    if kind == "fifo":
+        os.mkfifo(weights)
+        expected = "expected a regular file, got a named pipe (FIFO)"
+    elif kind == "device":
+        weights.symlink_to("/dev/zero")
+        expected = "expected a regular file, got a character device"
+    elif kind == "link out":
+        secret = tmp_path / "secret.safetensors"
+        secret.write_bytes(b"the user's private key")
+        weights.symlink_to(secret)
+        expected = "expected a path inside the project"
+    else:
+        weights.symlink_to("/dev/urandom")
+        expected = "expected a regular file, got a character device"
+    manifest = tiny / "manifests" / "tiny.yaml"
+    manifest.write_text(manifest.read_text().replace("tiny.safetensors", "odd.safetensors"))
+    for command in ("check", "build"):
+        result = run_cli(tiny, command, "manifests", "--no-bench") if command == "build" else run_cli(tiny, command, "manifests")
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert f"manifests/tiny.yaml:5: source.weights: {expected}" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tiny / "cache" / "objects").exists() or not any((tiny / "cache" / "objects").rglob("*secret*"))
+
+
+def test_a_model_folder_in_build_linked_elsewhere_is_never_written_through(tiny: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (tiny / "build").mkdir()
+    (tiny / "build" / ".modelbuild").write_text("")
+    (tiny / "build" / "tiny").symlink_to(outside)
+    result = run_cli(tiny, "build", "manifests", "--no-bench")
+    assert result.returncode == 2 and "outside" in result.stderr and "Traceback" not in result.stderr
+    assert list(outside.iterdir()) == []
+
+
+def test_a_cache_path_that_is_a_file_fails_in_one_line(tiny: Path) -> None:
+    (tiny / "cache").write_text("not a folder")
+    result = run_cli(tiny, "build", "manifests", "--no-bench")
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: cannot create the cache folder") and "Traceback" not in result.stderr
+    assert (tiny / "cache").read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("args, message", [
+    (("build", "--target", "corml"), "--target: expected one of coreml, executorch, onnx, torchscript, got 'corml' (did you mean 'coreml'?)"),
+    (("build", "--model", "tiyn"), "--model: expected the name of a model, got 'tiyn' (did you mean 'tiny'?)"),
+    (("plan", "--target", "tflite"), "--target: expected one of coreml, executorch, onnx, torchscript, got 'tflite'"),
+    (("graph", "--model", "nope"), "--model: expected the name of a model, got 'nope'"),
+])
+def test_unknown_names_on_the_command_line_get_the_closest_name(tiny: Path, args: tuple[str, ...], message: str) -> None:
+    result = run_cli(tiny, *args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_closed_pipe_is_not_an_error(tiny: Path) -> None:
+    result = subprocess.run(f"{sys.executable} -m modelbuild graph manifests | head -1", shell=True, cwd=tiny, capture_output=True, text=True, timeout=120)
+    assert result.stdout.count("\n") == 1
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
