@@ -41,7 +41,7 @@ def test_unknown_model_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFi
     copy_examples(tmp_path)
     monkeypatch.chdir(tmp_path)
     assert main(["plan", "manifests", "--model", "lstmm"]) == 2
-    assert "error: --model: no model named lstmm" in capsys.readouterr().err
+    assert "error: --model: expected the name of a model, got 'lstmm' (did you mean 'lstm'?)" in capsys.readouterr().err
 
 
 def test_check_lists_every_example(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -130,10 +130,13 @@ def _forgetting_user_modules(cache_root: Path) -> Iterator[None]:
     from modelbuild.usercode.tree import forget_modules_under
 
     path = list(sys.path)
+    bytecode = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True  # the user's modules live in the store: no __pycache__ written into an entry
     importlib.invalidate_caches()
     try:
         yield
     finally:
+        sys.dont_write_bytecode = bytecode
         sys.path[:] = path
         forget_modules_under([cache_root])
         importlib.invalidate_caches()

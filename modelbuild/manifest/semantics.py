@@ -104,6 +104,17 @@ def _require_file(model: ModelSpec, field: str, relative: str, fail: Any, folder
     except OutsideProject:
         fail(field, f"expected a path inside the project ({model.root}), got {relative!r}, which resolves to {path}; "
                     "copy the file into the project (links that lead out of it are not followed)")
+        return
+    if stat.S_ISDIR(mode):
+        from modelbuild.store.signature import walk_files
+
+        for inner in walk_files(path):  # a link inside a declared folder may lead out too
+            try:
+                label_of(inner, model.root)
+            except OutsideProject:
+                fail(field, f"expected files inside the project ({model.root}), got {inner.relative_to(path).as_posix()!r} in "
+                            f"{relative!r}, which resolves to {inner.resolve()}; links that lead out of the project are not followed")
+                return
 
 
 def _check_source(model: ModelSpec, source: dict[str, Any], fail: Any) -> None:

@@ -81,3 +81,23 @@ def test_weights_edited_mid_build_and_kills_never_give_a_wrong_model(expected: d
         assert after.returncode == 0, f"attempt {attempt}: {after.stdout}{after.stderr}"
         assert built_from(root) == hash_file(weights)
         assert artifacts(root) == expected[hash_file(weights)], f"attempt {attempt}: other bytes than a build from empty"
+
+
+@pytest.mark.convert
+def test_two_builds_and_a_clean_at_once(expected: dict[str, dict[str, bytes]], tmp_path: Path) -> None:
+    root = tiny_project(tmp_path / "three")
+    weights = root / "weights" / "tiny.safetensors"
+    write_variant(weights, 1)
+    command = [sys.executable, "-m", "modelbuild"]
+    first = subprocess.Popen([*command, "build", "manifests", "--no-bench"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    clean = subprocess.Popen([*command, "clean"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen([*command, "build", "manifests", "--no-bench"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outputs = [p.communicate(timeout=300) for p in (first, clean, second)]
+    assert [p.returncode for p in (first, clean, second)] == [0, 0, 0], outputs
+    assert any("waiting for another modelbuild build" in err for _, err in outputs[1:])
+    final = build(root)
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert artifacts(root) == expected[hash_file(weights)]
+    verify = subprocess.run([*command, "cache", "verify"], cwd=root, capture_output=True, text=True, timeout=120)
+    assert verify.returncode == 0 and " 0 corrupt" in verify.stdout

@@ -153,3 +153,15 @@ def test_a_closed_pipe_is_not_an_error(tiny: Path) -> None:
     result = subprocess.run(f"{sys.executable} -m modelbuild graph manifests | head -1", shell=True, cwd=tiny, capture_output=True, text=True, timeout=120)
     assert result.stdout.count("\n") == 1
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+def test_a_link_out_of_the_project_inside_a_code_folder_is_refused(tiny: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "id_rsa"
+    secret.write_text("private")
+    (tiny / "models" / "notes.txt").symlink_to(secret)
+    manifest = tiny / "manifests" / "tiny.yaml"
+    manifest.write_text(manifest.read_text().replace("  factory: models.tiny:build\n", "  factory: models.tiny:build\n  code: [../models]\n"))
+    result = run_cli(tiny, "build", "manifests", "--no-bench")
+    assert result.returncode == 2
+    assert "source.code[0]: expected files inside the project" in result.stderr and "'notes.txt' in '../models'" in result.stderr
+    assert not (tiny / "cache" / "objects").exists()
