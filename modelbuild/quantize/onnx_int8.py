@@ -3,7 +3,9 @@ model and the calibration samples (measured: identical across processes).
 
 * dynamic: weights int8, activations quantised at run time. Only MatMul/Gemm: a dynamically
   quantised Conv becomes ``ConvInteger``, measured 8× slower than float on ORT's CPU kernels.
-* static: QDQ format, per-channel weights, MinMax calibration on the given samples.
+* static: QDQ format, per-channel weights, MinMax calibration on the given samples, the
+  observed ranges rounded outward (``settled_ranges``) so that ORT's per-CPU kernels do not
+  decide the scales.
 
 ``quant_pre_process`` runs shape inference only (``skip_optimization``): ORT's graph
 optimiser would tie the artifact's bytes to the ORT version and adds nothing after the
@@ -12,9 +14,10 @@ dynamo exporter, which already folds batch norms.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 def quantize(src: Path, dst: Path, mode: str, per_channel: bool, calibration: list[dict[str, Any]]) -> None:
@@ -35,7 +38,58 @@ def quantize(src: Path, dst: Path, mode: str, per_channel: bool, calibration: li
         if mode == "dynamic":
             quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, per_channel=per_channel, op_types_to_quantize=["MatMul", "Gemm"])
         else:
-            quantize_static(str(pre), str(out), Samples(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+            with settled_ranges():
+                quantize_static(str(pre), str(out), Samples(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
         model = onnx.load(str(out))
     dst.write_bytes(model.SerializeToString(deterministic=True))
+
+
+RANGE_BITS = 10  # ranges rounded outward to 10 significant bits: 0.1% wider at most
+
+
+def round_outward(values: Any, up: bool) -> Any:
+    """Round each value away from the range's inside onto a grid of RANGE_BITS significant
+    bits, keeping the dtype."""
+    import numpy as np
+
+    array = np.asarray(values)
+    wide = array.astype(np.float64)
+    _, exponent = np.frexp(wide)
+    step = np.ldexp(1.0, exponent - RANGE_BITS)
+    rounded = (np.ceil(wide / step) if up else np.floor(wide / step)) * step
+    return np.where(wide == 0, 0.0, rounded).astype(array.dtype)
+
+
+@contextlib.contextmanager
+def settled_ranges() -> Iterator[None]:
+    """ONNX Runtime calibrates by running the float model on its CPU kernels, which (like
+    torch's) pick their instruction set per machine and differ in the last bits. The observed
+    ranges are rounded outward before they become scales, so a last-bit difference changes a
+    scale only when a range lies within about 1e-7 of a grid step (about one chance in ten
+    thousand per tensor), instead of always."""
+    import onnxruntime.quantization.quantize as ort_quantize
+
+    create = ort_quantize.create_calibrator
+
+    def create_settled(*args: Any, **kwargs: Any) -> Any:
+        calibrator = create(*args, **kwargs)
+        compute = calibrator.compute_data
+
+        def compute_settled() -> Any:
+            data = compute()
+            for name, tensor in list(data.items()):
+                if hasattr(tensor, "lowest") and hasattr(tensor, "highest"):
+                    tensor.lowest = round_outward(tensor.lowest, up=False)
+                    tensor.highest = round_outward(tensor.highest, up=True)
+                    data[name] = tensor
+            return data
+
+        calibrator.compute_data = compute_settled
+        return calibrator
+
+    ort_quantize.create_calibrator = create_settled
+    try:
+        yield
+    finally:
+        ort_quantize.create_calibrator = create

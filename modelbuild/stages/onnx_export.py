@@ -20,7 +20,7 @@ from modelbuild.stages.reference import output_names
 @STAGES.register
 class OnnxExportStage(Stage):
     name = "onnx.export"
-    version = 4
+    version = 5  # v5: static int8 calibration ranges rounded outward (scales independent of the CPU's kernels)
     tools = ("torch", "onnx", "onnxscript")
     deps = ("source", "capture")
     # No artifact of its own: onnx.package stamps the metadata and writes {model}.onnx.
