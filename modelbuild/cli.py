@@ -187,29 +187,12 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
                 report.variant_of = {m.name: m.data["variant_of"] for m in models if "variant_of" in m.data}
             finally:
                 terminal.stop_progress()
+            # Written while the lock is held: a second build never interleaves its report,
+            # lock file or bundle with this one's, and `clean` never cuts them from under.
+            lock_problems = [] if dry_run else _write_results(args, project, report, terminal)
+            released = _release(args, project, models, report, lock_problems) if not dry_run else []
         finally:
             db.close()
-    lock_problems: list[str] = []
-    if not dry_run:
-        from modelbuild.bench_report import bench_rows, write_markdown
-        from modelbuild.lockfile import check_lock, load_if_present, read_lock, write_lock
-
-        report.write(project.out_dir / "report.json")
-        lock_path = project.root / "modelbuild.lock"
-        if getattr(args, "locked", False):
-            checked = check_lock(report, read_lock(lock_path))
-            lock_problems = checked.problems
-            if checked.by_tolerance:
-                terminal.print(f"--locked: {len(checked.by_tolerance)} stage(s) matched modelbuild.lock by tolerance, not byte for byte "
-                               f"(float results that depend on the CPU's kernels): {', '.join(checked.by_tolerance)}")
-        elif report.exit_code == 0 and not getattr(args, "manifest_problems", None):
-            # A failed build leaves the lock alone: it records builds that worked.
-            previous, problem = load_if_present(lock_path)
-            if problem:
-                report.warnings.append(f"{problem} (written anew from this build)")
-            write_lock(lock_path, report, previous, partial=bool(args.target))
-        if bench_rows(report) or any(r.stage.endswith(".bench") for r in report.results):
-            write_markdown(report, project.out_dir / "bench.md")
     terminal.print(terminal.summary(report, title="modelbuild plan" if dry_run else "modelbuild build"))
     sizes = None if dry_run else terminal.size_table(report)
     if sizes is not None:
@@ -230,16 +213,50 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
         return 2
     if dry_run:
         return 0
-    code = report.exit_code or (1 if lock_problems else 0)
-    if getattr(args, "command", "") == "release" and code == 0:
-        from modelbuild.release import write_bundle
+    for line in released:
+        terminal.print(line)
+    return report.exit_code or (1 if lock_problems else 0)
 
-        out = Path(args.out) if Path(args.out).is_absolute() else Path.cwd() / args.out
-        for model in models:
-            if any(r.model == model.name for r in report.results):
-                folder = write_bundle(model, report, ObjectStore(project.cache_dir), out)
-                terminal.print(f"released {model.name} {model.data['version']}: {_display(folder)}")
-    return code
+
+def _write_results(args: argparse.Namespace, project: Any, report: Any, terminal: Any) -> list[str]:
+    """report.json, modelbuild.lock (or its check with --locked) and bench.md; the lock's problems."""
+    from modelbuild.bench_report import bench_rows, write_markdown
+    from modelbuild.lockfile import check_lock, load_if_present, read_lock, write_lock
+
+    lock_problems: list[str] = []
+    report.write(project.out_dir / "report.json")
+    lock_path = project.root / "modelbuild.lock"
+    if getattr(args, "locked", False):
+        checked = check_lock(report, read_lock(lock_path))
+        lock_problems = checked.problems
+        if checked.by_tolerance:
+            terminal.print(f"--locked: {len(checked.by_tolerance)} stage(s) matched modelbuild.lock by tolerance, not byte for byte "
+                           f"(float results that depend on the CPU's kernels): {', '.join(checked.by_tolerance)}")
+    elif report.exit_code == 0 and not getattr(args, "manifest_problems", None):
+        # A failed build leaves the lock alone: it records builds that worked.
+        previous, problem = load_if_present(lock_path)
+        if problem:
+            report.warnings.append(f"{problem} (written anew from this build)")
+        write_lock(lock_path, report, previous, partial=bool(args.target))
+    if bench_rows(report) or any(r.stage.endswith(".bench") for r in report.results):
+        write_markdown(report, project.out_dir / "bench.md")
+    return lock_problems
+
+
+def _release(args: argparse.Namespace, project: Any, models: list[Any], report: Any, lock_problems: list[str]) -> list[str]:
+    """Write the release bundles of a build that worked; the lines that say where they went."""
+    if getattr(args, "command", "") != "release" or report.exit_code or lock_problems or getattr(args, "manifest_problems", None):
+        return []
+    from modelbuild.release import write_bundle
+    from modelbuild.store.objects import ObjectStore
+
+    out = Path(args.out) if Path(args.out).is_absolute() else Path.cwd() / args.out
+    lines = []
+    for model in models:
+        if any(r.model == model.name for r in report.results):
+            folder = write_bundle(model, report, ObjectStore(project.cache_dir), out)
+            lines.append(f"released {model.name} {model.data['version']}: {_display(folder)}")
+    return lines
 
 
 def _writable(folder: Path) -> bool:
@@ -356,10 +373,12 @@ def cmd_clean(args: argparse.Namespace) -> int:
             remove(project.out_dir)
             print(f"removed {project.out_dir}")
         if args.cache and project.cache_dir.exists():
+            # Only the entries modelbuild makes: a cache_dir pointed at a folder of the user's
+            # loses nothing else.
             for child in project.cache_dir.iterdir():
-                if child.name not in (".gitkeep", "lock"):
+                if child.name in ("objects", "tmp") or child.name.startswith("state.sqlite"):
                     remove(child)
-            print(f"removed {project.cache_dir}")
+            print(f"removed the cache entries in {project.cache_dir}")
     return 0
 
 

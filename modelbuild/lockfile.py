@@ -76,7 +76,7 @@ def read_lock(path: Path) -> Lock:
             raise UserError(f"{path.name}: [{model}]: expected a table of stages, got {stages!r}; delete it and run `modelbuild build`")
         for stage, entry in stages.items():
             if not (isinstance(entry, dict) and all(isinstance(entry.get(k), str) and _DIGEST.match(entry[k]) for k in ("key", "output"))
-                    and entry.get("check", "bytes") in ("bytes", "tolerance", "verdict")):
+                    and entry.get("check", "bytes") in ("bytes", "tolerance", "verdict") and _figures_valid(entry.get("figures", {}))):
                 raise UserError(f"{path.name}: [{model}] {stage}: expected {{ key = \"<64 hex digits>\", output = \"<64 hex digits>\" }}, "
                                 f"got {_short(entry)}; delete the file and run `modelbuild build` to write it again")
     return data
@@ -89,10 +89,14 @@ def write_lock(path: Path, report: BuildReport, previous: Lock, partial: bool = 
     tolerance or verdict that this build reproduced is kept as it was: a build on another CPU
     leaves a committed lock clean."""
     entries = dict(previous)
+    skipped = {(r.model, r.stage) for r in report.results if r.status == "skipped"}
     for model, stages in locked_stages(report).items():
         kept = {stage: previous[model][stage] if _equivalent(previous.get(model, {}).get(stage), entry) else entry
                 for stage, entry in stages.items()}
-        entries[model] = {**previous.get(model, {}), **kept} if partial else kept
+        # A stage this machine cannot run (Core ML prediction off macOS) keeps the entry a
+        # machine that can run it wrote.
+        unrun = {stage: entry for stage, entry in previous.get(model, {}).items() if (model, stage) in skipped}
+        entries[model] = {**previous.get(model, {}), **kept} if partial else {**unrun, **kept}
     lines = [HEADER]
     for model in sorted(entries):
         lines.append(f"\n[{_quote(model)}]\n")
@@ -101,7 +105,7 @@ def write_lock(path: Path, report: BuildReport, previous: Lock, partial: bool = 
     text = "".join(lines)
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return  # unchanged: leave the file (and its mtime) alone
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
@@ -141,6 +145,12 @@ def check_lock(report: BuildReport, lock: Lock) -> LockCheck:
                 outcome.problems.append(f"{model}: {stage} is not reproducible: this build produced {entry['output']}, "
                                         f"modelbuild.lock has {recorded['output']}")
     return outcome
+
+
+def _figures_valid(figures: Any) -> bool:
+    return isinstance(figures, dict) and all(
+        isinstance(values, list) and len(values) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        for values in figures.values())
 
 
 def _equivalent(recorded: dict[str, Any] | None, entry: dict[str, Any]) -> bool:

@@ -115,7 +115,7 @@ def write_bundle(model: ModelSpec, report: BuildReport, store: ObjectStore, out:
         result = results.get(stage)
         if result is None or result.output is None:
             continue
-        for pattern in STAGES.get(stage).artifacts:
+        for index, pattern in enumerate(STAGES.get(stage).artifacts):
             name = pattern.format(model=model.name)
             source = store.path(result.output) / name
             if source.is_dir():
@@ -123,6 +123,10 @@ def write_bundle(model: ModelSpec, report: BuildReport, store: ObjectStore, out:
                 deterministic_zip(source, staging / f"{name}.zip")
             elif source.is_file():
                 shutil.copyfile(source, staging / name)
+            elif index == 0:  # the main artifact (optional ones, like a .ptl, may be absent)
+                shutil.rmtree(staging, ignore_errors=True)
+                raise IntegrityError(f"{model.name}: {stage}: the cache entry {result.output[:16]}… no longer holds {name}; "
+                                     "run the release again to rebuild it")
     (staging / "provenance.json").write_text(json.dumps(provenance(model, results, store), indent=2, sort_keys=True) + "\n")
     files = sorted(p for p in staging.rglob("*") if p.is_file())
     sums = "".join(f"{_sha256(p)}  {p.relative_to(staging).as_posix()}\n" for p in files)

@@ -55,6 +55,7 @@ CASES = {
     "cases/reserved_name.yaml": "cases/reserved_name.yaml:1: name: expected a name other than report.json, bench.md, logs (modelbuild writes 'report.json' in out_dir), got 'report.json'",
     "cases/duplicate_key.yaml": "cases/duplicate_key.yaml:12: name: duplicate key 'name' (first given on line 1); give each key once",
     "cases/billion_laughs.yaml": "cases/billion_laughs.yaml:6: invalid YAML: aliases expand this document to more than 100000 values",
+    "cases/deep_nesting.yaml": "cases/deep_nesting.yaml:2: invalid YAML: nested deeper than 64 levels; a manifest needs a few",
     "cases/recursive_alias.yaml": "cases/recursive_alias.yaml:2: invalid YAML: an alias refers to a node that contains it (a recursive document)",
     "cases/code_outside.yaml": "cases/code_outside.yaml:5: source.code[0]: expected a path inside the project (",
     "cases/huge_shape.yaml": "cases/huge_shape.yaml:6: inputs[0].shape: expected at most 268435456 elements per sample at the default shape, got 40000000000 ([1, 4, 100000, 100000])",

@@ -195,6 +195,8 @@ class Executor:
 
         if self.store.signature(digest) == self.db.object_signature(digest):
             return True
+        if self.options.dry_run:  # planning reads; it never evicts (the cache may not even be writable)
+            return self.store.intact(digest)
         return confirm_or_evict(self.store, self.db, digest) is None
 
     def _job_args(self, nid: str) -> tuple:
@@ -280,6 +282,8 @@ class Executor:
             if index == 0:
                 result.artifact = _rel(dest, self.out_dir.parent)
                 result.size = disk_size(source)
+            if self.options.dry_run:  # planning writes nothing into build/
+                continue
             if source.exists():
                 self._install(source, dest, result.output)
             else:  # an optional artifact this build did not produce (e.g. a .ptl): none is stale

@@ -37,8 +37,9 @@ def run_stage(node_json: dict[str, Any], inputs: dict[str, str], files: dict[str
     scratch = store.scratch()
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    imported_before = set(sys.modules)
     with open(log_path, "w", encoding="utf-8") as log_file, (_captured_output(log_file) if redirect else contextlib.nullcontext()), \
-            _forgetting_user_modules(store.root):
+            _forgetting_user_modules(store.root, node.context.get("root")):
         logger = _logger(node, log_file)
         job = StageJob(node=node, inputs={k: Path(v) for k, v in inputs.items()}, out=scratch, log=logger,
                        files={k: Path(v) for k, v in files.items()})
@@ -62,6 +63,7 @@ def run_stage(node_json: dict[str, Any], inputs: dict[str, str], files: dict[str
         finally:
             _restore_threads(threads)
             _discard(job.imports_dir)
+        job.notes += _unkeyed_imports(imported_before, node.context.get("root"), store.root)
         for note in job.notes:
             logger.info("note: %s", note)
     digest = store.put(scratch)
@@ -121,15 +123,16 @@ def _captured_output(log_file: Any) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _forgetting_user_modules(cache_root: Path) -> Iterator[None]:
-    """Whatever user module a stage imported (all of them come from snapshots in the store)
-    is forgotten when it ends: a worker runs stages of many models, and two projects may each
-    have their own ``models/tiny.py``."""
+def _forgetting_user_modules(cache_root: Path, project_root: str | None) -> Iterator[None]:
+    """Whatever user module a stage imported (from snapshots in the store, or, unkeyed, from
+    the project's folders) is forgotten when it ends: a worker runs stages of many models,
+    and two projects may each have their own ``models/tiny.py``."""
     import importlib
 
     from modelbuild.usercode.tree import forget_modules_under
 
     path = list(sys.path)
+    before = set(sys.modules)
     bytecode = sys.dont_write_bytecode
     sys.dont_write_bytecode = True  # the user's modules live in the store: no __pycache__ written into an entry
     importlib.invalidate_caches()
@@ -139,7 +142,38 @@ def _forgetting_user_modules(cache_root: Path) -> Iterator[None]:
         sys.dont_write_bytecode = bytecode
         sys.path[:] = path
         forget_modules_under([cache_root])
+        for name in _from_project(set(sys.modules) - before, project_root, cache_root):
+            sys.modules.pop(name, None)
         importlib.invalidate_caches()
+
+
+def _from_project(names: set[str], root: str | None, cache_root: Path) -> list[str]:
+    """The modules among ``names`` loaded from the project's own folders (not installed
+    packages, not modelbuild itself, not the store)."""
+    if not root:
+        return []
+    project, cache = Path(root).resolve(), cache_root.resolve()
+    found = []
+    for name in sorted(names):
+        where = getattr(sys.modules.get(name), "__file__", None)
+        if not where or name.split(".")[0] == "modelbuild":
+            continue
+        path = Path(where).resolve()
+        if project in path.parents and cache not in path.parents and not {"site-packages", "dist-packages"} & set(path.parts):
+            found.append(name)
+    return found
+
+
+def _unkeyed_imports(before: set[str], root: str | None, cache_root: Path) -> list[str]:
+    """Modules the stage imported from the project's own folders instead of the snapshot (an
+    import by a computed name, reached through the working directory or PYTHONPATH): their
+    content is not in the key, so a change to them would not rebuild. Said, never silent."""
+    notes = []
+    for name in _from_project(set(sys.modules) - before, root, cache_root)[:3]:
+        where = Path(sys.modules[name].__file__).resolve().relative_to(Path(root).resolve())  # type: ignore[arg-type]
+        notes.append(f"unkeyed: module {name!r} was imported from {where.as_posix()}, not from the build's snapshot; "
+                     "changing it will not rebuild: list it in source.code")
+    return notes
 
 
 def _discard(path: Path) -> None:

@@ -37,6 +37,7 @@ def parse_file(path: Path, display: str) -> tuple[Any, Lines]:
         except tomllib.TOMLDecodeError as exc:
             raise ManifestError([problem(Location(display), f"invalid TOML: {exc}")]) from None
     try:
+        _check_depth(text, display)
         loader = Loader(text)
         try:
             node = loader.get_single_node()
@@ -59,7 +60,22 @@ def parse_file(path: Path, display: str) -> tuple[Any, Lines]:
     return data, lines
 
 
+MAX_DEPTH = 64  # a manifest nests a few levels; the composer recurses per level (deep files crash it)
 MAX_VALUES = 100_000  # a model manifest has hundreds; aliases must not make it billions
+
+
+def _check_depth(text: str, display: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH from the event stream (iterative), before the
+    composer, which recurses per level, ever sees the document."""
+    depth = 0
+    for event in yaml.parse(text, Loader=Loader):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ManifestError([problem(Location(display, event.start_mark.line + 1),
+                                             f"invalid YAML: nested deeper than {MAX_DEPTH} levels; a manifest needs a few")])
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
 
 
 def _check_expansion(root: yaml.Node, display: str) -> None:

@@ -31,6 +31,7 @@ def check_model(model: ModelSpec) -> list[str]:
     _check_metadata(model, data["metadata"], output_names, fail)
     _check_coreml(data, fail)
     _check_plugins(model, fail)
+    _check_code_inside(model, fail)
     executorch = data["targets"].get("executorch")
     if executorch and executorch.get("quantize") and executorch["backend"] != "xnnpack":
         fail("targets.executorch.quantize", f"expected backend 'xnnpack' for int8 PT2E quantisation (XNNPACKQuantizer), got {executorch['backend']!r}")
@@ -153,6 +154,23 @@ def _check_factory_module(model: ModelSpec, factory: str, fail: Any) -> None:
     local_top = any((base / top).is_dir() for base in (model.folder, model.root))
     if local_top or importlib.util.find_spec(top) is None:
         fail("source.factory", f"cannot find module {module!r} (looked in {model.folder}, {model.root} and the installed packages)")
+
+
+def _check_code_inside(model: ModelSpec, fail: Any) -> None:
+    """The local modules the model's code imports are snapshotted like declared files: each
+    must lie inside the project (a module symlinked out of it is refused, not followed)."""
+    from modelbuild.stages.source import user_modules
+    from modelbuild.usercode.discover import local_module_files
+    from modelbuild.usercode.tree import OutsideProject, label_of
+
+    for field, modules in (("source.factory", user_modules(model)), ("plugins", list(model.data["plugins"]))):
+        for path in local_module_files(modules, [model.folder, model.root]):
+            try:
+                label_of(path, model.root)
+            except OutsideProject:
+                fail(field, f"expected the model's code inside the project ({model.root}), got {path}, which resolves to "
+                            f"{path.resolve()}; copy the module into the project (links that lead out of it are not followed)")
+                return
 
 
 def _check_wrapper(data: dict[str, Any], fail: Any) -> None:

@@ -68,8 +68,10 @@ def settled_ranges() -> Iterator[None]:
     ranges are rounded outward before they become scales, so a last-bit difference changes a
     scale only when a range lies within about 1e-7 of a grid step (about one chance in ten
     thousand per tensor), instead of always."""
-    import onnxruntime.quantization.quantize as ort_quantize
+    import importlib
 
+    # importlib: the package exports a function named ``quantize`` that hides the module.
+    ort_quantize = importlib.import_module("onnxruntime.quantization.quantize")
     create = ort_quantize.create_calibrator
 
     def create_settled(*args: Any, **kwargs: Any) -> Any:

@@ -20,7 +20,7 @@ from modelbuild.usercode.tree import folder_label, label_of
 @STAGES.register
 class SourceStage(Stage):
     name = "source"
-    version = 3
+    version = 4
     tools = ("torch",)
 
     @classmethod
@@ -49,8 +49,10 @@ class SourceStage(Stage):
         from modelbuild.usercode.source_tree import SourceTree as Tree
         from modelbuild.usercode.tree import lay_out
 
-        lay_out(job.files, job.out / "tree")
-        tree = Tree(job.out / "tree", job.node.params["source"]["layout"])
+        layout = job.node.params["source"]["layout"]
+        blobs = {field: job.files[label] for field, label in layout.items() if field != "folder"}
+        lay_out({label: path for label, path in job.files.items() if label not in {layout[f] for f in blobs}}, job.out / "tree")
+        tree = Tree(job.out / "tree", layout, blobs)
         module = build_module(job.node.context["source"], tree, job.where)
         state = module.state_dict()
         job.info["parameters"] = int(sum(t.numel() for t in state.values()))

@@ -37,7 +37,7 @@ class Snapshots:
         for _ in range(TRIES):
             before = stat_signature(path)
             known = self.db.known_digest(path, before)
-            if known is not None and (not self.copy or self.store.has(known)):
+            if known is not None and (not self.copy or self._intact(known)):
                 return known
             if not self.copy:
                 digest = hash_tree(path)
@@ -59,6 +59,18 @@ class Snapshots:
             return digest
         raise UserError(f"{path}: the file kept changing while modelbuild read it ({TRIES} tries); "
                         "build again when whatever writes it (a training job?) has finished")
+
+
+    def _intact(self, digest: str) -> bool:
+        """A snapshot is used only while it is the bytes of its digest: its stat signature is
+        the one recorded, or re-hashing proves it (a tampered one is evicted and copied anew)."""
+        if not self.store.has(digest):
+            return False
+        if self.store.signature(digest) == self.db.object_signature(digest):
+            return True
+        from modelbuild.cache_admin import confirm_or_evict
+
+        return confirm_or_evict(self.store, self.db, digest) is None
 
 
 def _copy(source: Path, dest: Path) -> None:

@@ -39,30 +39,32 @@ def import_class_path(path: str, where: Location) -> Any:
     return import_object(f"{module_name}:{name}", where, what="class")
 
 
-def load_state_dict(path: Path, where: Location) -> dict[str, Any]:
-    """Read a state dict without ever unpickling arbitrary code."""
+def load_state_dict(path: Path, where: Location, name: str | None = None) -> dict[str, Any]:
+    """Read a state dict without ever unpickling arbitrary code. ``name``: the file as the user
+    knows it (the snapshot in the store has no suffix); its suffix picks the format."""
     import torch
 
-    if path.suffix == ".safetensors":
+    shown = Path(name or path.name)
+    if shown.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         try:
             return load_file(str(path))
         except Exception as exc:  # noqa: BLE001
-            raise UserError(f"{where}: cannot read {path.name} as safetensors: {exc}") from exc
+            raise UserError(f"{where}: cannot read {shown.name} as safetensors: {exc}") from exc
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
         if "Weights only load failed" in str(exc):
             # torch's own text suggests weights_only=False; modelbuild never unpickles code.
-            raise UserError(f"{where}: {path.name} is not a tensor-only checkpoint: loading it would run code from the pickle, "
+            raise UserError(f"{where}: {shown.name} is not a tensor-only checkpoint: loading it would run code from the pickle, "
                             "which modelbuild never does; save the state_dict with safetensors (safetensors.torch.save_file) "
                             "or torch.save of plain tensors") from None
-        raise UserError(f"{where}: cannot read {path.name} as a tensor-only checkpoint: {first_line(exc)}") from exc
+        raise UserError(f"{where}: cannot read {shown.name} as a tensor-only checkpoint: {first_line(exc)}") from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UserError(f"{where}: expected a state dict of tensors in {path.name}, got {type(state).__name__}")
+        raise UserError(f"{where}: expected a state dict of tensors in {shown.name}, got {type(state).__name__}")
     return state
 
 
@@ -77,14 +79,14 @@ def build_module(source: dict[str, Any], tree: "SourceTree", where: Callable[[st
         try:
             module = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:  # noqa: BLE001
-            raise UserError(f"{where('source.torchscript')}: cannot load {path.name} as TorchScript: {exc}") from exc
+            raise UserError(f"{where('source.torchscript')}: cannot load {Path(tree.layout['torchscript']).name} as TorchScript: {exc}") from exc
         return module.eval()
     if "exported_program" in source:
         path = tree.path("exported_program")
         try:
             program = torch.export.load(str(path))
         except Exception as exc:  # noqa: BLE001
-            raise UserError(f"{where('source.exported_program')}: cannot load {path.name} with torch.export.load: {exc}") from exc
+            raise UserError(f"{where('source.exported_program')}: cannot load {Path(tree.layout['exported_program']).name} with torch.export.load: {exc}") from exc
         return program.module()
     factory = import_object(source["factory"], where("source.factory"))
     try:
@@ -96,7 +98,7 @@ def build_module(source: dict[str, Any], tree: "SourceTree", where: Callable[[st
     if not isinstance(module, torch.nn.Module):
         raise UserError(f"{where('source.factory')}: expected the factory to return a torch.nn.Module, got {type(module).__name__}")
     if "weights" in source:
-        state = load_state_dict(tree.path("weights"), where("source.weights"))
+        state = load_state_dict(tree.path("weights"), where("source.weights"), name=tree.layout["weights"])
         _load_weights(module, state, bool(source.get("strict", True)), where("source.weights"))
     return module.eval()
 

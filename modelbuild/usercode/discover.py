@@ -51,12 +51,13 @@ def local_module_files(modules: Iterable[str], bases: list[Path]) -> list[Path]:
     return sorted(found)
 
 
-def _imported_names(source: bytes, module: str, is_package: bool) -> list[str]:
+@lru_cache(maxsize=1024)
+def _imported_names(source: bytes, module: str, is_package: bool) -> tuple[str, ...]:
     """Every module name an import in ``source`` may load, relative imports resolved."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
-        return []
+        return ()
     package = module if is_package else module.rpartition(".")[0]
     names: list[str] = []
     for node in ast.walk(tree):
@@ -73,7 +74,7 @@ def _imported_names(source: bytes, module: str, is_package: bool) -> list[str]:
                 names.append(base)
             # ``from pkg import mod`` may import a submodule
             names.extend(f"{base}.{alias.name}" if base else alias.name for alias in node.names if alias.name != "*")
-    return names
+    return tuple(names)
 
 
 def imported_package_versions(files: list[Path], bases: list[Path]) -> dict[str, str]:

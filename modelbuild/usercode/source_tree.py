@@ -1,8 +1,9 @@
 """The ``source`` stage's snapshot tree, as the stages after it read it.
 
-``source`` lays the model's code, weights and source files out under ``tree/`` in its output,
-by project-relative label, and records in ``fingerprint.json`` which label each manifest field
-names. Every stage that rebuilds the eager model (capture, reference, the torch-side exports,
+``source`` lays the model's code out under ``tree/`` in its output, by project-relative label,
+and records in ``fingerprint.json`` the snapshot digest of every file and which label each
+manifest field (weights, torchscript, exported_program) names; those large files are read
+straight from their snapshot in the store. Every stage that rebuilds the eager model (capture, reference, the torch-side exports,
 benchmarks) loads it from there: the bytes the source key hashed, whatever the user's folders
 hold by then.
 """
@@ -20,16 +21,21 @@ from modelbuild.usercode.tree import import_roots
 
 @dataclass(frozen=True)
 class SourceTree:
-    root: Path
+    root: Path  # the model's code, laid out by project-relative label
     layout: dict[str, str]  # "folder" (the manifest's folder), "weights", "torchscript", ... -> label
+    blobs: dict[str, Path]  # "weights", "torchscript", ... -> the snapshot in the store (large files are never copied again)
 
     @classmethod
     def of(cls, source_output: Path) -> "SourceTree":
         fingerprint = json.loads((source_output / "fingerprint.json").read_text())
-        return cls(source_output / "tree", fingerprint["params"]["source"]["layout"])
+        layout = fingerprint["params"]["source"]["layout"]
+        objects = source_output.parent.parent  # the store keeps every entry at objects/<d[:2]>/<d>
+        digests = fingerprint["files"]
+        blobs = {field: objects / digests[label][:2] / digests[label] for field, label in layout.items() if field != "folder"}
+        return cls(source_output / "tree", layout, blobs)
 
     def path(self, field: str) -> Path:
-        return self.root / self.layout[field]
+        return self.blobs[field]
 
     def importable(self) -> None:
         """Put the snapshot's folders first on ``sys.path``; the worker takes them off (and

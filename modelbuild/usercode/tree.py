@@ -42,26 +42,17 @@ def folder_label(folder: Path, root: Path) -> str:
 
 
 def lay_out(files: dict[str, Path], dest: Path) -> None:
-    """Place each snapshot at ``dest/<label>``: hard links into the store when they can be
-    (snapshots are immutable), copies otherwise. Folders first, so a module snapshotted on
-    its own lands over the same module inside a snapshotted folder."""
+    """Copy each snapshot to ``dest/<label>`` (copies, not links: a link would tie the two
+    store entries' stat signatures together). Folders first, so a module snapshotted on its
+    own lands over the same module inside a snapshotted folder."""
     for label in sorted(files, key=lambda item: (files[item].is_file(), item)):
         source = files[label]
         target = dest / label
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
-            shutil.copytree(source, target, copy_function=_link_or_copy, dirs_exist_ok=True)
+            shutil.copytree(source, target, copy_function=shutil.copyfile, dirs_exist_ok=True)
         else:
-            if target.exists():
-                target.unlink()
-            _link_or_copy(str(source), str(target))
-
-
-def _link_or_copy(source: str, target: str) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
+            shutil.copyfile(source, target)
 
 
 def import_roots(tree: Path, folder_label: str) -> list[Path]:

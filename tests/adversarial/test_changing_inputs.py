@@ -204,3 +204,46 @@ def test_a_malformed_lock_names_the_file_and_the_entry(tmp_path: Path, text: str
     with pytest.raises(UserError) as caught:
         read_lock(lock)
     assert message in str(caught.value)
+
+
+def test_a_tampered_snapshot_is_never_used(project: Project) -> None:
+    import time
+
+    from modelbuild.store.hashing import hash_tree
+
+    weights = project.root / "alpha" / "weights.bin"
+    os.utime(weights, (time.time() - 100, time.time() - 100))  # settled: its digest is remembered
+    project.build()
+    db = StateDB(project.cache / "state.sqlite")
+    digest = db.recorded_digest(project.root / "alpha" / "weights.bin")
+    db.close()
+    store = ObjectStore(project.cache)
+    store.path(digest).write_bytes(b"TAMPERED in the cache")
+    project.edit("alpha", "author: someone", "author: someone new")  # something runs, the weights are unchanged
+    project.build()
+    assert hash_tree(store.path(digest)) == digest  # evicted and copied again from the user's file
+
+
+def test_plan_writes_nothing_into_build(project: Project) -> None:
+    project.build()
+    shutil.rmtree(project.root / "build")
+    result = project.build(dry_run=True)
+    assert set(result.values()) == {"cached"}
+    assert not (project.root / "build").exists()
+
+
+def test_a_stage_skipped_on_this_machine_keeps_its_lock_entry(tmp_path: Path) -> None:
+    lock = tmp_path / "modelbuild.lock"
+    on_a_mac = BuildReport([_result("m", "source", "a", "b"), StageResult("m", "coreml.verify", "built", key="c" * 64, output="d" * 64,
+                                                                          info={"verdict": "pass"})])
+    write_lock(lock, on_a_mac, {})
+    here = BuildReport([_result("m", "source", "a", "b"), StageResult("m", "coreml.verify", "skipped", reason="macOS only")])
+    write_lock(lock, here, read_lock(lock))
+    assert read_lock(lock)["m"]["coreml.verify"]["verdict"] == "pass"
+
+
+def test_a_lock_with_figures_of_the_wrong_type_is_named(tmp_path: Path) -> None:
+    lock = tmp_path / "modelbuild.lock"
+    lock.write_text(f'[m]\nreference = {{ key = "{"a" * 64}", output = "{"b" * 64}", check = "tolerance", figures = {{ y = ["x", 1] }} }}\n')
+    with pytest.raises(UserError, match=r"modelbuild.lock: \[m\] reference: expected"):
+        read_lock(lock)

@@ -165,3 +165,37 @@ def test_a_link_out_of_the_project_inside_a_code_folder_is_refused(tiny: Path, t
     assert result.returncode == 2
     assert "source.code[0]: expected files inside the project" in result.stderr and "'notes.txt' in '../models'" in result.stderr
     assert not (tiny / "cache" / "objects").exists()
+
+
+def test_clean_cache_removes_only_the_cache_entries(tiny: Path) -> None:
+    settings = tiny / "modelbuild.toml"
+    settings.write_text(settings.read_text().replace('cache_dir = "cache"', 'cache_dir = "src"'))
+    (tiny / "src").mkdir()
+    (tiny / "src" / "train.py").write_text("# the user's training code")
+    assert run_cli(tiny, "build", "manifests", "--no-bench").returncode == 0
+    assert (tiny / "src" / "objects").is_dir()
+    result = run_cli(tiny, "clean", "--cache")
+    assert result.returncode == 0, result.stderr
+    assert (tiny / "src" / "train.py").read_text() == "# the user's training code"
+    assert not (tiny / "src" / "objects").exists() and not (tiny / "src" / "state.sqlite").exists()
+
+
+def test_a_module_symlinked_out_of_the_project_is_refused(tiny: Path, tmp_path: Path) -> None:
+    shared = tmp_path / "shared_layers.py"
+    shared.write_text("X = 1\n")
+    (tiny / "models" / "layers.py").symlink_to(shared)
+    tiny_module = tiny / "models" / "tiny.py"
+    tiny_module.write_text("from . import layers\n" + tiny_module.read_text())
+    for command in ("check", "plan", "build"):
+        result = run_cli(tiny, command, "manifests")
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "source.factory: expected the model's code inside the project" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_module_imported_from_the_project_folder_by_a_computed_name_is_said(tiny: Path) -> None:
+    (tiny / "helpers.py").write_text("SCALE = 1\n")
+    tiny_module = tiny / "models" / "tiny.py"
+    tiny_module.write_text("import importlib\nimportlib.import_module('hel' + 'pers')\n" + tiny_module.read_text())
+    result = run_cli(tiny, "build", "manifests", "--no-bench")  # python -m: the project folder is on sys.path
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "unkeyed: module 'helpers' was imported from helpers.py" in result.stdout

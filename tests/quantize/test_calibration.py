@@ -46,3 +46,26 @@ def test_pt2e_calibration_runs_in_float64_and_returns_a_float32_graph() -> None:
     assert seen == [torch.float64] * 3
     floats = [t for t in list(observed.parameters()) + list(observed.buffers()) if t.is_floating_point()]
     assert floats and all(t.dtype == torch.float32 for t in floats)
+
+
+@pytest.mark.convert
+def test_static_onnx_quantisation_uses_the_settled_ranges(tmp_path) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from modelbuild.quantize import onnx_int8
+
+    weight = numpy_helper.from_array(np.linspace(-1, 1, 32, dtype=np.float32).reshape(8, 4), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [weight])
+    src, dst = tmp_path / "float.onnx", tmp_path / "int8.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), src)
+    samples = [{"x": np.full((1, 8), 0.3333, dtype=np.float32)}]
+    onnx_int8.quantize(src, dst, "static", per_channel=False, calibration=samples)
+    scales = {t.name: numpy_helper.to_array(t) for t in onnx.load(dst).graph.initializer if t.name.endswith("_scale")}
+    input_scale = float(scales["x_scale"])
+    # MinMax on one sample of 0.3333: the range [0, 0.3333] rounded outward to 10 bits is
+    # [0, 0.33349609375]; the activation's int8 scale spans it in 255 steps.
+    assert input_scale == pytest.approx(0.33349609375 / 255, rel=1e-6)
+    assert input_scale != pytest.approx(np.float32(0.3333) / 255, rel=1e-6)  # not the raw range
