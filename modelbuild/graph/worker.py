@@ -133,6 +133,7 @@ def _forgetting_user_modules(cache_root: Path, project_root: str | None) -> Iter
 
     path = list(sys.path)
     before = set(sys.modules)
+    registered = _torch_op_registrations()
     bytecode = sys.dont_write_bytecode
     sys.dont_write_bytecode = True  # the user's modules live in the store: no __pycache__ written into an entry
     importlib.invalidate_caches()
@@ -144,7 +145,41 @@ def _forgetting_user_modules(cache_root: Path, project_root: str | None) -> Iter
         forget_modules_under([cache_root])
         for name in _from_project(set(sys.modules) - before, project_root, cache_root):
             sys.modules.pop(name, None)
+        _restore_torch_op_registrations(registered)
         importlib.invalidate_caches()
+
+
+_TORCH_OP_REGISTRY = "coremltools.converters.mil.frontend.torch.torch_op_registry"
+
+
+def _torch_op_registrations() -> dict[str, Any] | None:
+    """coremltools' torch-op registry as it is before a stage (None: not imported yet)."""
+    module = sys.modules.get(_TORCH_OP_REGISTRY)
+    return dict(module._TORCH_OPS_REGISTRY.name_to_func_mapping) if module is not None else None
+
+
+def _restore_torch_op_registrations(saved: dict[str, Any] | None) -> None:
+    """What a plugin registered with coremltools is taken back when the stage ends, with the
+    plugin module itself: the next model in this worker converts without it (it is not in
+    that model's key), and importing the plugin again registers it again without a clash."""
+    module = sys.modules.get(_TORCH_OP_REGISTRY)
+    if module is None:
+        return
+    mapping = module._TORCH_OPS_REGISTRY.name_to_func_mapping
+    if saved is not None:
+        mapping.clear()
+        mapping.update(saved)
+        return
+    # Imported during this stage: keep coremltools' own translations, put back any a plugin
+    # overrode, drop the rest.
+    ops = sys.modules.get("coremltools.converters.mil.frontend.torch.ops")
+    for name, function in list(mapping.items()):
+        if not str(getattr(function, "__module__", "")).startswith("coremltools"):
+            original = getattr(ops, name, None) if ops is not None else None
+            if callable(original) and str(getattr(original, "__module__", "")).startswith("coremltools"):
+                mapping[name] = original
+            else:
+                del mapping[name]
 
 
 def _from_project(names: set[str], root: str | None, cache_root: Path) -> list[str]:
