@@ -1,23 +1,43 @@
-"""A small generic registry: the one extension mechanism for stages and targets.
+"""A small generic registry: the one extension mechanism for stages, targets, runtimes and
+compatibility conversions.
 
 Classes register under their ``name`` attribute; duplicates are rejected so two modules can
-never silently shadow each other, a miss suggests the closest name, and ``override`` swaps an
-entry for the length of a ``with`` block (tests use it to inject fake stages).
+never silently shadow each other, a miss is a ``UserError`` that suggests the closest name,
+and ``override`` swaps an entry for the length of a ``with`` block (tests use it to inject
+fake stages). ``load`` imports the modules that register the built-ins; a ``derive`` hook
+makes entries that follow from others on first use (every target's ``.verify`` and
+``.bench`` stages), so no module has to be imported last.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 from contextlib import contextmanager
-from typing import Generic, Iterator, TypeVar
+from typing import Callable, Generic, Iterable, Iterator, TypeVar
+
+from modelbuild.errors import UserError
 
 T = TypeVar("T")
 
 
+class UnknownName(UserError, KeyError):
+    """A name no registry entry has (a KeyError too, for code that asks with ``in`` first)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class Registry(Generic[T]):
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, derive: Callable[[str], "type[T] | None"] | None = None) -> None:
         self.kind = kind
         self._entries: dict[str, type[T]] = {}
+        self._derive = derive
+
+    def load(self, modules: Iterable[str]) -> None:
+        """Import the modules whose classes register here (the built-ins, one line each)."""
+        for module in modules:
+            importlib.import_module(module)
 
     def register(self, cls: type[T]) -> type[T]:
         """Class decorator: register ``cls`` under ``cls.name``."""
@@ -30,18 +50,26 @@ class Registry(Generic[T]):
         return cls
 
     def get(self, name: str) -> type[T]:
-        try:
-            return self._entries[name]
-        except KeyError:
+        entry = self._entries.get(name) or self._derived(name)
+        if entry is None:
             close = difflib.get_close_matches(name, self._entries, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise KeyError(f"unknown {self.kind} {name!r}{hint}") from None
+            raise UnknownName(f"unknown {self.kind} {name!r}{hint}")
+        return entry
 
     def names(self) -> list[str]:
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return isinstance(name, str) and (name in self._entries or self._derived(name) is not None)
+
+    def _derived(self, name: str) -> type[T] | None:
+        if self._derive is None:
+            return None
+        cls = self._derive(name)
+        if cls is not None and name not in self._entries:
+            self.register(cls)
+        return cls
 
     @contextmanager
     def override(self, cls: type[T]) -> Iterator[None]:

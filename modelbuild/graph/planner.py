@@ -10,7 +10,7 @@ from modelbuild.errors import UserError
 from modelbuild.graph.node import StageNode, node_id
 from modelbuild.manifest.spec import ModelSpec
 from modelbuild.stages import STAGES
-from modelbuild.stages.coreml_convert import class_labels
+from modelbuild.manifest.metadata import class_labels
 from modelbuild.targets import TARGETS
 
 CORE_STAGES = ("source", "capture")

@@ -5,7 +5,6 @@ A new runtime is one module here with one registered class, plus one line in BUI
 
 from __future__ import annotations
 
-import importlib
 
 from modelbuild.registry import Registry
 from modelbuild.runtimes.base import Runtime
@@ -20,7 +19,6 @@ BUILTIN = [
     "modelbuild.runtimes.coreml",
 ]
 
-for _module in BUILTIN:
-    importlib.import_module(_module)
+RUNTIMES.load(BUILTIN)
 
 __all__ = ["RUNTIMES", "Runtime"]

@@ -1,13 +1,23 @@
-"""The stage registry. A new stage: one module here, one line in BUILTIN."""
+"""The stage registry. A new stage: one module here, one line in BUILTIN.
+
+``<target>.verify`` and ``<target>.bench`` are not listed: they follow from the target and its
+runtime, and ``stages/checks.py`` makes them the first time one is asked for.
+"""
 
 from __future__ import annotations
-
-import importlib
 
 from modelbuild.registry import Registry
 from modelbuild.stages.base import Stage, StageJob
 
-STAGES: Registry[Stage] = Registry("stage")
+
+
+def _derive(name: str) -> type[Stage] | None:
+    from modelbuild.stages.checks import derive
+
+    return derive(name)
+
+
+STAGES: Registry[Stage] = Registry("stage", derive=_derive)
 
 BUILTIN = [
     "modelbuild.stages.source",
@@ -20,10 +30,8 @@ BUILTIN = [
     "modelbuild.stages.onnx_package",
     "modelbuild.stages.executorch_export",
     "modelbuild.stages.torchscript_export",
-    "modelbuild.stages.checks",  # last: it adds <target>.verify and <target>.bench for every target
 ]
 
-for _module in BUILTIN:
-    importlib.import_module(_module)
+STAGES.load(BUILTIN)
 
 __all__ = ["STAGES", "Stage", "StageJob"]

@@ -48,14 +48,15 @@ def structural_prepare(model: ModelSpec) -> dict[str, Any]:
     return {k: v for k, v in model.data["prepare"].items() if k != "dtype" and v}
 
 
-def capture_compat(model: ModelSpec) -> dict[str, Any]:
-    """The capture-phase compatibility switches, in the key only where they can act (script
-    mode), so that switching one off for a traced model rebuilds nothing."""
-    if model.data["capture"]["mode"] != "script" or "coreml" not in model.data["targets"]:
-        return {}
-    from modelbuild.coreml.compat import phase_switches
+def target_capture_params(model: ModelSpec) -> dict[str, Any]:
+    """What the model's targets add to the capture key (each target decides; see
+    ``Target.capture_params``)."""
+    from modelbuild.targets import TARGETS
 
-    return {"compat": phase_switches(model.data["targets"]["coreml"]["compat"], "capture")}
+    params: dict[str, Any] = {}
+    for target in sorted(model.data["targets"]):
+        params.update(TARGETS.get(target).capture_params(model))
+    return params
 
 
 def _calibrates(model: ModelSpec, target: str) -> bool:
@@ -97,7 +98,7 @@ class CaptureStage(Stage):
         # turns every range into a dynamic dimension.
         return {"wrapper": data["wrapper"], "capture": data["capture"],
                 "inputs": input_signature(model, full=data["capture"]["mode"] == "export" or data["capture"]["check"]),
-                "outputs": output_selectors(model), "prepare": structural_prepare(model), **capture_compat(model)}
+                "outputs": output_selectors(model), "prepare": structural_prepare(model), **target_capture_params(model)}
 
     def run(self, job: StageJob) -> None:
         import torch
@@ -151,7 +152,7 @@ class CaptureStage(Stage):
             else:
                 if mode == "script":
                     captured, messages = cap.script(model, prepared, example, params["capture"]["trace_submodules"], job.where,
-                                                    zero_bias=params.get("compat", {}).get("script_conv_bias", True))
+                                                    before_script=lambda module: _before_script(ctx, params, module))
                 else:
                     captured, messages = cap.trace(prepared, example)
                 job.notes += tracer_notes(messages)
@@ -168,6 +169,15 @@ class CaptureStage(Stage):
                                        f"{problem}" + (f"; {hint[0]}" if hint else "")
                                        + ". Fix the model code (or capture with mode script/export); check: false skips this test")
         (job.out / "capture.json").write_text(json.dumps(manifest, sort_keys=True, indent=1))
+
+
+def _before_script(ctx: dict[str, Any], params: dict[str, Any], module: Any) -> list[str]:
+    from modelbuild.targets import TARGETS
+
+    notes: list[str] = []
+    for target in sorted(ctx["targets"]):
+        notes += TARGETS.get(target).before_script(params, module)
+    return notes
 
 
 def tracer_notes(messages: list[str]) -> list[str]:

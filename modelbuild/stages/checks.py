@@ -14,7 +14,6 @@ from modelbuild.errors import StageFailure, first_line
 from modelbuild.graph.node import StageNode
 from modelbuild.manifest.spec import ModelSpec
 from modelbuild.runtimes import RUNTIMES
-from modelbuild.stages import STAGES
 from modelbuild.stages.base import Stage, StageJob
 from modelbuild.stages.capture import input_signature
 from modelbuild.store.paths import disk_size
@@ -154,16 +153,24 @@ class BenchStage(Stage):
 
 
 
-def _register(base: type, target: str, deps: tuple[str, ...], tools: tuple[str, ...]) -> None:
+def derive(name: str) -> type[Stage] | None:
+    """``<target>.verify`` and ``<target>.bench`` for any registered target (and ``torch.bench``,
+    the eager baseline), made on first use: registering a target is all a target does."""
+    target, _, kind = name.rpartition(".")
+    if kind not in ("verify", "bench") or not target:
+        return None
+    if target == "torch":
+        return _make(BenchStage, "torch", ("source", "capture"), ("torch",)) if kind == "bench" else None
+    if target not in TARGETS:
+        return None
+    spec = TARGETS.get(target)
+    tools = RUNTIMES.get(spec.runtime).distributions
+    if kind == "verify":
+        return _make(VerifyStage, target, ("reference", spec.verified_artifact()[0]), tools)
+    return _make(BenchStage, target, ("source", "capture", spec.verified_artifact()[0]), ("torch", *tools))
+
+
+def _make(base: type, target: str, deps: tuple[str, ...], tools: tuple[str, ...]) -> type[Stage]:
     kind = "verify" if base is VerifyStage else "bench"
-    cls = type(f"{target.title()}{kind.title()}Stage", (base,), {"name": f"{target}.{kind}", "target": target, "deps": deps,
-                                                                 "tools": tools, "__module__": __name__})
-    STAGES.register(cls)
-
-
-for _name in TARGETS.names():
-    _target = TARGETS.get(_name)
-    _tools = RUNTIMES.get(_target.runtime).distributions
-    _register(VerifyStage, _name, ("reference", _target.verified_artifact()[0]), _tools)
-    _register(BenchStage, _name, ("source", "capture", _target.verified_artifact()[0]), ("torch", *_tools))
-_register(BenchStage, "torch", ("source", "capture"), ("torch",))
+    return type(f"{target.title()}{kind.title()}Stage", (base,), {"name": f"{target}.{kind}", "target": target, "deps": deps,
+                                                                  "tools": tools, "__module__": __name__})

@@ -15,17 +15,8 @@ from modelbuild.errors import StageFailure
 from modelbuild.manifest.spec import ModelSpec
 from modelbuild.stages import STAGES
 from modelbuild.stages.base import Stage, StageJob
+from modelbuild.manifest.metadata import class_labels
 from modelbuild.plugins import plugin_params
-
-
-def class_labels(model: ModelSpec) -> list[str] | None:
-    meta = model.data["metadata"]
-    if "classes" in meta:
-        return [str(c) for c in meta["classes"]]
-    if "classes_file" in meta:
-        text = model.resolve_path(meta["classes_file"]).read_text(encoding="utf-8")
-        return [line.strip() for line in text.splitlines() if line.strip()]
-    return None
 
 
 @STAGES.register

@@ -43,7 +43,7 @@ class CoreMLPackageStage(Stage):
         data = model.data
         meta = {k: v for k, v in data["metadata"].items() if k not in ("classes_file",)}
         if "classes_file" in data["metadata"]:
-            from modelbuild.stages.coreml_convert import class_labels
+            from modelbuild.manifest.metadata import class_labels
 
             meta["classes"] = class_labels(model)
         return {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 
 from modelbuild.registry import Registry
 from modelbuild.targets.base import Target
@@ -16,7 +15,6 @@ BUILTIN = [
     "modelbuild.targets.torchscript",
 ]
 
-for _module in BUILTIN:
-    importlib.import_module(_module)
+TARGETS.load(BUILTIN)
 
 __all__ = ["TARGETS", "Target"]

@@ -58,8 +58,9 @@ def _display(filename: str) -> str:
 
 
 def script(model: Any, prepared: Any, example: list[Any], submodules: list[str], where: Callable[[str], Location],
-           zero_bias: bool = True) -> tuple[Any, list[str]]:
-    """Script the model after tracing the named submodules with the inputs they see in one pass."""
+           before_script: Callable[[Any], list[str]] = lambda module: []) -> tuple[Any, list[str]]:
+    """Script the model after tracing the named submodules with the inputs they see in one pass.
+    ``before_script`` changes the module just before scripting (targets' compatibility fixes)."""
     import torch
 
     notes: list[str] = []
@@ -83,11 +84,7 @@ def script(model: Any, prepared: Any, example: list[Any], submodules: list[str],
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, traced)
     fresh_type_names()
-    from modelbuild.coreml.compat.script_conv_bias import give_convolutions_a_zero_bias
-
-    fixed = give_convolutions_a_zero_bias(model) if zero_bias else 0
-    if fixed:
-        notes.append(f"compat: {fixed} bias-less convolution(s) given a zero bias for scripting (exact; coremltools needs it)")
+    notes += before_script(model)
     try:
         scripted = torch.jit.script(model)
     except Exception as exc:  # noqa: BLE001

@@ -9,8 +9,7 @@ A new one: a module here with one ``Compat`` subclass, one line in BUILTIN.
 from __future__ import annotations
 
 import contextlib
-import importlib
-from typing import ClassVar, Iterator
+from typing import Any, ClassVar, Iterator
 
 from modelbuild.registry import Registry
 
@@ -27,6 +26,11 @@ class Compat:
         """Active for the duration of a conversion (convert and optimize phases)."""
         yield
 
+    @classmethod
+    def before_script(cls, module: Any) -> list[str]:
+        """Capture phase: change the module just before it is scripted; notes for the summary."""
+        return []
+
 
 COMPAT: Registry[Compat] = Registry("compatibility conversion")
 
@@ -36,8 +40,7 @@ BUILTIN = [
     "modelbuild.coreml.compat.float16_pruning",
 ]
 
-for _module in BUILTIN:
-    importlib.import_module(_module)
+COMPAT.load(BUILTIN)
 
 
 def phase_switches(switches: dict[str, bool], phase: str) -> dict[str, bool]:

@@ -14,6 +14,11 @@ class ScriptConvBias(Compat):
     fixes = "capture.mode script of a convolution with bias=False: coremltools fails with 'bias has dtype str'"
     does = "gives bias-less convolutions an exact zero bias before scripting"
 
+    @classmethod
+    def before_script(cls, module: Any) -> list[str]:
+        fixed = give_convolutions_a_zero_bias(module)
+        return [f"compat: {fixed} bias-less convolution(s) given a zero bias for scripting (exact; coremltools needs it)"] if fixed else []
+
 
 def give_convolutions_a_zero_bias(model: Any) -> int:
     """A zero bias computes exactly what no bias does, and coremltools converts it."""
