@@ -60,7 +60,8 @@ def to_markdown(report: BuildReport) -> str:
     for r in rows:
         size = f"{r['size'] / 1024:.1f} KB" if r.get("size") else ""
         lines.append(f"| {r['model']} | {r['backend']} | {r['shape']} | {r['mean_ms']:.3f} ± {r['std_ms']:.3f} | {r['p50_ms']:.3f} | "
-                     f"{r['p90_ms']:.3f} | {r['min_ms']:.3f} | {r['runs']} | {size} | {r['torch_mean_ms']:.3f} | {r['speedup']:.2f}× | {times(r.get('vs_float'))} |")
+                     f"{r['p90_ms']:.3f} | {r['min_ms']:.3f} | {r['runs']} | {size} | {r['torch_mean_ms']:.3f} | {r['speedup']:.2f}× | "
+                     f"{times(r.get('vs_float'))} |")
     skipped = skipped_backends(report)
     if skipped:
         lines += ["", "Not benchmarked here:", ""] + [f"- {m} · {b}: {why}" for m, b, why in skipped]

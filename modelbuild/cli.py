@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -382,4 +381,5 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"build": cmd_build, "bench": cmd_build, "release": cmd_build, "cache": cmd_cache, "plan": cmd_plan, "check": cmd_check, "graph": cmd_graph, "predict": cmd_predict, "schema": cmd_schema, "clean": cmd_clean}
+COMMANDS = {"build": cmd_build, "bench": cmd_build, "release": cmd_build, "cache": cmd_cache, "plan": cmd_plan, "check": cmd_check,
+            "graph": cmd_graph, "predict": cmd_predict, "schema": cmd_schema, "clean": cmd_clean}

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelbuild.errors import ManifestError, problem, Location
+from modelbuild.errors import Location, ManifestError, problem
 
 if sys.version_info >= (3, 11):
     import tomllib

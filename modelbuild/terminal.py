@@ -9,8 +9,8 @@ import sys
 import time
 from typing import Any
 
-from modelbuild.graph.node import StageNode
 from modelbuild.bench_report import times as _times
+from modelbuild.graph.node import StageNode
 from modelbuild.report import BuildReport, StageResult
 
 STATUS_STYLE = {"built": "green", "cached": "dim", "failed": "bold red", "blocked": "yellow", "not run": "yellow",

@@ -145,8 +145,8 @@ def test_incremental_rebuilds(tmp_path: Path) -> None:
     save_file(state, str(weights))
     assert run_cli(root, "build", "manifests", *only).returncode == 0
     built = {k for k, v in statuses(root).items() if v == "built"}
-    assert built == {"lstm:source", "lstm:capture", "lstm:reference", "lstm:coreml.convert", "lstm:coreml.optimize", "lstm:coreml.package", "lstm:coreml.verify",
-                     "lstm:torch.bench"}
+    assert built == {"lstm:source", "lstm:capture", "lstm:reference", "lstm:coreml.convert", "lstm:coreml.optimize", "lstm:coreml.package",
+                     "lstm:coreml.verify", "lstm:torch.bench"}
 
 
 def test_two_builds_from_empty_caches_are_byte_identical(built_examples: Path, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+
 def step_kind(step: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     (kind, options), = step.items()
     return kind, dict(options or {})

@@ -8,9 +8,9 @@ import networkx as nx
 
 from modelbuild.errors import UserError
 from modelbuild.graph.node import StageNode, node_id
+from modelbuild.manifest.metadata import class_labels
 from modelbuild.manifest.spec import ModelSpec
 from modelbuild.stages import STAGES
-from modelbuild.manifest.metadata import class_labels
 from modelbuild.targets import TARGETS
 
 CORE_STAGES = ("source", "capture")

@@ -59,7 +59,8 @@ def run_stage(node_json: dict[str, Any], inputs: dict[str, str], files: dict[str
         except Exception as exc:  # noqa: BLE001 - reported as this stage's failure, with its traceback
             logger.error("%s", traceback.format_exc())
             _discard(scratch)
-            return {"ok": False, "kind": "stage", "message": f"{type(exc).__name__}: {first_line(exc)}", "traceback": traceback.format_exc(), "seconds": time.perf_counter() - started}
+            return {"ok": False, "kind": "stage", "message": f"{type(exc).__name__}: {first_line(exc)}", "traceback": traceback.format_exc(),
+                    "seconds": time.perf_counter() - started}
         finally:
             _restore_threads(threads)
             _discard(job.imports_dir)

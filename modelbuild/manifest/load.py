@@ -9,10 +9,11 @@ from typing import Any, Iterable, Protocol
 from modelbuild.errors import Location, ManifestError, problem
 from modelbuild.manifest.defaults import apply_defaults, deep_merge
 from modelbuild.manifest.parse import parse_file
-from modelbuild.manifest.schema import model_errors, schema_digest as SCHEMA_DIGEST
-from modelbuild.store.hashing import digest_json
+from modelbuild.manifest.schema import model_errors
+from modelbuild.manifest.schema import schema_digest as SCHEMA_DIGEST
 from modelbuild.manifest.semantics import check_model
 from modelbuild.manifest.spec import ModelSpec
+from modelbuild.store.hashing import digest_json
 
 SUFFIXES = (".yaml", ".yml", ".toml")
 
@@ -118,7 +119,8 @@ def _split_models(data: Any, display: str, lines: dict[str, int], problems: list
         return [(f"models[{i}]", item) for i, item in enumerate(items)]
     if not isinstance(data, dict):
         found = "an empty file" if data is None else f"{type(data).__name__}"
-        problems.append(problem(Location(display, 1 if data is not None else None), f"expected a model (a table with name, source, inputs) or a models: list, got {found}"))
+        problems.append(problem(Location(display, 1 if data is not None else None),
+                                f"expected a model (a table with name, source, inputs) or a models: list, got {found}"))
         return []
     return [("", data)]
 
@@ -138,7 +140,8 @@ def _duplicate_names(models: list[ModelSpec]) -> list[str]:
             continue
         if model.name in seen:
             first = seen[model.name].where("name")
-            problems.append(problem(model.where("name"), f"model name {model.name!r} is already used by {first.file}" + (f":{first.line}" if first.line else "") + "; names must be unique across the build"))
+            used = f"{first.file}" + (f":{first.line}" if first.line else "")
+            problems.append(problem(model.where("name"), f"model name {model.name!r} is already used by {used}; names must be unique across the build"))
         else:
             seen[model.name] = model
     return problems

@@ -90,7 +90,8 @@ def _check_expansion(root: yaml.Node, display: str) -> None:
         if key in sizes:
             return sizes[key]
         if key in active:
-            raise ManifestError([problem(Location(display, node.start_mark.line + 1), "invalid YAML: an alias refers to a node that contains it (a recursive document)")])
+            raise ManifestError([problem(Location(display, node.start_mark.line + 1),
+                                         "invalid YAML: an alias refers to a node that contains it (a recursive document)")])
         active.add(key)
         children: list[yaml.Node] = []
         if isinstance(node, yaml.MappingNode):

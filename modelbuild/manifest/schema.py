@@ -47,7 +47,8 @@ def _path(parts: Any) -> str:
 
 
 def _type_name(value: Any) -> str:
-    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "table", type(None): "null"}.get(type(value), type(value).__name__)
+    names = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "table", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _found(value: Any) -> str:

@@ -253,7 +253,8 @@ def _check_image(inp: dict[str, Any], at: str, rank: int, channels: Dim | None, 
         fail(f"{at}.dtype", "expected no dtype on an image input (images are 8-bit pixels)")
     want = 1 if inp["color_layout"] == "GRAYSCALE" else 3
     if rank != 4 or channels is None or channels.flexible or channels.min != want:
-        fail(f"{at}.shape", f"expected an image shape [N, {want}, H, W] for color_layout {inp['color_layout']}, got rank {rank}" + (f" with {channels.min} channels" if channels and not channels.flexible else ""))
+        with_channels = f" with {channels.min} channels" if channels and not channels.flexible else ""
+        fail(f"{at}.shape", f"expected an image shape [N, {want}, H, W] for color_layout {inp['color_layout']}, got rank {rank}{with_channels}")
     if "normalize" in inp:
         if "scale" in inp or "bias" in inp:
             fail(f"{at}.normalize", "expected either normalize or scale/bias, got both")
@@ -305,9 +306,11 @@ def _check_coreml(data: dict[str, Any], fail: Any) -> None:
         target = coreml["deployment_target"]
         family, major = _release(target)
         if major > NEURALNETWORK_MAX.get(family, 99):
-            fail("targets.coreml.deployment_target", f"expected at most {family}{NEURALNETWORK_MAX[family]} with format 'neuralnetwork', got {target!r}; use format 'mlprogram' for newer targets")
+            fail("targets.coreml.deployment_target", f"expected at most {family}{NEURALNETWORK_MAX[family]} with format 'neuralnetwork', "
+                                                       f"got {target!r}; use format 'mlprogram' for newer targets")
         if coreml.get("precision") == "float16":
-            fail("targets.coreml.precision", "expected float32 with format 'neuralnetwork' (float16 precision applies to ML programs); use 'mlprogram' or quantize in optimize")
+            fail("targets.coreml.precision", "expected float32 with format 'neuralnetwork' (float16 precision applies to ML programs); "
+                                               "use 'mlprogram' or quantize in optimize")
     _check_optimize(coreml, fail)
     from modelbuild.coreml.compat import COMPAT
 
@@ -318,7 +321,8 @@ def _check_coreml(data: dict[str, Any], fail: Any) -> None:
                  + (f" (did you mean {close[0]!r}?)" if close else ""))
     for i, out in enumerate(data.get("outputs") or []):
         if out["kind"] == "image" and any("shape" in inp and has_unbounded(inp) for inp in data["inputs"]):
-            fail(f"outputs[{i}].kind", "expected a tensor output: Core ML image outputs need bounded input dimensions (coremltools rejects symbolic image output shapes)")
+            fail(f"outputs[{i}].kind", "expected a tensor output: Core ML image outputs need bounded input dimensions "
+                                       "(coremltools rejects symbolic image output shapes)")
 
 
 def _release(deployment_target: str) -> tuple[str, int]:

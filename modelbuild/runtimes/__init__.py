@@ -5,7 +5,6 @@ A new runtime is one module here with one registered class, plus one line in BUI
 
 from __future__ import annotations
 
-
 from modelbuild.registry import Registry
 from modelbuild.runtimes.base import Runtime
 

@@ -10,7 +10,6 @@ from modelbuild.registry import Registry
 from modelbuild.stages.base import Stage, StageJob
 
 
-
 def _derive(name: str) -> type[Stage] | None:
     from modelbuild.stages.checks import derive
 

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from modelbuild.errors import StageFailure
+from modelbuild.manifest.metadata import class_labels
 from modelbuild.manifest.spec import ModelSpec
+from modelbuild.plugins import plugin_params
 from modelbuild.stages import STAGES
 from modelbuild.stages.base import Stage, StageJob
-from modelbuild.manifest.metadata import class_labels
-from modelbuild.plugins import plugin_params
 
 
 @STAGES.register
@@ -67,7 +67,6 @@ class CoreMLConvertStage(Stage):
         from modelbuild.coreml.compat import enabled, installed
         from modelbuild.plugins import import_plugins
 
-        ctx = job.node.context
         import_plugins(params, job.files, job.imports_dir, job.where)
         options = {k: v for k, v in params["targets"]["coreml"].items() if k != "compat"}
         kwargs = convert_kwargs(ct, options)

@@ -51,7 +51,6 @@ class ExecuTorchExportStage(Stage):
         from executorch.exir import to_edge_transform_and_lower
 
         from modelbuild.manifest.shapes import has_unbounded
-
         from modelbuild.torch_side.capture import dynamic_shapes, has_recurrent_layers
         from modelbuild.torch_side.eager import build_prepared
         from modelbuild.torch_side.samples import make_inputs

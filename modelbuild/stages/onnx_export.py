@@ -4,15 +4,14 @@ onnxscript), with a dynamic axis per flexible dimension, checked, written determ
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from modelbuild.errors import StageFailure, first_line
 from modelbuild.manifest.spec import ModelSpec
+from modelbuild.plugins import plugin_params
 from modelbuild.runtimes.base import missing_module
 from modelbuild.stages import STAGES
 from modelbuild.stages.base import Stage, StageJob
-from modelbuild.plugins import plugin_params
 from modelbuild.stages.capture import calibration, calibration_files, module_params, structural_prepare, target_options
 from modelbuild.stages.reference import output_names
 
@@ -44,11 +43,10 @@ class OnnxExportStage(Stage):
         import onnx
         import torch
 
+        from modelbuild.plugins import import_plugins, onnx_translations
         from modelbuild.torch_side.capture import dynamic_shapes
         from modelbuild.torch_side.eager import build_prepared, flatten
         from modelbuild.torch_side.samples import make_inputs
-
-        from modelbuild.plugins import import_plugins, onnx_translations
 
         ctx = job.node.context
         inputs = ctx["inputs"]

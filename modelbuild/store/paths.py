@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-
 OUT_MARKER = ".modelbuild"  # in out_dir: this folder is modelbuild's to replace and to clean
 
 

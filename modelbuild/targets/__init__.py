@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from modelbuild.registry import Registry
 from modelbuild.targets.base import Target
 

@@ -17,7 +17,6 @@ def build_prepared(context: dict[str, Any], source: Path, wrapper: dict[str, Any
     from modelbuild.torch_side import prepare as preparation
     from modelbuild.torch_side.loading import build_module
     from modelbuild.torch_side.wrapper import prepare, replace_modules
-
     from modelbuild.usercode.source_tree import SourceTree
 
     model = build_module(context["source"], SourceTree.of(source), where)

@@ -7,7 +7,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from modelbuild.errors import first_line, Location, UserError
+from modelbuild.errors import Location, UserError, first_line
 
 if TYPE_CHECKING:
     from modelbuild.usercode.source_tree import SourceTree
@@ -86,7 +86,8 @@ def build_module(source: dict[str, Any], tree: "SourceTree", where: Callable[[st
         try:
             program = torch.export.load(str(path))
         except Exception as exc:  # noqa: BLE001
-            raise UserError(f"{where('source.exported_program')}: cannot load {Path(tree.layout['exported_program']).name} with torch.export.load: {exc}") from exc
+            name = Path(tree.layout["exported_program"]).name
+            raise UserError(f"{where('source.exported_program')}: cannot load {name} with torch.export.load: {exc}") from exc
         return program.module()
     factory = import_object(source["factory"], where("source.factory"))
     try:

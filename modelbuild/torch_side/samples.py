@@ -19,9 +19,9 @@ def make_inputs(inputs: list[dict[str, Any]], which: str = "default", seed: int 
 def calibration_inputs(inputs: list[dict[str, Any]], count: int, data: str | None) -> list[list[Any]]:
     """Samples a quantiser observes: ``validate.data`` first (real data says most about real
     ranges), then seeded samples cycling through the default, min and max shapes."""
-    import torch
-
     from pathlib import Path
+
+    import torch
 
     from modelbuild.checks.cases import at_default_shapes, load_data_file
     from modelbuild.manifest.shapes import dims

@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelbuild.checks.cases import (Case, at_default_shapes, generate, load_data_file, model_feeds, pixels_to_tensor,
-                                     read_cases, shape_choices, write_cases)
+from modelbuild.checks.cases import Case, at_default_shapes, generate, load_data_file, model_feeds, pixels_to_tensor, read_cases, shape_choices, write_cases
 from modelbuild.checks.timing import interleaved, stats
 
 IMAGE = {"name": "image", "kind": "image", "shape": [1, 3, {"min": 8, "max": 32, "default": 16}, 16], "scale": 2 / 255, "bias": [-1.0, -1.0, -1.0],

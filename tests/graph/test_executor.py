@@ -6,9 +6,9 @@ cached, what early cutoff stops, what a failure blocks).
 
 from __future__ import annotations
 
-import json
 import concurrent.futures as futures
 import contextlib
+import json
 import os
 import time
 from pathlib import Path

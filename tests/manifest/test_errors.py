@@ -157,7 +157,8 @@ def test_toml_errors_have_no_invented_line(tmp_path: Path) -> None:
 
 
 def test_models_list_fields_are_prefixed(tmp_path: Path) -> None:
-    text = "models:\n" + "\n".join(("  - " if i == 0 else "    ") + line for i, line in enumerate(GOOD.replace("default: 4", "default: 99").splitlines())) + "\n"
+    lines = GOOD.replace("default: 4", "default: 99").splitlines()
+    text = "models:\n" + "\n".join(("  - " if i == 0 else "    ") + line for i, line in enumerate(lines)) + "\n"
     [message] = problems(tmp_path, text)
     assert message.startswith("m.yaml:7: models[0].inputs[0].shape[1].default:")
 
@@ -182,7 +183,8 @@ def test_check_never_imports_torch(tmp_path: Path) -> None:
     import sys
 
     write(tmp_path, GOOD)
-    code = "import sys; from modelbuild.cli import main; rc = main(['check', 'm.yaml']); assert 'torch' not in sys.modules and 'coremltools' not in sys.modules; sys.exit(rc)"
+    code = ("import sys; from modelbuild.cli import main; rc = main(['check', 'm.yaml']); "
+            "assert 'torch' not in sys.modules and 'coremltools' not in sys.modules; sys.exit(rc)")
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 

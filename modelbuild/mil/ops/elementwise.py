@@ -11,7 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from modelbuild.mil.args import Args, _DTYPES
+from modelbuild.mil.args import _DTYPES, Args
 from modelbuild.mil.registry import implements
 
 _BINARY = {
