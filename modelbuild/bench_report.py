@@ -8,13 +8,13 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from modelbuild.report import BuildReport
+from modelbuild.report import SETTLED, BuildReport, Status, role_of
 
 
 def bench_rows(report: BuildReport) -> list[dict[str, Any]]:
     rows = []
     for result in report.results:
-        if result.stage.endswith(".bench") and result.status in ("built", "cached"):
+        if role_of(result.stage) == "measure" and result.status in SETTLED:
             rows += [{"model": result.model, **row} for row in result.info.get("bench", [])]
     _compare_with_float(rows, report.variant_of)
     order = {"torch": 0}
@@ -34,7 +34,7 @@ def _compare_with_float(rows: list[dict[str, Any]], variant_of: dict[str, str]) 
 
 def skipped_backends(report: BuildReport) -> list[tuple[str, str, str]]:
     return [(r.model, r.stage.rsplit(".", 1)[0], r.reason) for r in report.results
-            if r.stage.endswith(".bench") and r.status in ("skipped", "failed", "blocked")]
+            if role_of(r.stage) == "measure" and r.status in (Status.SKIPPED, Status.FAILED, Status.BLOCKED)]
 
 
 def machine() -> str:

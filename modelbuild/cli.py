@@ -198,7 +198,7 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
         terminal.print(sizes)
     if getattr(args, "command", "") == "bench":
         terminal.print(terminal.bench_table(report))
-        written = [project.out_dir / "bench.md"] if any(r.stage.endswith(".bench") for r in report.results) else []
+        written = [project.out_dir / "bench.md"] if report.by_role("measure") else []
         terminal.print("written: " + ", ".join(_display(p) for p in written + [project.out_dir / "report.json"]))
     terminal.print(terminal.totals(report))
     for warning in report.warnings:
@@ -237,7 +237,7 @@ def _write_results(args: argparse.Namespace, project: Any, report: Any, terminal
         if problem:
             report.warnings.append(f"{problem} (written anew from this build)")
         write_lock(lock_path, report, previous, partial=bool(args.target))
-    if bench_rows(report) or any(r.stage.endswith(".bench") for r in report.results):
+    if bench_rows(report) or report.by_role("measure"):
         write_markdown(report, project.out_dir / "bench.md")
     return lock_problems
 

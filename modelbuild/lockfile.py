@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from modelbuild.errors import UserError
-from modelbuild.report import BuildReport
+from modelbuild.report import SETTLED, BuildReport, Status
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -50,7 +50,7 @@ def locked_stages(report: BuildReport) -> Lock:
     entries: Lock = {}
     for result in report.results:
         check = STAGES.get(result.stage).lock if result.stage in STAGES else "bytes"
-        if check == "none" or result.status not in ("built", "cached") or not result.key:
+        if check == "none" or result.status not in SETTLED or not result.key:
             continue
         entry: dict[str, Any] = {"key": result.lock_key or result.key, "output": result.output or ""}
         if check == "tolerance":
@@ -89,7 +89,7 @@ def write_lock(path: Path, report: BuildReport, previous: Lock, partial: bool = 
     tolerance or verdict that this build reproduced is kept as it was: a build on another CPU
     leaves a committed lock clean."""
     entries = dict(previous)
-    skipped = {(r.model, r.stage) for r in report.results if r.status == "skipped"}
+    skipped = {(r.model, r.stage) for r in report.results if r.status == Status.SKIPPED}
     for model, stages in locked_stages(report).items():
         kept = {stage: previous[model][stage] if _equivalent(previous.get(model, {}).get(stage), entry) else entry
                 for stage, entry in stages.items()}

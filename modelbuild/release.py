@@ -22,7 +22,7 @@ from typing import Any
 
 from modelbuild.errors import IntegrityError, UserError
 from modelbuild.manifest.spec import ModelSpec
-from modelbuild.report import BuildReport, StageResult
+from modelbuild.report import BuildReport, StageResult, Status, role_of
 from modelbuild.stages import STAGES
 from modelbuild.store.hashing import hash_tree
 from modelbuild.store.objects import ObjectStore
@@ -83,14 +83,14 @@ def provenance(model: ModelSpec, results: dict[str, StageResult], store: ObjectS
         "version": model.data["version"],
         "manifest": {"file": manifest_path.name, "sha256": _sha256(manifest_path)},
         "source": fingerprint,
-        "stages": {name: {"key": r.key, "output": r.output} for name, r in sorted(results.items()) if not name.endswith(".bench")},
+        "stages": {name: {"key": r.key, "output": r.output} for name, r in sorted(results.items()) if role_of(name) != "measure"},
         "tools": tool_versions(),
         "platform": {"system": platform.system(), "machine": platform.machine()},
         # Whether a verify stage ran now or came from the cache is a fact about this machine's
         # cache, not about the bundle, so only the verdict and figures go in.
-        "verify": {name.split(".")[0]: ({k: v for k, v in r.info.items() if k != "summary"} if r.status != "skipped"
+        "verify": {name.split(".")[0]: ({k: v for k, v in r.info.items() if k != "summary"} if r.status != Status.SKIPPED
                                         else {"verdict": "skipped", "reason": r.reason})
-                   for name, r in sorted(results.items()) if name.endswith(".verify")},
+                   for name, r in sorted(results.items()) if role_of(name) == "verify"},
     }
 
 
@@ -138,7 +138,7 @@ def write_bundle(model: ModelSpec, report: BuildReport, store: ObjectStore, out:
         os.replace(folder, old)
         shutil.rmtree(old, ignore_errors=True)
     os.replace(staging, folder)
-    timings = [dict(row, stage=name) for name, r in sorted(results.items()) if name.endswith(".bench") for row in r.info.get("bench", [])]
+    timings = [dict(row, stage=name) for name, r in sorted(results.items()) if role_of(name) == "measure" for row in r.info.get("bench", [])]
     beside = out / f"{folder.name}.bench.json"  # measurements: beside the bundle, never inside what SHA256SUMS covers
     if timings:
         beside.write_text(json.dumps(timings, indent=2, sort_keys=True) + "\n")

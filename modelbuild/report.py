@@ -5,17 +5,37 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from modelbuild import __version__
 
 
+class Status(str, Enum):
+    """What became of a stage. A ``str``: report.json and the terminal read the value."""
+
+    BUILT = "built"
+    CACHED = "cached"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # cannot run on this machine (a reason says why); never cached
+    BLOCKED = "blocked"  # a stage it reads failed
+    WOULD_RUN = "would run"  # plan / --dry-run
+    NOT_RUN = "not run"  # stopped after another failure
+    RUNNING = "running"
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
+SETTLED = (Status.BUILT, Status.CACHED)  # the stage has an output
+
+
 @dataclass
 class StageResult:
     model: str
     stage: str
-    status: str  # built | cached | failed | skipped | blocked | would run | not run
+    status: Status
     reason: str = ""
     seconds: float = 0.0
     output: str | None = None  # digest in the store
@@ -43,12 +63,16 @@ class BuildReport:
     def add(self, result: StageResult) -> None:
         self.results.append(result)
 
+    def by_role(self, role: str) -> list[StageResult]:
+        """The results of the stages with this role ("build", "verify", "measure")."""
+        return [r for r in self.results if role_of(r.stage) == role]
+
     def by_status(self, status: str) -> list[StageResult]:
         return [r for r in self.results if r.status == status]
 
     @property
     def exit_code(self) -> int:
-        failed = self.by_status("failed")
+        failed = self.by_status(Status.FAILED)
         if any(r.error_kind == "user" for r in failed):
             return 2
         return 1 if failed else 0
@@ -74,3 +98,10 @@ class BuildReport:
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
         os.replace(tmp, path)
+
+
+def role_of(stage: str) -> str:
+    """A stage's declared role (``Stage.role``); "build" for a name no registry knows."""
+    from modelbuild.stages import STAGES
+
+    return STAGES.get(stage).role if stage in STAGES else "build"

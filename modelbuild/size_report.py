@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelbuild.report import BuildReport
+from modelbuild.report import SETTLED, BuildReport
 from modelbuild.targets import TARGETS
-
-SETTLED = ("built", "cached")
 
 
 def size_rows(report: BuildReport) -> list[dict[str, Any]]:

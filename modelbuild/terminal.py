@@ -11,10 +11,10 @@ from typing import Any
 
 from modelbuild.bench_report import times as _times
 from modelbuild.graph.node import StageNode
-from modelbuild.report import BuildReport, StageResult
+from modelbuild.report import BuildReport, StageResult, Status
 
-STATUS_STYLE = {"built": "green", "cached": "dim", "failed": "bold red", "blocked": "yellow", "not run": "yellow",
-                "skipped": "yellow", "would run": "cyan"}
+STATUS_STYLE = {Status.BUILT: "green", Status.CACHED: "dim", Status.FAILED: "bold red", Status.BLOCKED: "yellow", Status.NOT_RUN: "yellow",
+                Status.SKIPPED: "yellow", Status.WOULD_RUN: "cyan"}
 VERDICT_STYLE = {"pass": "green", "fail": "bold red", "warn": "yellow"}
 
 
@@ -66,8 +66,8 @@ class Terminal:
         elif result is not None:
             self._running.pop(node.id, None)
             self._done += 1
-            if self.plain and result.status in ("built", "failed"):
-                extra = f" in {result.seconds:.1f}s" if result.status == "built" else f": {result.error}"
+            if self.plain and result.status in (Status.BUILT, Status.FAILED):
+                extra = f" in {result.seconds:.1f}s" if result.status == Status.BUILT else f": {result.error}"
                 self.console.print(f"[{node.model}] {node.stage}: {result.status}{extra}")
         if self._live is not None:
             self._live.update(self._progress_view())
@@ -98,14 +98,14 @@ class Terminal:
             table.add_column(column, justify="right" if column in ("seconds", "size") else "left",
                              overflow="fold", max_width=70 if column == "why" else None)
         for r in report.results:
-            why = Text(r.error if r.status == "failed" and r.error else r.reason)
+            why = Text(r.error if r.status == Status.FAILED and r.error else r.reason)
             if r.info.get("summary"):
                 # Figures (verify errors, latencies) show on cached rows too: they are the point.
                 why.append("\n" + r.info["summary"], style=VERDICT_STYLE.get(r.info.get("verdict", ""), ""))
-            if r.notes and r.status in ("built", "failed"):
+            if r.notes and r.status in (Status.BUILT, Status.FAILED):
                 why.append("\n" + "\n".join(f"· {n}" for n in r.notes[:4]) + (f"\n· … {len(r.notes) - 4} more in report.json" if len(r.notes) > 4 else ""))
             table.add_row(r.model, r.stage, Text(r.status, style=STATUS_STYLE.get(r.status, "")),
-                          f"{r.seconds:.2f}" if r.status == "built" or r.status == "failed" else "", human_size(r.size), why)
+                          f"{r.seconds:.2f}" if r.status in (Status.BUILT, Status.FAILED) else "", human_size(r.size), why)
         return table
 
     def size_table(self, report: BuildReport) -> Any | None:
@@ -155,7 +155,7 @@ class Terminal:
 
     def failures(self, report: BuildReport, verbose: bool) -> list[str]:
         lines = []
-        for r in report.by_status("failed"):
+        for r in report.by_status(Status.FAILED):
             if r.error_kind == "user":
                 lines.append(f"error: {r.error}")
             else:

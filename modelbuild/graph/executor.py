@@ -18,7 +18,7 @@ from typing import Callable
 from modelbuild.errors import UserError
 from modelbuild.graph.keys import explain, key_of, material
 from modelbuild.graph.node import StageNode
-from modelbuild.report import BuildReport, StageResult
+from modelbuild.report import BuildReport, StageResult, Status
 from modelbuild.stages import STAGES
 from modelbuild.store.objects import ObjectStore
 from modelbuild.store.paths import disk_size, inside, remove
@@ -86,7 +86,7 @@ class Executor:
                         done_now: futures.Future = futures.Future()
                         done_now.set_result(self._run_here(nid))
                         self._collect(nid, *decision, done_now)
-                        if self.results[nid].status == "failed" and not self.options.keep_going:
+                        if self.results[nid].status == Status.FAILED and not self.options.keep_going:
                             stopping = True
                         ready += self._finish(nid, waiting)
                     elif any(key == decision[0] for _, key, _ in running.values()):
@@ -98,7 +98,7 @@ class Executor:
                         running[self._submit(nid, pool)] = (nid, *decision)
                 if stopping and ready:
                     for nid in ready:
-                        self._set(nid, StageResult(*self._ids(nid), status="not run", reason="stopped after a failure (use --keep-going)"))
+                        self._set(nid, StageResult(*self._ids(nid), status=Status.NOT_RUN, reason="stopped after a failure (use --keep-going)"))
                     ready = []
                 if not running:
                     continue
@@ -107,12 +107,12 @@ class Executor:
                     nid, key, mat = running.pop(future)
                     self._collect(nid, key, mat, future)
                     ready = parked.pop(key, []) + ready
-                    if self.results[nid].status == "failed" and not self.options.keep_going:
+                    if self.results[nid].status == Status.FAILED and not self.options.keep_going:
                         stopping = True
                     ready += self._finish(nid, waiting)
             for nid in self.order:  # anything never reached (after a stop)
                 if nid not in self.results:
-                    self._set(nid, StageResult(*self._ids(nid), status="not run", reason="stopped after a failure (use --keep-going)"))
+                    self._set(nid, StageResult(*self._ids(nid), status=Status.NOT_RUN, reason="stopped after a failure (use --keep-going)"))
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -141,17 +141,17 @@ class Executor:
     def _decide(self, nid: str) -> tuple[str, dict] | None:
         """Settle a node now (cached, blocked, would run: None) or say it must run: (key, material)."""
         node = self.nodes[nid]
-        blocked = [d for d in node.deps if self.results.get(d) and self.results[d].status in ("failed", "blocked", "not run")]
+        blocked = [d for d in node.deps if self.results.get(d) and self.results[d].status in (Status.FAILED, Status.BLOCKED, Status.NOT_RUN)]
         if blocked:
-            self._set(nid, StageResult(node.model, node.stage, "blocked", reason=f"{blocked[0].split(':', 1)[1]} failed"))
+            self._set(nid, StageResult(node.model, node.stage, Status.BLOCKED, reason=f"{blocked[0].split(':', 1)[1]} failed"))
             return None
         skip = STAGES.get(node.stage).skip_reason(node)
         if skip:
-            self._set(nid, StageResult(node.model, node.stage, "skipped", reason=skip))
+            self._set(nid, StageResult(node.model, node.stage, Status.SKIPPED, reason=skip))
             return None
         pending = [d for d in node.deps if d not in self.outputs]
         if pending:  # only in a dry run: an upstream stage would run first
-            self._set(nid, StageResult(node.model, node.stage, "would run", reason=f"after {pending[0].split(':', 1)[1]} runs"))
+            self._set(nid, StageResult(node.model, node.stage, Status.WOULD_RUN, reason=f"after {pending[0].split(':', 1)[1]} runs"))
             return None
         try:
             mat = material(node, self.outputs, lambda p: self.snapshots.take(Path(p)))
@@ -159,7 +159,7 @@ class Executor:
             # A declared file that vanished, became a FIFO or never stops changing since the
             # manifest was checked: this model's problem, said once, never a traceback.
             message = str(exc) if isinstance(exc, UserError) else f"cannot read {exc.filename}: {exc.strerror}"
-            self._set(nid, StageResult(node.model, node.stage, "failed", reason="reading its input files", error=message, error_kind="user"))
+            self._set(nid, StageResult(node.model, node.stage, Status.FAILED, reason="reading its input files", error=message, error_kind="user"))
             return None
         self.file_digests[nid] = mat["files"]
         self.lock_keys[nid] = key_of({**mat, "inputs": {dep.split(":", 1)[1]: (self.outputs[dep] if STAGES.get(self.nodes[dep].stage).lock == "bytes"
@@ -183,9 +183,9 @@ class Executor:
         else:
             reason = "; ".join(explain(last[1] if last else None, mat))
         if self.options.dry_run:
-            self._set(nid, StageResult(node.model, node.stage, "would run", reason=reason))
+            self._set(nid, StageResult(node.model, node.stage, Status.WOULD_RUN, reason=reason))
             return None
-        self.results[nid] = StageResult(node.model, node.stage, "running", reason=reason)
+        self.results[nid] = StageResult(node.model, node.stage, Status.RUNNING, reason=reason)
         return key, mat
 
     def _trusted(self, digest: str) -> bool:
@@ -222,7 +222,7 @@ class Executor:
             self.db.remember_stage(node.model, node.stage, key, mat, output)
         rebuilt_deps = [d for d in node.deps if d in self.rebuilt]
         reason = f"early cutoff: {rebuilt_deps[0].split(':', 1)[1]} output unchanged" if rebuilt_deps else "up to date"
-        result = StageResult(node.model, node.stage, "cached", reason=reason, output=output, key=key, lock_key=self.lock_keys.get(node.id),
+        result = StageResult(node.model, node.stage, Status.CACHED, reason=reason, output=output, key=key, lock_key=self.lock_keys.get(node.id),
                              notes=list(info.get("notes", [])), info=dict(info.get("info", {})))
         self.outputs[node.id] = output
         self._materialise(node, result)
@@ -237,7 +237,7 @@ class Executor:
         except Exception as exc:  # noqa: BLE001 - a worker that died (killed, out of memory)
             outcome = {"ok": False, "kind": "stage", "message": f"worker process died: {type(exc).__name__}: {exc}", "seconds": 0.0}
         if not outcome["ok"]:
-            self._set(nid, StageResult(node.model, node.stage, "failed", reason=reason, seconds=outcome["seconds"],
+            self._set(nid, StageResult(node.model, node.stage, Status.FAILED, reason=reason, seconds=outcome["seconds"],
                                        error=outcome["message"], error_kind=outcome["kind"], log=_rel(log, self.out_dir.parent),
                                        traceback=outcome.get("traceback"), notes=outcome.get("notes", []), info=outcome.get("info", {})))
             return
@@ -246,7 +246,7 @@ class Executor:
         self.db.remember_object(output, self.store.signature(output))
         self.outputs[nid] = output
         self.rebuilt.add(nid)
-        result = StageResult(node.model, node.stage, "built", reason=reason, seconds=outcome["seconds"], output=output, key=key,
+        result = StageResult(node.model, node.stage, Status.BUILT, reason=reason, seconds=outcome["seconds"], output=output, key=key,
                              lock_key=self.lock_keys.get(nid),
                              notes=outcome["notes"], info=outcome["info"], log=_rel(log, self.out_dir.parent))
         self._materialise(node, result)

@@ -57,6 +57,9 @@ class Stage:
     # kernels: figures compared within a tolerance), "verdict" (a verification: same verdict),
     # or "none" (measurements, left out of the lock).
     lock: ClassVar[str] = "bytes"
+    # What the stage is for: "build" (makes something), "verify" (checks an artifact against
+    # the PyTorch model) or "measure" (timings). Reports group and filter by it.
+    role: ClassVar[str] = "build"
 
     @classmethod
     def skip_reason(cls, node: StageNode) -> str | None:

@@ -31,6 +31,7 @@ class VerifyStage(Stage):
     target: ClassVar[str]
     version = 1
     lock = "verdict"  # its figures compare float outputs; the verdict is what must reproduce
+    role = "verify"
 
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
@@ -101,6 +102,7 @@ class BenchStage(Stage):
     version = 1
     exclusive = True
     lock = "none"  # timings are measurements, not build outputs
+    role = "measure"
 
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
