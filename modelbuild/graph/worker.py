@@ -191,7 +191,10 @@ def _from_project(names: set[str], root: str | None, cache_root: Path) -> list[s
     project, cache = Path(root).resolve(), cache_root.resolve()
     found = []
     for name in sorted(names):
-        where = getattr(sys.modules.get(name), "__file__", None)
+        try:
+            where = vars(sys.modules[name]).get("__file__")  # never a lazy module's __getattr__
+        except (KeyError, TypeError):
+            continue
         if not where or name.split(".")[0] == "modelbuild":
             continue
         path = Path(where).resolve()
@@ -206,7 +209,7 @@ def _unkeyed_imports(before: set[str], root: str | None, cache_root: Path) -> li
     content is not in the key, so a change to them would not rebuild. Said, never silent."""
     notes = []
     for name in _from_project(set(sys.modules) - before, root, cache_root)[:3]:
-        where = Path(sys.modules[name].__file__).resolve().relative_to(Path(root).resolve())  # type: ignore[arg-type]
+        where = Path(vars(sys.modules[name])["__file__"]).resolve().relative_to(Path(root).resolve())
         notes.append(f"unkeyed: module {name!r} was imported from {where.as_posix()}, not from the build's snapshot; "
                      "changing it will not rebuild: list it in source.code")
     return notes

@@ -96,11 +96,17 @@ def forget_modules_under(roots: list[Path], keep: set[str] = frozenset()) -> lis
 
 
 def _under(module: object, prefixes: tuple[str, ...]) -> bool:
-    where = getattr(module, "__file__", None)
+    """Read from the module's own namespace: ``getattr`` would run a lazy module's
+    ``__getattr__`` (torch and coremltools have some), which may import, or raise."""
+    try:
+        namespace = vars(module)
+    except TypeError:  # sys.modules may hold objects that are not modules
+        return False
+    where = namespace.get("__file__")
     if where:
         return str(where).startswith(prefixes)
-    paths = getattr(module, "__path__", None)  # a namespace package has no __file__
+    paths = namespace.get("__path__")  # a namespace package has no __file__
     try:
-        return bool(paths) and all(str(p).startswith(prefixes) or str(p) + os.sep in prefixes for p in paths)
-    except TypeError:
+        return bool(paths) and all(str(p).startswith(prefixes) or str(p) + os.sep in prefixes for p in list(paths))
+    except Exception:  # noqa: BLE001 - an odd __path__ is not ours
         return False
