@@ -22,7 +22,7 @@ from modelbuild.stages.base import Stage, StageJob
 @STAGES.register
 class CoreMLConvertStage(Stage):
     name = "coreml.convert"
-    version = 2
+    version = 3  # v3: coremltools' symbol counter reset before each conversion (bytes independent of the worker's history)
     tools = ("coremltools", "torch", "numpy")
     deps = ("capture",)
 
@@ -74,6 +74,9 @@ class CoreMLConvertStage(Stage):
         if classifier:
             kwargs["classifier_config"] = ct.ClassifierConfig(params["metadata"]["classes"])
         job.log.info("coremltools.convert(%s, %s)", source_file, kwargs)
+        from modelbuild.coreml.determinism import fresh_conversion_state
+
+        fresh_conversion_state()  # the package's bytes must not depend on this worker's history
         try:
             with installed(enabled(params["targets"]["coreml"]["compat"], "convert")):
                 mlmodel = ct.convert(source, inputs=ct_inputs(ct, params["inputs"]),

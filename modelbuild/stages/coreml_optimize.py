@@ -24,7 +24,7 @@ PACKAGE = "model.mlpackage"
 @STAGES.register
 class CoreMLOptimizeStage(Stage):
     name = "coreml.optimize"
-    version = 2
+    version = 3  # v3: coremltools' symbol counter reset first (bytes independent of the worker's history)
     tools = ("coremltools", "numpy", "scikit-learn")
     deps = ("coreml.convert",)
 
@@ -64,6 +64,9 @@ def compress_package(source: Path, steps: list[dict[str, Any]], compat: dict[str
 
     if any(needs_sklearn(s) for s in steps) and importlib.util.find_spec("sklearn") is None:
         raise StageFailure("palettize with mode kmeans needs scikit-learn: pip install 'modelbuild[compress]' (or use mode: uniform)")
+    from modelbuild.coreml.determinism import fresh_conversion_state
+
+    fresh_conversion_state()  # compression re-reads the program: its symbols must not depend on the worker's history
     mlmodel = ct.models.MLModel(str(source), skip_model_load=True)
     for index, step in enumerate(steps):
         kind, options = step_kind(step)
