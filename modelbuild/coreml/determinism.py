@@ -7,6 +7,8 @@ anything else that built MIL in the worker first (a compression step, a conversi
 failed) shifted the names, and with them the bytes of ``model.mlmodel`` and
 ``Manifest.json``. Measured on the gpt example: converted after mobilenet's compressed
 variants in one worker, its constants were named ``const_1`` … instead of ``const_0`` ….
+"""
+
 from __future__ import annotations
 
 
