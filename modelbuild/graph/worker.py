@@ -37,7 +37,7 @@ def run_stage(node_json: dict[str, Any], inputs: dict[str, str], files: dict[str
     scratch = store.scratch()
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    imported_before = set(sys.modules)
+    imported_before = set(sys.modules.copy())
     with open(log_path, "w", encoding="utf-8") as log_file, (_captured_output(log_file) if redirect else contextlib.nullcontext()), \
             _forgetting_user_modules(store.root, node.context.get("root")):
         logger = _logger(node, log_file)
@@ -133,7 +133,7 @@ def _forgetting_user_modules(cache_root: Path, project_root: str | None) -> Iter
     from modelbuild.usercode.tree import forget_modules_under
 
     path = list(sys.path)
-    before = set(sys.modules)
+    before = set(sys.modules.copy())  # a copy first: another thread may be importing
     registered = _torch_op_registrations()
     bytecode = sys.dont_write_bytecode
     sys.dont_write_bytecode = True  # the user's modules live in the store: no __pycache__ written into an entry
@@ -144,7 +144,7 @@ def _forgetting_user_modules(cache_root: Path, project_root: str | None) -> Iter
         sys.dont_write_bytecode = bytecode
         sys.path[:] = path
         forget_modules_under([cache_root])
-        for name in _from_project(set(sys.modules) - before, project_root, cache_root):
+        for name in _from_project(set(sys.modules.copy()) - before, project_root, cache_root):
             sys.modules.pop(name, None)
         _restore_torch_op_registrations(registered)
         importlib.invalidate_caches()
@@ -156,7 +156,7 @@ _TORCH_OP_REGISTRY = "coremltools.converters.mil.frontend.torch.torch_op_registr
 def _torch_op_registrations() -> dict[str, Any] | None:
     """coremltools' torch-op registry as it is before a stage (None: not imported yet)."""
     module = sys.modules.get(_TORCH_OP_REGISTRY)
-    return dict(module._TORCH_OPS_REGISTRY.name_to_func_mapping) if module is not None else None
+    return module._TORCH_OPS_REGISTRY.name_to_func_mapping.copy() if module is not None else None
 
 
 def _restore_torch_op_registrations(saved: dict[str, Any] | None) -> None:
@@ -174,7 +174,7 @@ def _restore_torch_op_registrations(saved: dict[str, Any] | None) -> None:
     # Imported during this stage: keep coremltools' own translations, put back any a plugin
     # overrode, drop the rest.
     ops = sys.modules.get("coremltools.converters.mil.frontend.torch.ops")
-    for name, function in list(mapping.items()):
+    for name, function in mapping.copy().items():
         if not str(getattr(function, "__module__", "")).startswith("coremltools"):
             original = getattr(ops, name, None) if ops is not None else None
             if callable(original) and str(getattr(original, "__module__", "")).startswith("coremltools"):
@@ -208,7 +208,7 @@ def _unkeyed_imports(before: set[str], root: str | None, cache_root: Path) -> li
     import by a computed name, reached through the working directory or PYTHONPATH): their
     content is not in the key, so a change to them would not rebuild. Said, never silent."""
     notes = []
-    for name in _from_project(set(sys.modules) - before, root, cache_root)[:3]:
+    for name in _from_project(set(sys.modules.copy()) - before, root, cache_root)[:3]:
         where = Path(vars(sys.modules[name])["__file__"]).resolve().relative_to(Path(root).resolve())
         notes.append(f"unkeyed: module {name!r} was imported from {where.as_posix()}, not from the build's snapshot; "
                      "changing it will not rebuild: list it in source.code")

@@ -68,7 +68,7 @@ def isolated_imports(roots: list[Path]) -> Iterator[None]:
     from them, so the next stage in this worker (another project, another ``models.tiny``)
     imports its own code instead of reusing this one's."""
     paths = [str(r) for r in roots]
-    before = set(sys.modules)
+    before = set(sys.modules.copy())
     sys.path[:0] = paths
     importlib.invalidate_caches()
     try:
@@ -86,7 +86,9 @@ def forget_modules_under(roots: list[Path], keep: set[str] = frozenset()) -> lis
     """Drop from ``sys.modules`` every module whose file lies under one of ``roots``."""
     prefixes = tuple(str(r) + os.sep for r in roots)
     dropped = []
-    for name, module in list(sys.modules.items()):
+    # dict.copy(), not list(items()): iterating can run a finalizer, let another thread
+    # import, and fail with "dictionary changed size during iteration".
+    for name, module in sys.modules.copy().items():
         if name in keep and not _under(module, prefixes):
             continue
         if _under(module, prefixes):
