@@ -73,14 +73,11 @@ class Registry(Generic[T]):
 
     @contextmanager
     def override(self, cls: type[T]) -> Iterator[None]:
-        """Replace (or add) the entry named ``cls.name`` until the block ends."""
-        name = cls.name  # type: ignore[attr-defined]
-        previous = self._entries.get(name)
-        self._entries[name] = cls
+        """Replace (or add) the entry named ``cls.name`` until the block ends. Entries derived
+        meanwhile (a fake target's ``.verify`` stage) go too: they followed from the override."""
+        saved = dict(self._entries)
+        self._entries[cls.name] = cls  # type: ignore[attr-defined]
         try:
             yield
         finally:
-            if previous is None:
-                del self._entries[name]
-            else:
-                self._entries[name] = previous
+            self._entries = saved

@@ -17,7 +17,7 @@ CASES = {
     "cases/optimize_joint_ios17.yaml": "cases/optimize_joint_ios17.yaml:16: targets.coreml.optimize[1].quantize: expected deployment_target iOS18/macOS15 or later for a second compression step (joint compression), got 'iOS17'",
     "cases/optimize_prune_both.yaml": "cases/optimize_prune_both.yaml:14: targets.coreml.optimize[0].prune: expected exactly one of sparsity or threshold, got sparsity, threshold",
     "cases/optimize_nbits.yaml": "cases/optimize_nbits.yaml:14: targets.coreml.optimize[0].palettize.nbits: expected at most 8, got 12",
-    "cases/compat_unknown.yaml": "cases/compat_unknown.yaml:13: targets.coreml.compat.resize_to_inputs: expected one of float16_pruning, resize_to_input, script_conv_bias, got 'resize_to_inputs' (did you mean 'resize_to_input'?)",
+    "cases/compat_unknown.yaml": "cases/compat_unknown.yaml:13: targets.coreml.compat.resize_to_inputs: unknown field 'resize_to_inputs' (did you mean 'resize_to_input'?)",
     "cases/plugin_missing.yaml": "cases/plugin_missing.yaml:11: plugins[0]: cannot find module 'plugins.nowhere'",
     "cases/quantize_portable.yaml": "cases/quantize_portable.yaml:12: targets.executorch.quantize: expected backend 'xnnpack' for int8 PT2E quantisation (XNNPACKQuantizer), got 'portable'",
     "cases/variant_name.yaml": "cases/variant_name.yaml:12: variants: expected a value matching ^[a-z0-9][a-z0-9_-]*$, got 'Small'",

@@ -6,16 +6,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from modelbuild.manifest.shapes import has_unbounded
-
 VALIDATE = {"samples": 2, "shapes": ["default", "min", "max"], "atol": 1e-3, "rtol": 1e-3, "on_failure": "error"}
 BENCHMARK = {"runs": 100, "warmup": 10, "shapes": ["default"], "threads": 1}
-TARGET_OPTIONS = {"onnx": {"opset": 18, "fixed_shapes": False}, "executorch": {"backend": "xnnpack", "fixed_shapes": False, "unbounded_max": 1024},
-                  "torchscript": {"lite": False}}
-QUANTIZE = {"executorch": {"dtype": "int8", "per_channel": True, "calibration_samples": 16},
-            "onnx": {"dtype": "int8", "mode": "dynamic", "per_channel": True, "calibration_samples": 16}}
-FLOAT16_TOLERANCE = {"atol": 5e-2, "rtol": 5e-2}
-NEURALNETWORK_MAX = {"iOS": 15, "macOS": 12, "watchOS": 8, "tvOS": 15}
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -64,45 +56,24 @@ def apply_defaults(model: dict[str, Any]) -> dict[str, Any]:
     for name in list(targets):
         if targets[name] is None:
             targets[name] = {}
-    if "coreml" in targets:
-        _coreml_defaults(targets["coreml"], data.get("inputs", []))
-    for name, defaults in TARGET_OPTIONS.items():
-        if name in targets:
-            targets[name] = {**defaults, **targets[name]}
-            if "quantize" in targets[name]:
-                targets[name]["quantize"] = {**QUANTIZE[name], **(targets[name]["quantize"] or {})}
+    from modelbuild.targets import TARGETS
+
+    for name in targets:
+        targets[name] = TARGETS.get(name).apply_defaults(targets[name], data)
     explicit = data.get("validate", {})
     data["validate"] = {**VALIDATE, **explicit}
     for name, options in targets.items():
-        options["validate"] = _target_tolerance(name, options, data["validate"], explicit)
+        options["validate"] = _target_tolerance(TARGETS.get(name).default_tolerance(options), options, data["validate"], explicit)
     # A variant's eager baseline is its base model's: timing it again would add identical rows.
     baseline = [] if "variant_of" in data else ["torch"]
     data["benchmark"] = {**BENCHMARK, "backends": [*baseline, *sorted(targets)], **data.get("benchmark", {})}
     return data
 
 
-def _target_tolerance(name: str, options: dict[str, Any], model: dict[str, Any], explicit: dict[str, Any]) -> dict[str, Any]:
+def _target_tolerance(fitting: dict[str, Any], options: dict[str, Any], model: dict[str, Any], explicit: dict[str, Any]) -> dict[str, Any]:
     """The target's own ``validate`` wins, then the model's explicit values, then a default
-    that fits the target's arithmetic: a float16 Core ML program cannot meet 1e-3."""
+    that fits the target's arithmetic (``fitting``: a float16 Core ML program cannot meet 1e-3)."""
     base = {k: model[k] for k in ("atol", "rtol", "on_failure")}
-    if name == "coreml" and options.get("precision") == "float16":
-        base.update({k: v for k, v in FLOAT16_TOLERANCE.items() if k not in explicit})
+    base.update({k: v for k, v in fitting.items() if k not in explicit})
     return {**base, **(options.get("validate") or {})}
 
-
-def _coreml_defaults(coreml: dict[str, Any], inputs: list[dict[str, Any]]) -> None:
-    # mlprogram refuses unbounded dimensions; neuralnetwork takes them. Pick the format that
-    # can express what the inputs declare unless the manifest chose one itself.
-    unbounded = any("shape" in i and has_unbounded(i) for i in inputs)
-    coreml.setdefault("format", "neuralnetwork" if unbounded else "mlprogram")
-    if coreml["format"] == "mlprogram":
-        coreml.setdefault("deployment_target", "iOS15")
-        coreml.setdefault("precision", "float16")
-    else:
-        coreml.setdefault("deployment_target", "iOS13")
-        coreml.setdefault("precision", "float32")
-    coreml.setdefault("compute_units", "all")
-    coreml.setdefault("optimize", [])
-    from modelbuild.coreml.compat import COMPAT  # names only: the conversions import coremltools when installed
-
-    coreml["compat"] = {**{name: True for name in COMPAT.names()}, **coreml.get("compat", {})}

@@ -1,39 +1,91 @@
-"""The manifest JSON Schema shipped in the package, and its errors phrased for people."""
+"""The manifest JSON Schema, and its errors phrased for people.
+
+The schema is assembled from two places: ``schema/manifest.base.json`` (everything but the
+targets, written by hand) and the target registry (each target declares the options of its
+``targets.<name>`` table). Validation uses the assembled schema, so a target registered by a
+test or an extension is validated like a built-in. ``schema/manifest.schema.json`` ships the
+result for editors; ``modelbuild schema > modelbuild/schema/manifest.schema.json`` writes it and a
+test keeps it equal.
+"""
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "manifest.schema.json"
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
+BASE_PATH = SCHEMA_DIR / "manifest.base.json"
+SHIPPED_PATH = SCHEMA_DIR / "manifest.schema.json"
+TOLERANCE_FIELDS = ("atol", "rtol", "on_failure")  # every target's ``validate`` table takes the model's
 
 
-@lru_cache(maxsize=1)
 def schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    """The whole manifest schema for the targets registered now."""
+    return _assembled(_registered())
 
 
-@lru_cache(maxsize=1)
 def schema_digest() -> str:
-    from modelbuild.store.hashing import digest_bytes
 
-    return digest_bytes(SCHEMA_PATH.read_bytes())
+    return _digest(_registered())
 
 
-@lru_cache(maxsize=1)
-def _model_validator() -> Any:
+def render() -> str:
+    """The text of the shipped schema file."""
+    return json.dumps(schema(), indent=2) + "\n"
+
+
+def _registered() -> tuple[tuple[str, int], ...]:
+    from modelbuild.targets import TARGETS
+
+    return tuple((name, id(TARGETS.get(name))) for name in TARGETS.names())
+
+
+@lru_cache(maxsize=4)
+def _base() -> dict[str, Any]:
+    return json.loads(BASE_PATH.read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=4)
+def _assembled(registered: tuple[tuple[str, int], ...]) -> dict[str, Any]:
+    from modelbuild.targets import TARGETS
+
+    full = copy.deepcopy(_base())
+    full.pop("$comment", None)
+    model = full["$defs"]["model"]["properties"]
+    tolerance = {k: model["validate"]["properties"][k] for k in TOLERANCE_FIELDS}
+    model["targets"]["properties"] = {name: _target_schema(TARGETS.get(name), tolerance) for name, _ in registered}
+    model["benchmark"]["properties"]["backends"]["items"]["enum"] = ["torch", *(name for name, _ in registered)]
+    return full
+
+
+def _target_schema(target: Any, tolerance: dict[str, Any]) -> dict[str, Any]:
+    validate = {"type": "object", "additionalProperties": False, "properties": {**tolerance, **target.validate_options}}
+    return {"type": ["object", "null"], "additionalProperties": False,
+            "properties": {**copy.deepcopy(target.options), "validate": validate}}
+
+
+@lru_cache(maxsize=4)
+def _digest(registered: tuple[tuple[str, int], ...]) -> str:
+    from modelbuild.store.hashing import digest_json
+
+    return digest_json(_assembled(registered))
+
+
+@lru_cache(maxsize=4)
+def _model_validator(registered: tuple[tuple[str, int], ...]) -> Any:
     import jsonschema  # imported here: only a changed manifest needs validating
 
-    model_schema = {"$ref": "#/$defs/model", "$defs": schema()["$defs"]}
+    model_schema = {"$ref": "#/$defs/model", "$defs": _assembled(registered)["$defs"]}
     return jsonschema.Draft202012Validator(model_schema)
 
 
 def model_errors(data: Any) -> Iterator[tuple[str, str]]:
     """Yield (field path, message) for every schema violation of one model."""
-    errors = sorted(_model_validator().iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+    errors = sorted(_model_validator(_registered()).iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.validator))
     for error in errors:
         path = _path(error.absolute_path)
         yield from _phrase(error, path)
@@ -101,3 +153,4 @@ def _phrase(error: Any, path: str) -> Iterator[tuple[str, str]]:
         yield path, f"expected {expected or 'a different value'}, got {_found(error.instance)}"
         return
     yield path, f"{error.message}"
+

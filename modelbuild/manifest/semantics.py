@@ -1,17 +1,16 @@
-"""Rules the JSON Schema cannot express: ranges, cross-field constraints, files that must exist,
-and the coremltools limits a user should hear about before a conversion starts."""
+"""Rules the JSON Schema cannot express: ranges, cross-field constraints, files that must exist.
+Each target checks its own table (``Target.check``): the Core ML limits a user should hear
+about before a conversion starts live with the Core ML target."""
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from pathlib import Path
 from typing import Any
 
 from modelbuild.errors import problem
-from modelbuild.manifest.defaults import NEURALNETWORK_MAX
-from modelbuild.manifest.shapes import Dim, has_unbounded
+from modelbuild.manifest.shapes import Dim
 from modelbuild.manifest.spec import ModelSpec
 
 QUALNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
@@ -29,12 +28,12 @@ def check_model(model: ModelSpec) -> list[str]:
     _check_inputs(data["inputs"], fail)
     output_names = _check_outputs(data.get("outputs"), fail)
     _check_metadata(model, data["metadata"], output_names, fail)
-    _check_coreml(data, fail)
+    from modelbuild.targets import TARGETS
+
+    for name in data["targets"]:
+        TARGETS.get(name).check(model, fail)
     _check_plugins(model, fail)
     _check_code_inside(model, fail)
-    executorch = data["targets"].get("executorch")
-    if executorch and executorch.get("quantize") and executorch["backend"] != "xnnpack":
-        fail("targets.executorch.quantize", f"expected backend 'xnnpack' for int8 PT2E quantisation (XNNPACKQuantizer), got {executorch['backend']!r}")
     if data["capture"]["trace_submodules"] and data["capture"]["mode"] != "script":
         fail("capture.trace_submodules", f"expected capture.mode 'script' for trace_submodules, got mode {data['capture']['mode']!r}")
     if "data" in data["validate"]:
@@ -290,69 +289,6 @@ def _check_metadata(model: ModelSpec, meta: dict[str, Any], outputs: set[str], f
         probs = meta["classifier"]["probabilities"]
         if outputs and probs not in outputs:
             fail("metadata.classifier.probabilities", f"expected the name of an output ({', '.join(sorted(outputs))}), got {probs!r}")
-
-
-def _check_coreml(data: dict[str, Any], fail: Any) -> None:
-    coreml = data["targets"].get("coreml")
-    if coreml is None:
-        return
-    if coreml["format"] == "mlprogram":
-        for i, inp in enumerate(data["inputs"]):
-            if "shape" in inp and has_unbounded(inp):
-                axis = next(j for j, d in enumerate(inp["shape"]) if isinstance(d, dict) and "max" not in d)
-                fail(f"inputs[{i}].shape[{axis}]", "expected a max for every flexible dimension with targets.coreml.format 'mlprogram' "
-                     "(Core ML ML programs refuse unbounded dimensions); add max, or use format 'neuralnetwork'")
-    else:
-        target = coreml["deployment_target"]
-        family, major = _release(target)
-        if major > NEURALNETWORK_MAX.get(family, 99):
-            fail("targets.coreml.deployment_target", f"expected at most {family}{NEURALNETWORK_MAX[family]} with format 'neuralnetwork', "
-                                                       f"got {target!r}; use format 'mlprogram' for newer targets")
-        if coreml.get("precision") == "float16":
-            fail("targets.coreml.precision", "expected float32 with format 'neuralnetwork' (float16 precision applies to ML programs); "
-                                               "use 'mlprogram' or quantize in optimize")
-    _check_optimize(coreml, fail)
-    from modelbuild.coreml.compat import COMPAT
-
-    for name in coreml.get("compat", {}):
-        if name not in COMPAT:
-            close = difflib.get_close_matches(name, COMPAT.names(), n=1)
-            fail(f"targets.coreml.compat.{name}", f"expected one of {', '.join(COMPAT.names())}, got {name!r}"
-                 + (f" (did you mean {close[0]!r}?)" if close else ""))
-    for i, out in enumerate(data.get("outputs") or []):
-        if out["kind"] == "image" and any("shape" in inp and has_unbounded(inp) for inp in data["inputs"]):
-            fail(f"outputs[{i}].kind", "expected a tensor output: Core ML image outputs need bounded input dimensions "
-                                       "(coremltools rejects symbolic image output shapes)")
-
-
-def _release(deployment_target: str) -> tuple[str, int]:
-    """("iOS", 17) from "iOS17"; ("macOS", 10) from "macOS10_15"."""
-    return re.match(r"[a-zA-Z]+", deployment_target).group(0), int(re.search(r"\d+", deployment_target).group(0))
-
-
-IOS18_ERA = {"iOS": 18, "tvOS": 18, "macOS": 15, "watchOS": 11}  # the releases of 2024, where these arrived
-IOS18_GRANULARITY = {"quantize": "per_block", "palettize": "per_grouped_channel"}
-
-
-def _check_optimize(coreml: dict[str, Any], fail: Any) -> None:
-    """What coremltools.optimize.coreml would refuse after a full conversion, said up front."""
-    target = coreml["deployment_target"]
-    family, major = _release(target)
-    modern = major >= IOS18_ERA.get(family, 18)
-    for index, step in enumerate(coreml.get("optimize", [])):
-        (kind, options), = step.items()
-        at = f"targets.coreml.optimize[{index}].{kind}"
-        if coreml["format"] != "mlprogram":
-            fail(at, "expected format 'mlprogram': coremltools.optimize.coreml compresses ML programs only")
-            return
-        if index == 1 and not modern:
-            fail(at, f"expected deployment_target iOS18/macOS15 or later for a second compression step (joint compression), got {target!r}")
-        if kind == "prune" and ("sparsity" in options) == ("threshold" in options):
-            fail(at, f"expected exactly one of sparsity or threshold, got {', '.join(sorted(options)) or 'neither'}")
-        if kind in IOS18_GRANULARITY and options.get("granularity") == IOS18_GRANULARITY[kind] and not modern:
-            fail(f"{at}.granularity", f"expected deployment_target iOS18/macOS15 or later for granularity {options['granularity']!r}, got {target!r}")
-        if kind == "quantize" and options.get("granularity") != "per_block" and "block_size" in options:
-            fail(f"{at}.block_size", "expected granularity 'per_block' with block_size")
 
 
 def _check_plugins(model: ModelSpec, fail: Any) -> None:

@@ -1,7 +1,10 @@
 """ExecuTorch: torch.export, lowered to a delegate (XNNPACK by default), a ``.pte`` program."""
 
+from __future__ import annotations
+
+from modelbuild.manifest.spec import ModelSpec
 from modelbuild.targets import TARGETS
-from modelbuild.targets.base import Target
+from modelbuild.targets.base import FIXED_SHAPES, Fail, Target, int8_quantize
 
 
 @TARGETS.register
@@ -9,3 +12,18 @@ class ExecuTorchTarget(Target):
     name = "executorch"
     stages = ("executorch.export",)
     runtime = "executorch"
+    options = {
+        "backend": {"enum": ["xnnpack", "portable", "coreml"]},
+        "fixed_shapes": FIXED_SHAPES,
+        "unbounded_max": {"type": "integer", "minimum": 2,
+                          "description": "upper bound ExecuTorch plans memory for, for every flexible dimension without a max (default 1024)"},
+        "quantize": int8_quantize("int8 post-training quantisation through the PT2E flow (XNNPACKQuantizer); xnnpack backend only"),
+    }
+    defaults = {"backend": "xnnpack", "fixed_shapes": False, "unbounded_max": 1024}
+    table_defaults = {"quantize": {"dtype": "int8", "per_channel": True, "calibration_samples": 16}}
+
+    @classmethod
+    def check(cls, model: ModelSpec, fail: Fail) -> None:
+        options = model.data["targets"][cls.name]
+        if options.get("quantize") and options["backend"] != "xnnpack":
+            fail("targets.executorch.quantize", f"expected backend 'xnnpack' for int8 PT2E quantisation (XNNPACKQuantizer), got {options['backend']!r}")

@@ -1,7 +1,7 @@
 """ONNX: the torch 2.13 (dynamo) exporter, checked by onnx.checker, run by ONNX Runtime."""
 
 from modelbuild.targets import TARGETS
-from modelbuild.targets.base import Target
+from modelbuild.targets.base import FIXED_SHAPES, Target, int8_quantize
 
 
 @TARGETS.register
@@ -10,3 +10,10 @@ class OnnxTarget(Target):
     stages = ("onnx.export", "onnx.package")
     verified = ("onnx.export", "model.onnx")
     runtime = "onnxruntime"
+    options = {
+        "opset": {"type": "integer", "minimum": 7},
+        "fixed_shapes": FIXED_SHAPES,
+        "quantize": int8_quantize("int8 quantisation with onnxruntime.quantization", mode={"enum": ["dynamic", "static"]}),
+    }
+    defaults = {"opset": 18, "fixed_shapes": False}
+    table_defaults = {"quantize": {"dtype": "int8", "mode": "dynamic", "per_channel": True, "calibration_samples": 16}}

@@ -9,3 +9,5 @@ class TorchScriptTarget(Target):
     name = "torchscript"
     stages = ("torchscript.export",)
     runtime = "torchscript"
+    options = {"lite": {"type": "boolean", "description": "also save a .ptl for the PyTorch lite interpreter"}}
+    defaults = {"lite": False}
