@@ -191,7 +191,7 @@ class Executor:
     def _trusted(self, digest: str) -> bool:
         """An entry is used only if its stat signature is the one recorded when it was known
         intact, or if re-hashing proves its bytes; a tampered entry is evicted."""
-        from modelbuild.cache_admin import confirm_or_evict
+        from modelbuild.store.admin import confirm_or_evict
 
         if self.store.signature(digest) == self.db.object_signature(digest):
             return True

@@ -88,7 +88,6 @@ def _context(model: ModelSpec) -> dict[str, Any]:
         "source": data["source"],
         "inputs": data["inputs"],
         "outputs": data.get("outputs"),
-        "needs_coreml": "coreml" in data["targets"],
         "wrapper": data["wrapper"],
         "targets": data["targets"],
         "classes": class_labels(model),

@@ -1,6 +1,7 @@
-"""Manifests: finding, parsing (with line numbers), validating and resolving them."""
+"""Manifests: finding, parsing (with line numbers), validating and resolving them.
 
-from modelbuild.manifest.load import find_manifest_files, load_models
-from modelbuild.manifest.spec import ModelSpec
-
-__all__ = ["ModelSpec", "load_models", "find_manifest_files"]
+The data types (``spec``, ``shapes``, ``metadata``, ``parse``) sit low: stages and runtimes
+read them. ``load`` with ``schema``, ``defaults`` and ``semantics`` sits above the target
+registry, whose classes own the ``targets.<name>`` tables. This file imports nothing, so
+reading a ``ModelSpec`` never pulls the loader in.
+"""

@@ -56,6 +56,8 @@ def target_capture_params(model: ModelSpec) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for target in sorted(model.data["targets"]):
         params.update(TARGETS.get(target).capture_params(model))
+    if model.data["capture"]["mode"] == "export" and any(TARGETS.get(t).trace_for_recurrent for t in model.data["targets"]):
+        params["recurrent_trace"] = True  # the capture then writes a trace too: it is part of the output
     return params
 
 
@@ -138,9 +140,10 @@ class CaptureStage(Stage):
                     torch.export.save(program, str(job.out / "program.pt2"))
                     manifest["program"] = manifest["coreml_source"] = "program.pt2"
                     captured = program.module()
-                if recurrent and ctx.get("needs_coreml"):
+                if recurrent and params.get("recurrent_trace"):
                     # coremltools 9.0 cannot convert the ExportedProgram of nn.LSTM/GRU/RNN;
-                    # it converts their trace, so the Core ML target reads a trace instead.
+                    # it converts their trace, so the Core ML target reads a trace instead
+                    # (Target.trace_for_recurrent).
                     traced, messages = cap.trace(prepared, example)
                     cap.save_torchscript(traced, job.out / "module.pt")
                     manifest["coreml_source"] = "module.pt"

@@ -14,14 +14,23 @@ from modelbuild.errors import StageFailure, first_line
 from modelbuild.graph.node import StageNode
 from modelbuild.manifest.spec import ModelSpec
 from modelbuild.runtimes import RUNTIMES
+from modelbuild.stages import STAGES
 from modelbuild.stages.base import Stage, StageJob
 from modelbuild.stages.capture import input_signature
 from modelbuild.store.paths import disk_size
 from modelbuild.targets import TARGETS
 
 
+def verified_artifact(target: Any) -> tuple[str, str]:
+    """(stage, file) that verification and benchmarks run: ``Target.verified``, else the
+    first artifact of the target's last stage."""
+    if target.verified is not None:
+        return target.verified
+    return target.artifact_stage(), STAGES.get(target.artifact_stage()).artifacts[0]
+
+
 def _artifact_path(job: StageJob, target: Any) -> Path:
-    stage, pattern = target.verified_artifact()
+    stage, pattern = verified_artifact(target)
     return job.inputs[stage] / pattern.format(model=job.node.model)
 
 
@@ -168,8 +177,8 @@ def derive(name: str) -> type[Stage] | None:
     spec = TARGETS.get(target)
     tools = RUNTIMES.get(spec.runtime).distributions
     if kind == "verify":
-        return _make(VerifyStage, target, ("reference", spec.verified_artifact()[0]), tools)
-    return _make(BenchStage, target, ("source", "capture", spec.verified_artifact()[0]), ("torch", *tools))
+        return _make(VerifyStage, target, ("reference", verified_artifact(spec)[0]), tools)
+    return _make(BenchStage, target, ("source", "capture", verified_artifact(spec)[0]), ("torch", *tools))
 
 
 def _make(base: type, target: str, deps: tuple[str, ...], tools: tuple[str, ...]) -> type[Stage]:

@@ -14,9 +14,9 @@ from typing import Any
 from modelbuild.errors import StageFailure
 from modelbuild.manifest.metadata import class_labels
 from modelbuild.manifest.spec import ModelSpec
-from modelbuild.plugins import plugin_params
 from modelbuild.stages import STAGES
 from modelbuild.stages.base import Stage, StageJob
+from modelbuild.usercode.plugins import plugin_params
 
 
 @STAGES.register
@@ -45,7 +45,7 @@ class CoreMLConvertStage(Stage):
 
     @classmethod
     def files(cls, model: ModelSpec) -> dict[str, str]:
-        from modelbuild.plugins import plugin_files
+        from modelbuild.usercode.plugins import plugin_files
 
         return plugin_files(model)
 
@@ -65,7 +65,7 @@ class CoreMLConvertStage(Stage):
         else:
             source = torch.jit.load(str(captured / source_file), map_location="cpu")
         from modelbuild.coreml.compat import enabled, installed
-        from modelbuild.plugins import import_plugins
+        from modelbuild.usercode.plugins import import_plugins
 
         import_plugins(params, job.files, job.imports_dir, job.where)
         options = {k: v for k, v in params["targets"]["coreml"].items() if k != "compat"}

@@ -8,12 +8,12 @@ from typing import Any
 
 from modelbuild.errors import StageFailure, first_line
 from modelbuild.manifest.spec import ModelSpec
-from modelbuild.plugins import plugin_params
 from modelbuild.runtimes.base import missing_module
 from modelbuild.stages import STAGES
 from modelbuild.stages.base import Stage, StageJob
 from modelbuild.stages.capture import calibration, calibration_files, module_params, structural_prepare, target_options
 from modelbuild.stages.reference import output_names
+from modelbuild.usercode.plugins import plugin_params
 
 
 @STAGES.register
@@ -31,7 +31,7 @@ class OnnxExportStage(Stage):
 
     @classmethod
     def files(cls, model: ModelSpec) -> dict[str, str]:
-        from modelbuild.plugins import plugin_files
+        from modelbuild.usercode.plugins import plugin_files
 
         return {**calibration_files(model, "onnx"), **plugin_files(model)}
 
@@ -43,10 +43,10 @@ class OnnxExportStage(Stage):
         import onnx
         import torch
 
-        from modelbuild.plugins import import_plugins, onnx_translations
         from modelbuild.torch_side.capture import dynamic_shapes
         from modelbuild.torch_side.eager import build_prepared, flatten
         from modelbuild.torch_side.samples import make_inputs
+        from modelbuild.usercode.plugins import import_plugins, onnx_translations
 
         ctx = job.node.context
         inputs = ctx["inputs"]

@@ -68,7 +68,7 @@ class Snapshots:
             return False
         if self.store.signature(digest) == self.db.object_signature(digest):
             return True
-        from modelbuild.cache_admin import confirm_or_evict
+        from modelbuild.store.admin import confirm_or_evict
 
         return confirm_or_evict(self.store, self.db, digest) is None
 

@@ -29,6 +29,11 @@ class Target:
     # description never re-runs a verification (metadata does not compute).
     verified: ClassVar[tuple[str, str] | None] = None
 
+    # The target converts a TorchScript trace of recurrent layers where it cannot convert their
+    # torch.export graph (coremltools 9.0 and nn.LSTM/GRU/RNN): an ``export`` capture then
+    # saves a trace beside the program, and the capture key says so.
+    trace_for_recurrent: ClassVar[bool] = False
+
     # JSON Schema ``properties`` of ``targets.<name>``. ``validate`` (atol, rtol, on_failure)
     # is added for every target; ``validate_options`` adds target-specific fields to it.
     options: ClassVar[dict[str, Any]] = {}
@@ -74,14 +79,6 @@ class Target:
     @classmethod
     def artifact_stage(cls) -> str:
         return cls.stages[-1]
-
-    @classmethod
-    def verified_artifact(cls) -> tuple[str, str]:
-        if cls.verified is not None:
-            return cls.verified
-        from modelbuild.stages import STAGES
-
-        return cls.artifact_stage(), STAGES.get(cls.artifact_stage()).artifacts[0]
 
 
 # Option schemas more than one target shares.

@@ -66,6 +66,7 @@ class CoreMLTarget(Target):
     stages = ("coreml.convert", "coreml.optimize", "coreml.package")
     runtime = "coreml"
     verified = ("coreml.optimize", "model.mlpackage")
+    trace_for_recurrent = True
     options = {
         "format": {"enum": ["mlprogram", "neuralnetwork"]},
         "deployment_target": {"enum": DEPLOYMENT_TARGETS},

@@ -16,9 +16,9 @@ import pytest
 from modelbuild.errors import IntegrityError, UserError
 from modelbuild.graph.executor import BuildOptions, Executor
 from modelbuild.graph.planner import ordered_nodes, plan_graph
-from modelbuild.lockfile import locked_stages, read_lock, write_lock
-from modelbuild.manifest import load_models
-from modelbuild.release import write_bundle
+from modelbuild.manifest.load import load_models
+from modelbuild.release.bundle import write_bundle
+from modelbuild.release.lockfile import locked_stages, read_lock, write_lock
 from modelbuild.report import BuildReport, StageResult
 from modelbuild.store.objects import ObjectStore
 from modelbuild.store.state import StateDB

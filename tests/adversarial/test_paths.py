@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from modelbuild.lock import build_lock
+from modelbuild.store.lock import build_lock
 from tests.conftest import run_cli
 from tests.test_reliability import tiny_project
 

@@ -18,7 +18,7 @@ import pytest
 
 from modelbuild.graph.executor import BuildOptions, Executor
 from modelbuild.graph.planner import ordered_nodes, plan_graph
-from modelbuild.manifest import load_models
+from modelbuild.manifest.load import load_models
 from modelbuild.manifest.spec import ModelSpec
 from modelbuild.stages import STAGES, Stage, StageJob
 from modelbuild.store.objects import ObjectStore

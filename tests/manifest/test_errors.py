@@ -8,7 +8,7 @@ import pytest
 
 from modelbuild.cli import main
 from modelbuild.errors import ManifestError
-from modelbuild.manifest import load_models
+from modelbuild.manifest.load import load_models
 
 GOOD = """\
 name: tiny

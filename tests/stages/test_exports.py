@@ -11,7 +11,6 @@ from onnx import TensorProto, helper
 
 from modelbuild.errors import StageFailure
 from modelbuild.graph.node import StageNode
-from modelbuild.runtimes import RUNTIMES
 from modelbuild.stages import STAGES, StageJob
 from modelbuild.stages.onnx_export import drop_stack_traces, specialised_axes
 
@@ -46,16 +45,3 @@ def test_executorch_target_without_executorch_names_the_extra(tmp_path: Path, mo
     job = StageJob(node, {}, tmp_path, logging.getLogger("test"))
     with pytest.raises(StageFailure, match=r"needs ExecuTorch: executorch is not installed: pip install 'modelbuild\[executorch\]'"):
         STAGES.get("executorch.export")().run(job)
-
-
-def test_runtimes_say_why_they_cannot_run_here(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-
-    monkeypatch.setattr(sys, "platform", "linux")
-    coreml = RUNTIMES.get("coreml")
-    assert coreml.unavailable({"format": "mlprogram"}, "verify") is None  # the Linux executor runs ML programs
-    assert "runs on macOS only" in coreml.unavailable({"format": "neuralnetwork"}, "verify")
-    assert "timing needs macOS" in coreml.unavailable({"format": "mlprogram"}, "bench")
-    assert "runs on macOS only" in RUNTIMES.get("executorch").unavailable({"backend": "coreml"})
-    assert RUNTIMES.get("executorch").unavailable({"backend": "xnnpack"}) is None
-    assert RUNTIMES.get("onnxruntime").unavailable({}) is None

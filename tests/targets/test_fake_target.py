@@ -21,7 +21,7 @@ import pytest
 from modelbuild.errors import ManifestError
 from modelbuild.graph.executor import BuildOptions, Executor
 from modelbuild.graph.planner import ordered_nodes, plan_graph
-from modelbuild.manifest import load_models
+from modelbuild.manifest.load import load_models
 from modelbuild.manifest.schema import schema
 from modelbuild.manifest.spec import ModelSpec
 from modelbuild.report import Status

@@ -1,15 +1,11 @@
-"""The build report: one record per stage; report.json and the summary table are two views."""
+"""What became of each stage of a build: one record per stage. ``report.document`` (report.json),
+``report.bench``, ``report.sizes`` and the terminal are views of it."""
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 from typing import Any
-
-from modelbuild import __version__
 
 
 class Status(str, Enum):
@@ -76,28 +72,6 @@ class BuildReport:
         if any(r.error_kind == "user" for r in failed):
             return 2
         return 1 if failed else 0
-
-    def to_json(self) -> dict[str, Any]:
-        models: dict[str, Any] = {}
-        for r in self.results:
-            entry = {k: v for k, v in asdict(r).items() if k not in ("model", "stage", "traceback") and v not in (None, [], {})}
-            entry["seconds"] = round(r.seconds, 3)
-            models.setdefault(r.model, {"stages": {}})["stages"][r.stage] = entry
-        counts: dict[str, int] = {}
-        for r in self.results:
-            counts[r.status] = counts.get(r.status, 0) + 1
-        from modelbuild.bench_report import bench_rows
-        from modelbuild.size_report import size_rows
-
-        return {"modelbuild": __version__, "seconds": round(self.seconds, 3), "exit_code": self.exit_code, "counts": counts,
-                "warnings": self.warnings, "models": models, "sizes": size_rows(self), "bench": bench_rows(self),
-                "variant_of": self.variant_of}
-
-    def write(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
 
 
 def role_of(stage: str) -> str:

@@ -8,7 +8,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from modelbuild.report import SETTLED, BuildReport, Status, role_of
+from modelbuild.report.results import SETTLED, BuildReport, Status, role_of
 
 
 def bench_rows(report: BuildReport) -> list[dict[str, Any]]:

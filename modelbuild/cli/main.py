@@ -120,8 +120,8 @@ def _print_problems(exc: ManifestError) -> None:
 
 
 def _load(args: argparse.Namespace, memo: Any = None) -> tuple[Any, list[Any]]:
-    from modelbuild.manifest import find_manifest_files, load_models
-    from modelbuild.project import check_manifests_outside, load_project
+    from modelbuild.manifest.load import find_manifest_files, load_models
+    from modelbuild.manifest.project import check_manifests_outside, load_project
 
     project = load_project()
     paths = [Path(p) if Path(p).is_absolute() else Path.cwd() / p for p in args.paths]
@@ -152,13 +152,13 @@ def _graph(args: argparse.Namespace, memo: Any = None) -> tuple[Any, list[Any], 
 
 
 def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
+    from modelbuild.cli.terminal import Terminal
     from modelbuild.graph.executor import BuildOptions, Executor
     from modelbuild.graph.planner import ordered_nodes
-    from modelbuild.lock import build_lock
-    from modelbuild.project import load_project
+    from modelbuild.manifest.project import load_project
+    from modelbuild.store.lock import build_lock
     from modelbuild.store.objects import ObjectStore
     from modelbuild.store.state import StateDB
-    from modelbuild.terminal import Terminal
 
     project = load_project()
     dry_run = dry_run or getattr(args, "dry_run", False)
@@ -219,11 +219,12 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
 
 def _write_results(args: argparse.Namespace, project: Any, report: Any, terminal: Any) -> list[str]:
     """report.json, modelbuild.lock (or its check with --locked) and bench.md; the lock's problems."""
-    from modelbuild.bench_report import bench_rows, write_markdown
-    from modelbuild.lockfile import check_lock, load_if_present, read_lock, write_lock
+    from modelbuild.release.lockfile import check_lock, load_if_present, read_lock, write_lock
+    from modelbuild.report.bench import bench_rows, write_markdown
+    from modelbuild.report.document import write_report
 
     lock_problems: list[str] = []
-    report.write(project.out_dir / "report.json")
+    write_report(report, project.out_dir / "report.json")
     lock_path = project.root / "modelbuild.lock"
     if getattr(args, "locked", False):
         checked = check_lock(report, read_lock(lock_path))
@@ -246,7 +247,7 @@ def _release(args: argparse.Namespace, project: Any, models: list[Any], report: 
     """Write the release bundles of a build that worked; the lines that say where they went."""
     if getattr(args, "command", "") != "release" or report.exit_code or lock_problems or getattr(args, "manifest_problems", None):
         return []
-    from modelbuild.release import write_bundle
+    from modelbuild.release.bundle import write_bundle
     from modelbuild.store.objects import ObjectStore
 
     out = Path(args.out) if Path(args.out).is_absolute() else Path.cwd() / args.out
@@ -275,12 +276,12 @@ def _display(path: Path) -> str:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from modelbuild.cache_admin import collect_garbage, verify_cache
-    from modelbuild.lock import build_lock
-    from modelbuild.project import load_project
+    from modelbuild.cli.terminal import human_size as human
+    from modelbuild.manifest.project import load_project
+    from modelbuild.store.admin import collect_garbage, verify_cache
+    from modelbuild.store.lock import build_lock
     from modelbuild.store.objects import ObjectStore
     from modelbuild.store.state import StateDB
-    from modelbuild.terminal import human_size as human
 
     project = load_project()
     store = ObjectStore(project.cache_dir)
@@ -340,7 +341,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from modelbuild.predict import predict
+    from modelbuild.mil.predict import predict
 
     lines, saved = predict(Path(args.package), args.input, Path(args.out) if args.out else None)
     for line in lines:
@@ -359,8 +360,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_clean(args: argparse.Namespace) -> int:
     """Removes only what modelbuild wrote: out_dir when it carries modelbuild's marker, the
     cache's own entries, under the build lock so a running build is never cut from under."""
-    from modelbuild.lock import build_lock
-    from modelbuild.project import load_project
+    from modelbuild.manifest.project import load_project
+    from modelbuild.store.lock import build_lock
     from modelbuild.store.paths import OUT_MARKER, remove
 
     project = load_project()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelbuild.report import SETTLED, BuildReport
+from modelbuild.report.results import SETTLED, BuildReport
 from modelbuild.targets import TARGETS
 
 

@@ -9,9 +9,9 @@ import sys
 import time
 from typing import Any
 
-from modelbuild.bench_report import times as _times
 from modelbuild.graph.node import StageNode
 from modelbuild.report import BuildReport, StageResult, Status
+from modelbuild.report.bench import times as _times
 
 STATUS_STYLE = {Status.BUILT: "green", Status.CACHED: "dim", Status.FAILED: "bold red", Status.BLOCKED: "yellow", Status.NOT_RUN: "yellow",
                 Status.SKIPPED: "yellow", Status.WOULD_RUN: "cyan"}
@@ -113,7 +113,7 @@ class Terminal:
         from rich.table import Table
         from rich.text import Text
 
-        from modelbuild.size_report import size_rows
+        from modelbuild.report.sizes import size_rows
 
         rows = size_rows(report)
         if not rows:
@@ -131,7 +131,7 @@ class Terminal:
         """One row per model × backend × shape, from the bench stages of ``report``."""
         from rich.table import Table
 
-        from modelbuild.bench_report import bench_rows, skipped_backends
+        from modelbuild.report.bench import bench_rows, skipped_backends
 
         table = Table(title="modelbuild bench", title_justify="left")
         for column in ("model", "backend", "shape", "mean ± std ms", "p50", "p90", "min", "runs", "size", "torch, same run", "vs torch", "vs float"):

@@ -1,0 +1,40 @@
+"""report.json: the build report with its size and benchmark tables, for tools and CI.
+
+Kept apart from ``report.results`` so that the tables (which read results) and the record
+they read never import each other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from modelbuild import __version__
+from modelbuild.report.bench import bench_rows
+from modelbuild.report.results import BuildReport
+from modelbuild.report.sizes import size_rows
+
+
+def to_json(report: BuildReport) -> dict[str, Any]:
+    models: dict[str, Any] = {}
+    for r in report.results:
+        entry = {k: v for k, v in asdict(r).items() if k not in ("model", "stage", "traceback") and v not in (None, [], {})}
+        entry["seconds"] = round(r.seconds, 3)
+        models.setdefault(r.model, {"stages": {}})["stages"][r.stage] = entry
+    counts: dict[str, int] = {}
+    for r in report.results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    return {"modelbuild": __version__, "seconds": round(report.seconds, 3), "exit_code": report.exit_code, "counts": counts,
+            "warnings": report.warnings, "models": models, "sizes": size_rows(report), "bench": bench_rows(report),
+            "variant_of": report.variant_of}
+
+
+def write_report(report: BuildReport, path: Path) -> None:
+    """Replace ``path`` atomically (callers hold the build lock, so the temporary name is theirs)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(to_json(report), indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
