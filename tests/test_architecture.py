@@ -32,7 +32,7 @@ LAYERS = [
 # Modules allowed to import Core ML code (modelbuild.coreml, modelbuild.mil): its target,
 # stages and runtime, and the predict command.
 CORE_ML_ROOMS = ("modelbuild.coreml", "modelbuild.mil", "modelbuild.targets.coreml", "modelbuild.stages.coreml_",
-                 "modelbuild.runtimes.coreml", "modelbuild.cli.main")
+                 "modelbuild.runtimes.coreml", "modelbuild.cli.commands")
 
 
 def _modules() -> dict[str, Path]:

@@ -1,6 +1,6 @@
-"""The command line: ``main`` parses and dispatches; ``terminal`` is the only place that turns
-results into text for a person."""
+"""The command line: ``commands`` parses and dispatches and owns the exit codes; ``terminal``
+owns the rich console (progress, summary and tables)."""
 
-from modelbuild.cli.main import main
+from modelbuild.cli.commands import main
 
 __all__ = ["main"]

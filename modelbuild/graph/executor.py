@@ -18,7 +18,9 @@ from typing import Callable
 from modelbuild.errors import UserError
 from modelbuild.graph.keys import explain, key_of, material
 from modelbuild.graph.node import StageNode
+from modelbuild.graph.outcome import Outcome
 from modelbuild.report import BuildReport, StageResult, Status
+from modelbuild.report.reasons import Reason, Why
 from modelbuild.stages import STAGES
 from modelbuild.store.objects import ObjectStore
 from modelbuild.store.paths import disk_size, inside, remove
@@ -98,7 +100,7 @@ class Executor:
                         running[self._submit(nid, pool)] = (nid, *decision)
                 if stopping and ready:
                     for nid in ready:
-                        self._set(nid, StageResult(*self._ids(nid), status=Status.NOT_RUN, reason="stopped after a failure (use --keep-going)"))
+                        self._set(nid, StageResult(*self._ids(nid), status=Status.NOT_RUN, reasons=[Reason(Why.STOPPED)]))
                     ready = []
                 if not running:
                     continue
@@ -112,7 +114,7 @@ class Executor:
                     ready += self._finish(nid, waiting)
             for nid in self.order:  # anything never reached (after a stop)
                 if nid not in self.results:
-                    self._set(nid, StageResult(*self._ids(nid), status=Status.NOT_RUN, reason="stopped after a failure (use --keep-going)"))
+                    self._set(nid, StageResult(*self._ids(nid), status=Status.NOT_RUN, reasons=[Reason(Why.STOPPED)]))
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -143,15 +145,15 @@ class Executor:
         node = self.nodes[nid]
         blocked = [d for d in node.deps if self.results.get(d) and self.results[d].status in (Status.FAILED, Status.BLOCKED, Status.NOT_RUN)]
         if blocked:
-            self._set(nid, StageResult(node.model, node.stage, Status.BLOCKED, reason=f"{blocked[0].split(':', 1)[1]} failed"))
+            self._set(nid, StageResult(node.model, node.stage, Status.BLOCKED, reasons=[Reason(Why.BLOCKED, _stage(blocked[0]))]))
             return None
         skip = STAGES.get(node.stage).skip_reason(node)
         if skip:
-            self._set(nid, StageResult(node.model, node.stage, Status.SKIPPED, reason=skip))
+            self._set(nid, StageResult(node.model, node.stage, Status.SKIPPED, reasons=[Reason(Why.SKIPPED, text=skip)]))
             return None
         pending = [d for d in node.deps if d not in self.outputs]
         if pending:  # only in a dry run: an upstream stage would run first
-            self._set(nid, StageResult(node.model, node.stage, Status.WOULD_RUN, reason=f"after {pending[0].split(':', 1)[1]} runs"))
+            self._set(nid, StageResult(node.model, node.stage, Status.WOULD_RUN, reasons=[Reason(Why.WAITING, _stage(pending[0]))]))
             return None
         try:
             mat = material(node, self.outputs, lambda p: self.snapshots.take(Path(p)))
@@ -159,7 +161,7 @@ class Executor:
             # A declared file that vanished, became a FIFO or never stops changing since the
             # manifest was checked: this model's problem, said once, never a traceback.
             message = str(exc) if isinstance(exc, UserError) else f"cannot read {exc.filename}: {exc.strerror}"
-            self._set(nid, StageResult(node.model, node.stage, Status.FAILED, reason="reading its input files", error=message, error_kind="user"))
+            self._set(nid, StageResult(node.model, node.stage, Status.FAILED, reasons=[Reason(Why.READING_FILES)], error=message, error_kind="user"))
             return None
         self.file_digests[nid] = mat["files"]
         self.lock_keys[nid] = key_of({**mat, "inputs": {dep.split(":", 1)[1]: (self.outputs[dep] if STAGES.get(self.nodes[dep].stage).lock == "bytes"
@@ -174,18 +176,18 @@ class Executor:
                 return None
             corrupt = True
         if self.options.force:
-            reason = "--force"
+            reasons = [Reason(Why.FORCED)]
         elif corrupt:
-            reason = "cache entry was corrupt (its bytes no longer match its digest): evicted, rebuilding"
-            self.warnings.append(f"{node.model}: {node.stage}: {reason}")
+            reasons = [Reason(Why.CORRUPT)]
+            self.warnings.append(f"{node.model}: {node.stage}: cache entry was corrupt (its bytes no longer match its digest): evicted, rebuilding")
         elif record:
-            reason = "cache entry missing"
+            reasons = [Reason(Why.MISSING)]
         else:
-            reason = "; ".join(explain(last[1] if last else None, mat))
+            reasons = explain(last[1] if last else None, mat)
         if self.options.dry_run:
-            self._set(nid, StageResult(node.model, node.stage, Status.WOULD_RUN, reason=reason))
+            self._set(nid, StageResult(node.model, node.stage, Status.WOULD_RUN, reasons=reasons))
             return None
-        self.results[nid] = StageResult(node.model, node.stage, Status.RUNNING, reason=reason)
+        self.results[nid] = StageResult(node.model, node.stage, Status.RUNNING, reasons=reasons)
         return key, mat
 
     def _trusted(self, digest: str) -> bool:
@@ -207,7 +209,7 @@ class Executor:
         log = inside(self.out_dir / node.model / "logs" / f"{node.stage}.log", self.out_dir, "a log")
         return node.to_json(), inputs, files, str(self.store.root), str(log)
 
-    def _run_here(self, nid: str) -> dict:
+    def _run_here(self, nid: str) -> Outcome:
         from modelbuild.graph.worker import run_stage
 
         return run_stage(*self._job_args(nid), redirect=False)
@@ -221,8 +223,8 @@ class Executor:
         if last is None or last[0] != key:
             self.db.remember_stage(node.model, node.stage, key, mat, output)
         rebuilt_deps = [d for d in node.deps if d in self.rebuilt]
-        reason = f"early cutoff: {rebuilt_deps[0].split(':', 1)[1]} output unchanged" if rebuilt_deps else "up to date"
-        result = StageResult(node.model, node.stage, Status.CACHED, reason=reason, output=output, key=key, lock_key=self.lock_keys.get(node.id),
+        reasons = [Reason(Why.EARLY_CUTOFF, _stage(rebuilt_deps[0]))] if rebuilt_deps else [Reason(Why.UP_TO_DATE)]
+        result = StageResult(node.model, node.stage, Status.CACHED, reasons=reasons, output=output, key=key, lock_key=self.lock_keys.get(node.id),
                              notes=list(info.get("notes", [])), info=dict(info.get("info", {})))
         self.outputs[node.id] = output
         self._materialise(node, result)
@@ -230,25 +232,24 @@ class Executor:
 
     def _collect(self, nid: str, key: str, mat: dict, future: futures.Future) -> None:
         node = self.nodes[nid]
-        reason = self.results[nid].reason
+        reasons = self.results[nid].reasons
         log = self.out_dir / node.model / "logs" / f"{node.stage}.log"
         try:
-            outcome = future.result()
+            outcome: Outcome = future.result()
         except Exception as exc:  # noqa: BLE001 - a worker that died (killed, out of memory)
-            outcome = {"ok": False, "kind": "stage", "message": f"worker process died: {type(exc).__name__}: {exc}", "seconds": 0.0}
-        if not outcome["ok"]:
-            self._set(nid, StageResult(node.model, node.stage, Status.FAILED, reason=reason, seconds=outcome["seconds"],
-                                       error=outcome["message"], error_kind=outcome["kind"], log=_rel(log, self.out_dir.parent),
-                                       traceback=outcome.get("traceback"), notes=outcome.get("notes", []), info=outcome.get("info", {})))
+            outcome = Outcome.failed("stage", f"worker process died: {type(exc).__name__}: {exc}", 0.0)
+        if outcome.output is None:
+            self._set(nid, StageResult(node.model, node.stage, Status.FAILED, reasons=reasons, seconds=outcome.seconds,
+                                       error=outcome.error, error_kind=outcome.error_kind, log=_rel(log, self.out_dir.parent),
+                                       traceback=outcome.traceback, notes=outcome.notes, info=outcome.info))
             return
-        output = outcome["output"]
-        self.db.record(node.model, node.stage, key, mat, output, {"notes": outcome["notes"], "info": outcome["info"]})
+        output = outcome.output
+        self.db.record(node.model, node.stage, key, mat, output, {"notes": outcome.notes, "info": outcome.info})
         self.db.remember_object(output, self.store.signature(output))
         self.outputs[nid] = output
         self.rebuilt.add(nid)
-        result = StageResult(node.model, node.stage, Status.BUILT, reason=reason, seconds=outcome["seconds"], output=output, key=key,
-                             lock_key=self.lock_keys.get(nid),
-                             notes=outcome["notes"], info=outcome["info"], log=_rel(log, self.out_dir.parent))
+        result = StageResult(node.model, node.stage, Status.BUILT, reasons=reasons, seconds=outcome.seconds, output=output, key=key,
+                             lock_key=self.lock_keys.get(nid), notes=outcome.notes, info=outcome.info, log=_rel(log, self.out_dir.parent))
         self._materialise(node, result)
         self._set(nid, result)
 
@@ -321,6 +322,11 @@ def _signature(path: Path) -> str:
         return stat_signature(path).text
     except (OSError, UserError):
         return ""
+
+
+def _stage(node_id: str) -> str:
+    """"capture" from "tiny:capture"."""
+    return node_id.split(":", 1)[1]
 
 
 def _rel(path: Path, root: Path) -> str:

@@ -1,4 +1,4 @@
-"""Stage keys: the digest of exactly what a stage reads, and the reasons a key changed.
+"""Stage keys: the digest of exactly what a stage reads, and why a key changed (as data).
 
 The material is kept next to each record so ``plan`` can say *which* input changed.
 """
@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import Any, Callable
 
 from modelbuild.graph.node import StageNode
+from modelbuild.report.reasons import UNSET, Reason, Why
 from modelbuild.stages import STAGES
 from modelbuild.store.hashing import digest_json
 
@@ -42,25 +43,25 @@ def key_of(material: dict[str, Any]) -> str:
     return digest_json(material)
 
 
-def explain(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
-    """Human reasons for a changed key, most specific first: files, fields, inputs, tools."""
+def explain(old: dict[str, Any] | None, new: dict[str, Any]) -> list[Reason]:
+    """Why a key changed, most specific first: files, fields, inputs, tools, implementation."""
     if old is None:
-        return ["first build"]
-    reasons: list[str] = []
+        return [Reason(Why.FIRST_BUILD)]
+    reasons: list[Reason] = []
     for label in sorted(set(old.get("files", {})) | set(new["files"])):
         before, after = old.get("files", {}).get(label), new["files"].get(label)
         if before != after:
-            reasons.append(f"{label} {'added' if before is None else 'removed' if after is None else 'changed'}")
-    reasons += [f"{path}: {_short(a)} → {_short(b)}" for path, a, b in _diff(old.get("params", {}), new["params"], "")]
+            reasons.append(Reason(Why.FILE, label, change="added" if before is None else "removed" if after is None else "changed"))
+    reasons += [Reason(Why.FIELD, path, a, b) for path, a, b in _diff(old.get("params", {}), new["params"], "")]
     for dep in sorted(set(old.get("inputs", {})) | set(new["inputs"])):
         if old.get("inputs", {}).get(dep) != new["inputs"].get(dep):
-            reasons.append(f"{dep} output changed")
+            reasons.append(Reason(Why.INPUT, dep))
     for tool in sorted(set(old.get("tools", {})) | set(new["tools"])):
         if old.get("tools", {}).get(tool) != new["tools"].get(tool):
-            reasons.append(f"{tool} {old.get('tools', {}).get(tool)} → {new['tools'].get(tool)}")
+            reasons.append(Reason(Why.TOOL, tool, old.get("tools", {}).get(tool), new["tools"].get(tool)))
     if old.get("implementation") != new["implementation"]:
-        reasons.append(f"{new['stage']} implementation v{old.get('implementation')} → v{new['implementation']}")
-    return reasons or ["cache entry missing"]
+        reasons.append(Reason(Why.IMPLEMENTATION, new["stage"], old.get("implementation"), new["implementation"]))
+    return reasons or [Reason(Why.MISSING)]
 
 
 def _diff(a: Any, b: Any, path: str) -> list[tuple[str, Any, Any]]:
@@ -68,7 +69,7 @@ def _diff(a: Any, b: Any, path: str) -> list[tuple[str, Any, Any]]:
         out = []
         for key in sorted(set(a) | set(b), key=str):
             sub = f"{path}.{key}" if path else str(key)
-            out += _diff(a.get(key, _MISSING), b.get(key, _MISSING), sub)
+            out += _diff(a.get(key, UNSET), b.get(key, UNSET), sub)
         return out
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
         out = []
@@ -76,16 +77,3 @@ def _diff(a: Any, b: Any, path: str) -> list[tuple[str, Any, Any]]:
             out += _diff(x, y, f"{path}[{index}]")
         return out
     return [] if a == b else [(path, a, b)]
-
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "(unset)"
-
-
-_MISSING = _Missing()
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

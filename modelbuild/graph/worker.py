@@ -19,14 +19,15 @@ from typing import Any, Iterator
 
 from modelbuild.errors import StageFailure, UserError, first_line
 from modelbuild.graph.node import StageNode
+from modelbuild.graph.outcome import Outcome
 from modelbuild.stages import STAGES
 from modelbuild.stages.base import StageJob
 from modelbuild.store.objects import ObjectStore
 
 
 def run_stage(node_json: dict[str, Any], inputs: dict[str, str], files: dict[str, str], cache_dir: str, log_path: str,
-              redirect: bool = True) -> dict[str, Any]:
-    """Run one stage; return a plain dict (it crosses a process boundary).
+              redirect: bool = True) -> Outcome:
+    """Run one stage; its outcome crosses a process boundary back to the executor.
 
     ``redirect=False`` is for light stages run in the coordinating process: they are our own
     code and print nothing, and redirecting the coordinator's descriptors would swallow the
@@ -49,18 +50,16 @@ def run_stage(node_json: dict[str, Any], inputs: dict[str, str], files: dict[str
         except UserError as exc:
             logger.error("%s", traceback.format_exc())
             _discard(scratch)
-            return {"ok": False, "kind": "user", "message": str(exc), "traceback": traceback.format_exc(), "seconds": time.perf_counter() - started}
+            return Outcome.failed("user", str(exc), time.perf_counter() - started, traceback.format_exc())
         except StageFailure as exc:
             logger.error("%s", traceback.format_exc())
             _discard(scratch)
             # A failed verification still has its figures: the summary and report show them.
-            return {"ok": False, "kind": "stage", "message": str(exc), "traceback": traceback.format_exc(), "seconds": time.perf_counter() - started,
-                    "notes": job.notes, "info": job.info}
+            return Outcome.failed("stage", str(exc), time.perf_counter() - started, traceback.format_exc(), job.notes, job.info)
         except Exception as exc:  # noqa: BLE001 - reported as this stage's failure, with its traceback
             logger.error("%s", traceback.format_exc())
             _discard(scratch)
-            return {"ok": False, "kind": "stage", "message": f"{type(exc).__name__}: {first_line(exc)}", "traceback": traceback.format_exc(),
-                    "seconds": time.perf_counter() - started}
+            return Outcome.failed("stage", f"{type(exc).__name__}: {first_line(exc)}", time.perf_counter() - started, traceback.format_exc())
         finally:
             _restore_threads(threads)
             _discard(job.imports_dir)
@@ -68,7 +67,7 @@ def run_stage(node_json: dict[str, Any], inputs: dict[str, str], files: dict[str
         for note in job.notes:
             logger.info("note: %s", note)
     digest = store.put(scratch)
-    return {"ok": True, "output": digest, "notes": job.notes, "info": job.info, "seconds": time.perf_counter() - started}
+    return Outcome(time.perf_counter() - started, output=digest, notes=job.notes, info=job.info)
 
 
 def _torch_threads() -> int | None:

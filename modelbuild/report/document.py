@@ -23,6 +23,9 @@ def to_json(report: BuildReport) -> dict[str, Any]:
     for r in report.results:
         entry = {k: v for k, v in asdict(r).items() if k not in ("model", "stage", "traceback") and v not in (None, [], {})}
         entry["seconds"] = round(r.seconds, 3)
+        entry["reason"] = r.reason
+        if r.reasons:
+            entry["reasons"] = [reason.to_json() for reason in r.reasons]
         models.setdefault(r.model, {"stages": {}})["stages"][r.stage] = entry
     counts: dict[str, int] = {}
     for r in report.results:

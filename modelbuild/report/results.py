@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from modelbuild.report.reasons import Reason, describe
+
 
 class Status(str, Enum):
     """What became of a stage. A ``str``: report.json and the terminal read the value."""
@@ -32,7 +34,7 @@ class StageResult:
     model: str
     stage: str
     status: Status
-    reason: str = ""
+    reasons: list[Reason] = field(default_factory=list)  # why it ran, was cached or skipped (cli.terminal words them)
     seconds: float = 0.0
     output: str | None = None  # digest in the store
     key: str | None = None  # the stage key that output belongs to
@@ -47,6 +49,11 @@ class StageResult:
     error_kind: str | None = None  # user | stage
     log: str | None = None
     traceback: str | None = None
+
+    @property
+    def reason(self) -> str:
+        """The reasons in words (``reasons.describe``)."""
+        return describe(self.reasons)
 
 
 @dataclass

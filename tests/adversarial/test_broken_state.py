@@ -12,7 +12,7 @@ from typing import Iterator
 
 import pytest
 
-from modelbuild import cli
+from modelbuild.cli import commands as cli
 from modelbuild.store.objects import ObjectStore
 from modelbuild.store.state import StateDB
 from tests.graph.test_executor import Project, fake_stages

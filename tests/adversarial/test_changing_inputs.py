@@ -19,7 +19,8 @@ from modelbuild.graph.planner import ordered_nodes, plan_graph
 from modelbuild.manifest.load import load_models
 from modelbuild.release.bundle import write_bundle
 from modelbuild.release.lockfile import locked_stages, read_lock, write_lock
-from modelbuild.report import BuildReport, StageResult
+from modelbuild.report import BuildReport, StageResult, Status
+from modelbuild.report.reasons import Reason, Why
 from modelbuild.store.objects import ObjectStore
 from modelbuild.store.state import StateDB
 from tests.graph.test_executor import Project, ThreadPool, fake_stages
@@ -237,7 +238,7 @@ def test_a_stage_skipped_on_this_machine_keeps_its_lock_entry(tmp_path: Path) ->
     on_a_mac = BuildReport([_result("m", "source", "a", "b"), StageResult("m", "coreml.verify", "built", key="c" * 64, output="d" * 64,
                                                                           info={"verdict": "pass"})])
     write_lock(lock, on_a_mac, {})
-    here = BuildReport([_result("m", "source", "a", "b"), StageResult("m", "coreml.verify", "skipped", reason="macOS only")])
+    here = BuildReport([_result("m", "source", "a", "b"), StageResult("m", "coreml.verify", Status.SKIPPED, reasons=[Reason(Why.SKIPPED, text="macOS only")])])
     write_lock(lock, here, read_lock(lock))
     assert read_lock(lock)["m"]["coreml.verify"]["verdict"] == "pass"
 

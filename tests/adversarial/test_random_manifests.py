@@ -14,7 +14,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modelbuild import cli
+from modelbuild.cli import commands as cli
 
 FIELDS = ["name", "version", "source", "factory", "weights", "args", "strict", "code", "torchscript", "exported_program", "wrapper",
           "replace", "class", "capture", "mode", "check", "trace_submodules", "inputs", "kind", "shape", "shapes", "default_shape",

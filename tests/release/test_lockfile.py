@@ -10,6 +10,7 @@ import pytest
 from modelbuild.errors import UserError
 from modelbuild.release.lockfile import check_lock, locked_stages, read_lock, write_lock
 from modelbuild.report import BuildReport, StageResult, Status
+from modelbuild.report.reasons import Reason, Why
 
 KEY, OUT, OTHER = "a" * 64, "b" * 64, "c" * 64
 
@@ -69,7 +70,7 @@ def test_a_changed_verdict_fails_even_when_the_key_is_the_same() -> None:
 def test_a_stage_skipped_here_keeps_the_entry_another_machine_wrote(tmp_path: Path) -> None:
     path = tmp_path / "modelbuild.lock"
     mac = {"m": {"coreml.verify": {"key": KEY, "output": OUT, "check": "verdict", "verdict": "pass"}}}
-    write_lock(path, report(result("capture"), StageResult("m", "coreml.verify", Status.SKIPPED, reason="needs macOS")), mac)
+    write_lock(path, report(result("capture"), StageResult("m", "coreml.verify", Status.SKIPPED, reasons=[Reason(Why.SKIPPED, text="needs macOS")])), mac)
     assert read_lock(path)["m"]["coreml.verify"]["verdict"] == "pass"
 
 
