@@ -30,9 +30,11 @@ def main() -> int:
     for row in report["sizes"]:
         name = f"{row['model']} · {row['target']}"
         faster = speed.get((row["model"], row["target"]))
-        print(f"{name:<32} {row['size'] / 1024:>7.0f}KB {row['float_size'] / 1024:>7.0f}KB {row['ratio']:>10.0%} "
-              f"{row['max_abs'] if row['max_abs'] is not None else float('nan'):>11.2g} "
-              f"{f'{faster:.2f}×' if faster else 'macOS only' if row['target'] == 'coreml' else '-':>9}")
+        print(
+            f"{name:<32} {row['size'] / 1024:>7.0f}KB {row['float_size'] / 1024:>7.0f}KB {row['ratio']:>10.0%} "
+            f"{row['max_abs'] if row['max_abs'] is not None else float('nan'):>11.2g} "
+            f"{f'{faster:.2f}×' if faster else 'macOS only' if row['target'] == 'coreml' else '-':>9}"
+        )
     return 0
 
 

@@ -63,8 +63,10 @@ def hashing(size_gb: float) -> None:
         started = time.perf_counter()
         db.file_digest(path)
         cached = time.perf_counter() - started
-        print(f"hash {size / 1e9:.2f} GB new weights: blake3 {size / blake / 1e9:.2f} GB/s, sha256 {size / sha / 1e9:.2f} GB/s "
-              f"(blake3 {sha / blake:.1f}x faster); unchanged weights: {cached * 1000:.2f} ms, {db.bytes_hashed - size} bytes re-read")
+        print(
+            f"hash {size / 1e9:.2f} GB new weights: blake3 {size / blake / 1e9:.2f} GB/s, sha256 {size / sha / 1e9:.2f} GB/s "
+            f"(blake3 {sha / blake:.1f}x faster); unchanged weights: {cached * 1000:.2f} ms, {db.bytes_hashed - size} bytes re-read"
+        )
         db.close()
         snapshots(path, Path(tmp), blake)
 
@@ -87,8 +89,10 @@ def snapshots(path: Path, tmp: Path, hash_seconds: float) -> None:
     taker.take(path)
     unchanged = time.perf_counter() - started
     db.close()
-    print(f"snapshot {size / 1e9:.2f} GB new weights (copy into the store + blake3): {new:.2f} s, {size / new / 1e9:.2f} GB/s "
-          f"({new / hash_seconds:.1f}x hashing alone); unchanged weights: {unchanged * 1000:.2f} ms")
+    print(
+        f"snapshot {size / 1e9:.2f} GB new weights (copy into the store + blake3): {new:.2f} s, {size / new / 1e9:.2f} GB/s "
+        f"({new / hash_seconds:.1f}x hashing alone); unchanged weights: {unchanged * 1000:.2f} ms"
+    )
 
 
 def main() -> None:

@@ -17,8 +17,16 @@ PACKAGE = Path(__file__).resolve().parent.parent / "modelbuild"
 
 LAYERS = [
     ["modelbuild", "modelbuild.errors", "modelbuild.registry"],
-    ["modelbuild.store", "modelbuild.checks", "modelbuild.manifest.spec", "modelbuild.manifest.shapes", "modelbuild.manifest.parse",
-     "modelbuild.manifest.metadata", "modelbuild.manifest.preprocess", "modelbuild.graph.node"],
+    [
+        "modelbuild.store",
+        "modelbuild.checks",
+        "modelbuild.manifest.spec",
+        "modelbuild.manifest.shapes",
+        "modelbuild.manifest.parse",
+        "modelbuild.manifest.metadata",
+        "modelbuild.manifest.preprocess",
+        "modelbuild.graph.node",
+    ],
     ["modelbuild.usercode", "modelbuild.coreml", "modelbuild.mil", "modelbuild.torch_side", "modelbuild.quantize"],
     ["modelbuild.targets", "modelbuild.runtimes"],
     ["modelbuild.stages"],
@@ -31,8 +39,14 @@ LAYERS = [
 
 # Modules allowed to import Core ML code (modelbuild.coreml, modelbuild.mil): its target,
 # stages and runtime, and the predict command.
-CORE_ML_ROOMS = ("modelbuild.coreml", "modelbuild.mil", "modelbuild.targets.coreml", "modelbuild.stages.coreml_",
-                 "modelbuild.runtimes.coreml", "modelbuild.cli.commands")
+CORE_ML_ROOMS = (
+    "modelbuild.coreml",
+    "modelbuild.mil",
+    "modelbuild.targets.coreml",
+    "modelbuild.stages.coreml_",
+    "modelbuild.runtimes.coreml",
+    "modelbuild.cli.commands",
+)
 
 
 def _modules() -> dict[str, Path]:
@@ -63,15 +77,13 @@ def _imports(modules: dict[str, Path]) -> list[tuple[str, str, int, bool]]:
 
 
 def _layer(module: str) -> int:
-    matches = [(len(prefix), index) for index, layer in enumerate(LAYERS) for prefix in layer
-               if module == prefix or module.startswith(prefix + ".")]
+    matches = [(len(prefix), index) for index, layer in enumerate(LAYERS) for prefix in layer if module == prefix or module.startswith(prefix + ".")]
     assert matches, f"{module} is in no layer: add it to LAYERS in {__file__}"
     return max(matches)[1]
 
 
 def test_no_import_runs_back_up_the_layers() -> None:
-    upward = [f"{a} (layer {_layer(a)}) imports {b} (layer {_layer(b)}) at line {line}"
-              for a, b, line, _ in _imports(_modules()) if _layer(b) > _layer(a)]
+    upward = [f"{a} (layer {_layer(a)}) imports {b} (layer {_layer(b)}) at line {line}" for a, b, line, _ in _imports(_modules()) if _layer(b) > _layer(a)]
     assert not upward, "\n".join(upward)
 
 
@@ -81,8 +93,11 @@ def test_no_import_cycle_at_module_level() -> None:
 
 
 def test_only_core_ml_rooms_import_core_ml_code() -> None:
-    outside = [f"{a} imports {b} at line {line}" for a, b, line, _ in _imports(_modules())
-               if b.startswith(("modelbuild.coreml", "modelbuild.mil")) and not a.startswith(CORE_ML_ROOMS)]
+    outside = [
+        f"{a} imports {b} at line {line}"
+        for a, b, line, _ in _imports(_modules())
+        if b.startswith(("modelbuild.coreml", "modelbuild.mil")) and not a.startswith(CORE_ML_ROOMS)
+    ]
     assert not outside, "\n".join(outside)
 
 

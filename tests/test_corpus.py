@@ -76,8 +76,11 @@ CASES = {
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    return {p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")
-            if p.is_file() and p.relative_to(root).parts[0] not in ("build", "cache") and "__pycache__" not in p.parts}
+    return {
+        p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in root.rglob("*")
+        if p.is_file() and p.relative_to(root).parts[0] not in ("build", "cache") and "__pycache__" not in p.parts
+    }
 
 
 @pytest.fixture(scope="module")

@@ -113,8 +113,10 @@ def test_packages_carry_manifest_metadata(built_examples: Path) -> None:
 
 
 def test_noop_rebuild_is_all_cached_and_imports_no_converter(built_examples: Path) -> None:
-    code = ("import sys; from modelbuild.cli import main; rc = main(['build', 'manifests']); "
-            "assert 'torch' not in sys.modules, 'torch imported'; assert 'coremltools' not in sys.modules; sys.exit(rc)")
+    code = (
+        "import sys; from modelbuild.cli import main; rc = main(['build', 'manifests']); "
+        "assert 'torch' not in sys.modules, 'torch imported'; assert 'coremltools' not in sys.modules; sys.exit(rc)"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=built_examples, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert set(statuses(built_examples).values()) == {"cached", "skipped"}
@@ -145,8 +147,16 @@ def test_incremental_rebuilds(tmp_path: Path) -> None:
     save_file(state, str(weights))
     assert run_cli(root, "build", "manifests", *only).returncode == 0
     built = {k for k, v in statuses(root).items() if v == "built"}
-    assert built == {"lstm:source", "lstm:capture", "lstm:reference", "lstm:coreml.convert", "lstm:coreml.optimize", "lstm:coreml.package",
-                     "lstm:coreml.verify", "lstm:torch.bench"}
+    assert built == {
+        "lstm:source",
+        "lstm:capture",
+        "lstm:reference",
+        "lstm:coreml.convert",
+        "lstm:coreml.optimize",
+        "lstm:coreml.package",
+        "lstm:coreml.verify",
+        "lstm:torch.bench",
+    }
 
 
 def test_two_builds_from_empty_caches_are_byte_identical(built_examples: Path, tmp_path: Path) -> None:
@@ -193,9 +203,9 @@ def test_bad_factory_and_weights_are_user_errors_and_others_build(tmp_path: Path
 def test_stage_failure_log_and_exit_code(tmp_path: Path) -> None:
     root = copy_examples(tmp_path)
     (root / "manifests" / "models" / "broken.py").write_text(
-        "import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n        return torch.cummax(x, 1)[0]\n\ndef build():\n    return M()\n")
-    (root / "manifests" / "broken.yaml").write_text(
-        "name: broken\nsource: {factory: 'models.broken:build'}\ninputs: [{name: x, shape: [1, 8]}]\n")
+        "import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n        return torch.cummax(x, 1)[0]\n\ndef build():\n    return M()\n"
+    )
+    (root / "manifests" / "broken.yaml").write_text("name: broken\nsource: {factory: 'models.broken:build'}\ninputs: [{name: x, shape: [1, 8]}]\n")
     result = run_cli(root, "build", "manifests", "--model", "broken")
     assert result.returncode == 1
     assert "broken: coreml.convert failed: coremltools cannot convert the PyTorch operator" in result.stderr
@@ -211,8 +221,7 @@ def test_predict_runs_a_package_on_a_photo(built_examples: Path, tmp_path: Path)
     rows, cols = np.mgrid[0:96, 0:160]
     Image.fromarray(np.stack([rows * 2, cols, rows + cols], -1).astype(np.uint8)).save(tmp_path / "photo.png")
     out = tmp_path / "seg.npz"
-    result = run_cli(built_examples, "predict", "build/segmenter/segmenter.mlpackage", "--input", f"image={tmp_path / 'photo.png'}",
-                     "--out", str(out))
+    result = run_cli(built_examples, "predict", "build/segmenter/segmenter.mlpackage", "--input", f"image={tmp_path / 'photo.png'}", "--out", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("logits: shape [1, 4, 96, 160], min ")
     assert result.stderr == ""  # no coremltools import noise
@@ -229,12 +238,18 @@ def test_predict_runs_a_package_on_a_photo(built_examples: Path, tmp_path: Path)
 def test_the_compression_example_shrinks_each_variant_and_verifies_it(built_examples: Path) -> None:
     report = json.loads((built_examples / "build" / "report.json").read_text())
     sizes = {(r["model"], r["target"]): r for r in report["sizes"]}
-    limits = {("mobilenet-int8", "coreml"): 0.55, ("mobilenet-palettized", "coreml"): 0.3, ("mobilenet-pruned", "coreml"): 0.6,
-              ("mobilenet-int8", "executorch"): 0.3, ("mobilenet-int8", "onnx"): 0.3}
+    limits = {
+        ("mobilenet-int8", "coreml"): 0.55,
+        ("mobilenet-palettized", "coreml"): 0.3,
+        ("mobilenet-pruned", "coreml"): 0.6,
+        ("mobilenet-int8", "executorch"): 0.3,
+        ("mobilenet-int8", "onnx"): 0.3,
+    }
     for key, limit in limits.items():
         assert sizes[key]["ratio"] < limit and sizes[key]["verdict"] == "pass", sizes[key]
-    assert report["models"]["mobilenet-int8"]["stages"]["coreml.convert"]["output"] == \
-        report["models"]["mobilenet"]["stages"]["coreml.convert"]["output"]  # one conversion for all variants
+    assert (
+        report["models"]["mobilenet-int8"]["stages"]["coreml.convert"]["output"] == report["models"]["mobilenet"]["stages"]["coreml.convert"]["output"]
+    )  # one conversion for all variants
     compared = {r["backend"]: r["vs_float"] for r in report["bench"] if r["model"] == "mobilenet-int8" and "vs_float" in r}
     assert set(compared) == {"executorch", "onnx"} and all(v > 0 for v in compared.values())
 

@@ -73,8 +73,14 @@ def test_killed_builds_never_leave_a_trusted_partial_entry(clean: tuple[Path, di
     duration = time.perf_counter() - started
     env = {**os.environ}
     for attempt in range(20):
-        process = subprocess.Popen([sys.executable, "-m", "modelbuild", "build", "manifests", "--no-bench", "--force"], cwd=root,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "modelbuild", "build", "manifests", "--no-bench", "--force"],
+            cwd=root,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
         time.sleep(rng.uniform(0.05, duration))
         how = attempt % 3
         try:
@@ -186,8 +192,18 @@ def test_two_releases_from_empty_caches_are_byte_identical(built_examples: Path,
     second = run_cli(root, "release", "manifests", "--no-bench", "--out", str(tmp_path / "two"))
     assert second.returncode == 0, second.stdout + second.stderr
     bundles = sorted(p.name for p in (tmp_path / "one").iterdir())
-    assert bundles == ["classifier-1.0.0", "generator-1.0.0", "gpt-0.1.0", "lstm-1.0.0", "mobilenet-1.0.0", "mobilenet-int8-1.0.0",
-                       "mobilenet-palettized-1.0.0", "mobilenet-pruned-1.0.0", "segmenter-1.0.0", "smooth-1.0.0"]
+    assert bundles == [
+        "classifier-1.0.0",
+        "generator-1.0.0",
+        "gpt-0.1.0",
+        "lstm-1.0.0",
+        "mobilenet-1.0.0",
+        "mobilenet-int8-1.0.0",
+        "mobilenet-palettized-1.0.0",
+        "mobilenet-pruned-1.0.0",
+        "segmenter-1.0.0",
+        "smooth-1.0.0",
+    ]
     for bundle in bundles:
         one, two = tree(tmp_path / "one" / bundle), tree(tmp_path / "two" / bundle)
         assert one.keys() == two.keys()

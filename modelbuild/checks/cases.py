@@ -47,8 +47,7 @@ def shape_choices(inputs: list[dict[str, Any]], wanted: list[Any], enumerated: b
     if enumerated:
         count = max((len(i["shapes"]) for i in inputs if "shapes" in i), default=0)
         for index in range(count):
-            shapes = {i["name"]: list(i["shapes"][index]) if "shapes" in i and index < len(i["shapes"]) else shape_at(i, "default")
-                      for i in inputs}
+            shapes = {i["name"]: list(i["shapes"][index]) if "shapes" in i and index < len(i["shapes"]) else shape_at(i, "default") for i in inputs}
             choices.append(ShapeChoice(f"shapes[{index}]", shapes))
     unique: list[ShapeChoice] = []
     for choice in choices:

@@ -52,6 +52,11 @@ def compare(name: str, got: np.ndarray, want: np.ndarray, atol: float, rtol: flo
 def worst(errors: list[OutputError]) -> OutputError:
     """One figure per output across every case: the largest errors, the lowest cosine."""
     first = errors[0]
-    return OutputError(first.name, max(e.max_abs for e in errors), max(e.max_rel for e in errors),
-                       min(e.cosine for e in errors), all(e.passed for e in errors),
-                       next((e.problem for e in errors if e.problem), ""))
+    return OutputError(
+        first.name,
+        max(e.max_abs for e in errors),
+        max(e.max_rel for e in errors),
+        min(e.cosine for e in errors),
+        all(e.passed for e in errors),
+        next((e.problem for e in errors if e.problem), ""),
+    )

@@ -40,5 +40,11 @@ def stats(samples: list[float]) -> dict[str, float]:
         index = min(len(ordered) - 1, max(0, round(p * (len(ordered) - 1))))
         return ordered[index]
 
-    return {"mean_ms": statistics.fmean(ordered), "std_ms": statistics.stdev(ordered) if len(ordered) > 1 else 0.0,
-            "p50_ms": pct(0.5), "p90_ms": pct(0.9), "min_ms": ordered[0], "runs": len(ordered)}
+    return {
+        "mean_ms": statistics.fmean(ordered),
+        "std_ms": statistics.stdev(ordered) if len(ordered) > 1 else 0.0,
+        "p50_ms": pct(0.5),
+        "p90_ms": pct(0.9),
+        "min_ms": ordered[0],
+        "runs": len(ordered),
+    }

@@ -30,8 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--keep-going", action="store_true", help="build the other models when one fails")
     build.add_argument("--dry-run", action="store_true", help="say what would run, run nothing")
     build.add_argument("--no-bench", action="store_true", help="leave out the benchmark stages")
-    build.add_argument("--locked", action="store_true",
-                       help="fail when a stage's key or output differs from modelbuild.lock (and leave the lock as it is)")
+    build.add_argument("--locked", action="store_true", help="fail when a stage's key or output differs from modelbuild.lock (and leave the lock as it is)")
     release = with_paths(sub.add_parser("release", help="build, then write reproducible bundles: artifacts, SHA256SUMS, provenance.json"))
     release.add_argument("--out", default="dist", help="where the bundles go (default: dist)")
     release.add_argument("-j", "--jobs", type=int, default=None, help="stages run in parallel")
@@ -53,8 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument("--no-bench", action="store_true", help="leave out the benchmark stages")
     predict = sub.add_parser("predict", help="run an .mlpackage (ML program) on your inputs, on any OS")
     predict.add_argument("package", help="path to an .mlpackage, e.g. build/segmenter/segmenter.mlpackage")
-    predict.add_argument("--input", action="append", default=[], metavar="NAME=FILE",
-                         help="an input: an image (.png/.jpg) or an array (.npy); repeatable; all=FILE.npz gives every input")
+    predict.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="an input: an image (.png/.jpg) or an array (.npy); repeatable; all=FILE.npz gives every input",
+    )
     predict.add_argument("--out", default=None, help="where to save the outputs (.npz; default <package>.outputs.npz)")
     sub.add_parser("schema", help="print the manifest JSON Schema")
     clean = sub.add_parser("clean", help="remove build/ (and the cache with --cache)")
@@ -105,9 +109,12 @@ def _environment_problem(exc: BaseException) -> str:
 
     if isinstance(exc, OSError):
         where = f" ({exc.filename})" if exc.filename else ""
-        advice = {errno.ENOSPC: "; free some space and build again: nothing half-written is ever reused",
-                  errno.EDQUOT: "; free some space and build again",
-                  errno.EACCES: "; check the folder's permissions", errno.EROFS: "; the file system is read-only"}.get(exc.errno or 0, "")
+        advice = {
+            errno.ENOSPC: "; free some space and build again: nothing half-written is ever reused",
+            errno.EDQUOT: "; free some space and build again",
+            errno.EACCES: "; check the folder's permissions",
+            errno.EROFS: "; the file system is read-only",
+        }.get(exc.errno or 0, "")
         return f"{exc.strerror or exc}{where}{advice}"
     return f"the state database failed: {exc}; if the disk is full, free some space and build again"
 
@@ -174,8 +181,12 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
                 from modelbuild.store.paths import claim_out_dir
 
                 claim_out_dir(project.out_dir)
-            options = BuildOptions(jobs=getattr(args, "jobs", None) or project.jobs, force=getattr(args, "force", False),
-                                   keep_going=getattr(args, "keep_going", False), dry_run=dry_run)
+            options = BuildOptions(
+                jobs=getattr(args, "jobs", None) or project.jobs,
+                force=getattr(args, "force", False),
+                keep_going=getattr(args, "keep_going", False),
+                dry_run=dry_run,
+            )
             executor = Executor(nodes, db, ObjectStore(project.cache_dir), project.out_dir, options, terminal.on_event)
             if not dry_run:
                 terminal.start_progress(len(nodes))
@@ -230,8 +241,10 @@ def _write_results(args: argparse.Namespace, project: Any, report: Any, terminal
         checked = check_lock(report, read_lock(lock_path))
         lock_problems = checked.problems
         if checked.by_tolerance:
-            terminal.print(f"--locked: {len(checked.by_tolerance)} stage(s) matched modelbuild.lock by tolerance, not byte for byte "
-                           f"(float results that depend on the CPU's kernels): {', '.join(checked.by_tolerance)}")
+            terminal.print(
+                f"--locked: {len(checked.by_tolerance)} stage(s) matched modelbuild.lock by tolerance, not byte for byte "
+                f"(float results that depend on the CPU's kernels): {', '.join(checked.by_tolerance)}"
+            )
     elif report.exit_code == 0 and not getattr(args, "manifest_problems", None):
         # A failed build leaves the lock alone: it records builds that worked.
         previous, problem = load_if_present(lock_path)
@@ -292,8 +305,10 @@ def cmd_cache(args: argparse.Namespace) -> int:
                 report = verify_cache(store, db)
                 for digest in report.evicted:
                     print(f"corrupt: {digest} (evicted; the next build rebuilds it)")
-                print(f"checked {report.checked} entries: {len(report.evicted)} corrupt, {human(report.freed)} evicted; "
-                      f"{human(report.scratch_freed)} of interrupted scratch removed")
+                print(
+                    f"checked {report.checked} entries: {len(report.evicted)} corrupt, {human(report.freed)} evicted; "
+                    f"{human(report.scratch_freed)} of interrupted scratch removed"
+                )
                 return 1 if report.evicted else 0
             _project, _models, graph = _graph(args, memo=db)
             wanted = {(graph.nodes[n]["node"].model, graph.nodes[n]["node"].stage) for n in graph.nodes}
@@ -302,8 +317,10 @@ def cmd_cache(args: argparse.Namespace) -> int:
             reachable |= {db.recorded_digest(Path(path)) for n in graph.nodes for path in graph.nodes[n]["node"].files.values()} - {None}
             report = collect_garbage(store, db, reachable, args.dry_run)
             verb = "would remove" if args.dry_run else "removed"
-            print(f"{verb} {len(report.evicted)} of {report.checked} entries, {human(report.freed)}"
-                  + ("" if args.dry_run else f" (and {human(report.scratch_freed)} of interrupted scratch)"))
+            print(
+                f"{verb} {len(report.evicted)} of {report.checked} entries, {human(report.freed)}"
+                + ("" if args.dry_run else f" (and {human(report.scratch_freed)} of interrupted scratch)")
+            )
             return 0
         finally:
             db.close()
@@ -368,8 +385,10 @@ def cmd_clean(args: argparse.Namespace) -> int:
     with build_lock(project.cache_dir, lambda m: print(m, file=sys.stderr), create=args.cache or project.cache_dir.is_dir()):
         if project.out_dir.exists():
             if not (project.out_dir / OUT_MARKER).is_file() and any(project.out_dir.iterdir()):
-                raise UserError(f"clean: {project.out_dir} has no {OUT_MARKER} marker, so modelbuild did not make it; "
-                                "it is left alone (check out_dir in the project settings, or remove it yourself)")
+                raise UserError(
+                    f"clean: {project.out_dir} has no {OUT_MARKER} marker, so modelbuild did not make it; "
+                    "it is left alone (check out_dir in the project settings, or remove it yourself)"
+                )
             remove(project.out_dir)
             print(f"removed {project.out_dir}")
         if args.cache and project.cache_dir.exists():
@@ -382,5 +401,15 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"build": cmd_build, "bench": cmd_build, "release": cmd_build, "cache": cmd_cache, "plan": cmd_plan, "check": cmd_check,
-            "graph": cmd_graph, "predict": cmd_predict, "schema": cmd_schema, "clean": cmd_clean}
+COMMANDS = {
+    "build": cmd_build,
+    "bench": cmd_build,
+    "release": cmd_build,
+    "cache": cmd_cache,
+    "plan": cmd_plan,
+    "check": cmd_check,
+    "graph": cmd_graph,
+    "predict": cmd_predict,
+    "schema": cmd_schema,
+    "clean": cmd_clean,
+}

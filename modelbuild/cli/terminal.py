@@ -13,8 +13,15 @@ from modelbuild.graph.node import StageNode
 from modelbuild.report import BuildReport, StageResult, Status
 from modelbuild.report.bench import times as _times
 
-STATUS_STYLE = {Status.BUILT: "green", Status.CACHED: "dim", Status.FAILED: "bold red", Status.BLOCKED: "yellow", Status.NOT_RUN: "yellow",
-                Status.SKIPPED: "yellow", Status.WOULD_RUN: "cyan"}
+STATUS_STYLE = {
+    Status.BUILT: "green",
+    Status.CACHED: "dim",
+    Status.FAILED: "bold red",
+    Status.BLOCKED: "yellow",
+    Status.NOT_RUN: "yellow",
+    Status.SKIPPED: "yellow",
+    Status.WOULD_RUN: "cyan",
+}
 VERDICT_STYLE = {"pass": "green", "fail": "bold red", "warn": "yellow"}
 
 
@@ -95,8 +102,7 @@ class Terminal:
 
         table = Table(title=title, title_justify="left", show_lines=False)
         for column in ("model", "stage", "status", "seconds", "size", "why"):
-            table.add_column(column, justify="right" if column in ("seconds", "size") else "left",
-                             overflow="fold", max_width=70 if column == "why" else None)
+            table.add_column(column, justify="right" if column in ("seconds", "size") else "left", overflow="fold", max_width=70 if column == "why" else None)
         for r in report.results:
             why = Text(r.error if r.status == Status.FAILED and r.error else r.reason)
             if r.info.get("summary"):
@@ -104,8 +110,14 @@ class Terminal:
                 why.append("\n" + r.info["summary"], style=VERDICT_STYLE.get(r.info.get("verdict", ""), ""))
             if r.notes and r.status in (Status.BUILT, Status.FAILED):
                 why.append("\n" + "\n".join(f"· {n}" for n in r.notes[:4]) + (f"\n· … {len(r.notes) - 4} more in report.json" if len(r.notes) > 4 else ""))
-            table.add_row(r.model, r.stage, Text(r.status, style=STATUS_STYLE.get(r.status, "")),
-                          f"{r.seconds:.2f}" if r.status in (Status.BUILT, Status.FAILED) else "", human_size(r.size), why)
+            table.add_row(
+                r.model,
+                r.stage,
+                Text(r.status, style=STATUS_STYLE.get(r.status, "")),
+                f"{r.seconds:.2f}" if r.status in (Status.BUILT, Status.FAILED) else "",
+                human_size(r.size),
+                why,
+            )
         return table
 
     def size_table(self, report: BuildReport) -> Any | None:
@@ -123,8 +135,15 @@ class Terminal:
             table.add_column(column, justify="left" if column in ("model", "target", "verify") else "right")
         for row in rows:
             error = "" if row["max_abs"] is None else f"{row['max_abs']:.3g}"
-            table.add_row(row["model"], row["target"], human_size(row["size"]), f"{human_size(row['float_size'])} ({row['float_from']})",
-                          f"{row['ratio']:.0%}", error, Text(row["verdict"] or "", style=VERDICT_STYLE.get(row["verdict"] or "", "")))
+            table.add_row(
+                row["model"],
+                row["target"],
+                human_size(row["size"]),
+                f"{human_size(row['float_size'])} ({row['float_from']})",
+                f"{row['ratio']:.0%}",
+                error,
+                Text(row["verdict"] or "", style=VERDICT_STYLE.get(row["verdict"] or "", "")),
+            )
         return table
 
     def bench_table(self, report: BuildReport) -> Any:
@@ -137,9 +156,20 @@ class Terminal:
         for column in ("model", "backend", "shape", "mean ± std ms", "p50", "p90", "min", "runs", "size", "torch, same run", "vs torch", "vs float"):
             table.add_column(column, justify="left" if column in ("model", "backend", "shape") else "right")
         for row in bench_rows(report):
-            table.add_row(row["model"], row["backend"], row["shape"], f"{row['mean_ms']:.3f} ± {row['std_ms']:.3f}", f"{row['p50_ms']:.3f}",
-                          f"{row['p90_ms']:.3f}", f"{row['min_ms']:.3f}", str(row["runs"]), human_size(row.get("size")),
-                          f"{row['torch_mean_ms']:.3f}", f"{row['speedup']:.2f}×", _times(row.get("vs_float")))
+            table.add_row(
+                row["model"],
+                row["backend"],
+                row["shape"],
+                f"{row['mean_ms']:.3f} ± {row['std_ms']:.3f}",
+                f"{row['p50_ms']:.3f}",
+                f"{row['p90_ms']:.3f}",
+                f"{row['min_ms']:.3f}",
+                str(row["runs"]),
+                human_size(row.get("size")),
+                f"{row['torch_mean_ms']:.3f}",
+                f"{row['speedup']:.2f}×",
+                _times(row.get("vs_float")),
+            )
         skipped = skipped_backends(report)
         if skipped:
             table.caption = "not benchmarked here:\n" + "\n".join(f"  {m} · {b}: {why}" for m, b, why in skipped)

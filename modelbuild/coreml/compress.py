@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 
 def step_kind(step: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    (kind, options), = step.items()
+    ((kind, options),) = step.items()
     return kind, dict(options or {})
 
 
@@ -29,13 +29,18 @@ def op_config(ct: Any, kind: str, options: dict[str, Any]) -> Any:
     cto = ct.optimize.coreml
     common = {k: options[k] for k in ("weight_threshold",) if k in options}
     if kind == "quantize":
-        return cto.OpLinearQuantizerConfig(mode=options.get("mode", "linear_symmetric"), dtype=options.get("dtype", "int8"),
-                                           granularity=options.get("granularity", "per_channel"),
-                                           block_size=options.get("block_size", 32), **common)
+        return cto.OpLinearQuantizerConfig(
+            mode=options.get("mode", "linear_symmetric"),
+            dtype=options.get("dtype", "int8"),
+            granularity=options.get("granularity", "per_channel"),
+            block_size=options.get("block_size", 32),
+            **common,
+        )
     if kind == "palettize":
         extra = {"group_size": options["group_size"]} if "group_size" in options else {}
-        return cto.OpPalettizerConfig(nbits=options["nbits"], mode=options.get("mode", "kmeans"),
-                                      granularity=options.get("granularity", "per_tensor"), **extra, **common)
+        return cto.OpPalettizerConfig(
+            nbits=options["nbits"], mode=options.get("mode", "kmeans"), granularity=options.get("granularity", "per_tensor"), **extra, **common
+        )
     if "sparsity" in options:
         extra = {"block_size": options["block_size"]} if "block_size" in options else {}
         return cto.OpMagnitudePrunerConfig(target_sparsity=float(options["sparsity"]), **extra, **common)
@@ -47,8 +52,9 @@ def optimization_config(ct: Any, kind: str, options: dict[str, Any]) -> Any:
     config = op_config(ct, kind, options)
     cto = ct.optimize.coreml
     if options.get("op_types") or options.get("op_names"):
-        return cto.OptimizationConfig(op_type_configs={t: config for t in options.get("op_types", [])} or None,
-                                      op_name_configs={n: config for n in options.get("op_names", [])} or None)
+        return cto.OptimizationConfig(
+            op_type_configs={t: config for t in options.get("op_types", [])} or None, op_name_configs={n: config for n in options.get("op_names", [])} or None
+        )
     return cto.OptimizationConfig(global_config=config)
 
 
@@ -60,4 +66,3 @@ def compressor(ct: Any, kind: str) -> Callable[..., Any]:
 def needs_sklearn(step: dict[str, Any]) -> bool:
     kind, options = step_kind(step)
     return kind == "palettize" and options.get("mode", "kmeans") == "kmeans"
-

@@ -31,8 +31,7 @@ def ct_inputs(ct: Any, inputs: list[dict[str, Any]]) -> list[Any]:
         if inp["kind"] == "image":
             pre = image_preprocessing(inp)
             bias: Any = list(pre.bias) if inp["color_layout"] != "GRAYSCALE" else pre.bias[0]
-            result.append(ct.ImageType(name=inp["name"], shape=shape, scale=pre.scale, bias=bias,
-                                       color_layout=getattr(ct.colorlayout, inp["color_layout"])))
+            result.append(ct.ImageType(name=inp["name"], shape=shape, scale=pre.scale, bias=bias, color_layout=getattr(ct.colorlayout, inp["color_layout"])))
         else:
             result.append(ct.TensorType(name=inp["name"], shape=shape, dtype=getattr(np, NUMPY_DTYPES[inp["dtype"]])))
     return result
@@ -41,8 +40,10 @@ def ct_inputs(ct: Any, inputs: list[dict[str, Any]]) -> list[Any]:
 def ct_outputs(ct: Any, outputs: list[dict[str, Any]] | None) -> list[Any] | None:
     if not outputs:
         return None
-    return [ct.ImageType(name=o["name"], color_layout=getattr(ct.colorlayout, o["color_layout"])) if o["kind"] == "image"
-            else ct.TensorType(name=o["name"]) for o in outputs]
+    return [
+        ct.ImageType(name=o["name"], color_layout=getattr(ct.colorlayout, o["color_layout"])) if o["kind"] == "image" else ct.TensorType(name=o["name"])
+        for o in outputs
+    ]
 
 
 def convert_kwargs(ct: Any, coreml: dict[str, Any]) -> dict[str, Any]:

@@ -47,8 +47,16 @@ def process_pool(workers: int) -> futures.Executor:
 
 
 class Executor:
-    def __init__(self, nodes: list[StageNode], db: StateDB, store: ObjectStore, out_dir: Path,
-                 options: BuildOptions, listener: Listener | None = None, pool_factory: PoolFactory = process_pool) -> None:
+    def __init__(
+        self,
+        nodes: list[StageNode],
+        db: StateDB,
+        store: ObjectStore,
+        out_dir: Path,
+        options: BuildOptions,
+        listener: Listener | None = None,
+        pool_factory: PoolFactory = process_pool,
+    ) -> None:
         self.nodes = {n.id: n for n in nodes}
         self.order = [n.id for n in nodes]
         self.db = db
@@ -164,8 +172,14 @@ class Executor:
             self._set(nid, StageResult(node.model, node.stage, Status.FAILED, reasons=[Reason(Why.READING_FILES)], error=message, error_kind="user"))
             return None
         self.file_digests[nid] = mat["files"]
-        self.lock_keys[nid] = key_of({**mat, "inputs": {dep.split(":", 1)[1]: (self.outputs[dep] if STAGES.get(self.nodes[dep].stage).lock == "bytes"
-                                                                               else self.lock_keys[dep]) for dep in node.deps}})
+        self.lock_keys[nid] = key_of(
+            {
+                **mat,
+                "inputs": {
+                    dep.split(":", 1)[1]: (self.outputs[dep] if STAGES.get(self.nodes[dep].stage).lock == "bytes" else self.lock_keys[dep]) for dep in node.deps
+                },
+            }
+        )
         key = key_of(mat)
         last = self.db.last_stage(node.model, node.stage)
         record = self.db.action(key)
@@ -224,8 +238,17 @@ class Executor:
             self.db.remember_stage(node.model, node.stage, key, mat, output)
         rebuilt_deps = [d for d in node.deps if d in self.rebuilt]
         reasons = [Reason(Why.EARLY_CUTOFF, _stage(rebuilt_deps[0]))] if rebuilt_deps else [Reason(Why.UP_TO_DATE)]
-        result = StageResult(node.model, node.stage, Status.CACHED, reasons=reasons, output=output, key=key, lock_key=self.lock_keys.get(node.id),
-                             notes=list(info.get("notes", [])), info=dict(info.get("info", {})))
+        result = StageResult(
+            node.model,
+            node.stage,
+            Status.CACHED,
+            reasons=reasons,
+            output=output,
+            key=key,
+            lock_key=self.lock_keys.get(node.id),
+            notes=list(info.get("notes", [])),
+            info=dict(info.get("info", {})),
+        )
         self.outputs[node.id] = output
         self._materialise(node, result)
         self._set(node.id, result)
@@ -239,17 +262,41 @@ class Executor:
         except Exception as exc:  # noqa: BLE001 - a worker that died (killed, out of memory)
             outcome = Outcome.failed("stage", f"worker process died: {type(exc).__name__}: {exc}", 0.0)
         if outcome.output is None:
-            self._set(nid, StageResult(node.model, node.stage, Status.FAILED, reasons=reasons, seconds=outcome.seconds,
-                                       error=outcome.error, error_kind=outcome.error_kind, log=_rel(log, self.out_dir.parent),
-                                       traceback=outcome.traceback, notes=outcome.notes, info=outcome.info))
+            self._set(
+                nid,
+                StageResult(
+                    node.model,
+                    node.stage,
+                    Status.FAILED,
+                    reasons=reasons,
+                    seconds=outcome.seconds,
+                    error=outcome.error,
+                    error_kind=outcome.error_kind,
+                    log=_rel(log, self.out_dir.parent),
+                    traceback=outcome.traceback,
+                    notes=outcome.notes,
+                    info=outcome.info,
+                ),
+            )
             return
         output = outcome.output
         self.db.record(node.model, node.stage, key, mat, output, {"notes": outcome.notes, "info": outcome.info})
         self.db.remember_object(output, self.store.signature(output))
         self.outputs[nid] = output
         self.rebuilt.add(nid)
-        result = StageResult(node.model, node.stage, Status.BUILT, reasons=reasons, seconds=outcome.seconds, output=output, key=key,
-                             lock_key=self.lock_keys.get(nid), notes=outcome.notes, info=outcome.info, log=_rel(log, self.out_dir.parent))
+        result = StageResult(
+            node.model,
+            node.stage,
+            Status.BUILT,
+            reasons=reasons,
+            seconds=outcome.seconds,
+            output=output,
+            key=key,
+            lock_key=self.lock_keys.get(nid),
+            notes=outcome.notes,
+            info=outcome.info,
+            log=_rel(log, self.out_dir.parent),
+        )
         self._materialise(node, result)
         self._set(nid, result)
 
@@ -325,7 +372,7 @@ def _signature(path: Path) -> str:
 
 
 def _stage(node_id: str) -> str:
-    """"capture" from "tiny:capture"."""
+    """ "capture" from "tiny:capture"."""
     return node_id.split(":", 1)[1]
 
 

@@ -27,8 +27,7 @@ class StageNode:
         return node_id(self.model, self.stage)
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "stage": self.stage, "params": self.params, "files": self.files,
-                "deps": list(self.deps), "context": self.context}
+        return {"model": self.model, "stage": self.stage, "params": self.params, "files": self.files, "deps": list(self.deps), "context": self.context}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> "StageNode":

@@ -19,6 +19,7 @@ class Outcome:
     traceback: str | None = None
 
     @classmethod
-    def failed(cls, kind: str, message: str, seconds: float, traceback: str | None = None,
-               notes: list[str] | None = None, info: dict[str, Any] | None = None) -> "Outcome":
+    def failed(
+        cls, kind: str, message: str, seconds: float, traceback: str | None = None, notes: list[str] | None = None, info: dict[str, Any] | None = None
+    ) -> "Outcome":
         return cls(seconds, error=message, error_kind=kind, traceback=traceback, notes=notes or [], info=info or {})

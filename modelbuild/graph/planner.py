@@ -35,8 +35,7 @@ def stage_names(model: ModelSpec, targets: Iterable[str] | None = None, bench: b
     return names
 
 
-def plan_graph(models: list[ModelSpec], selected: Iterable[str] | None = None, targets: Iterable[str] | None = None,
-               bench: bool = True) -> nx.DiGraph:
+def plan_graph(models: list[ModelSpec], selected: Iterable[str] | None = None, targets: Iterable[str] | None = None, bench: bool = True) -> nx.DiGraph:
     """The stage graph of the selected models (all when ``selected`` is empty)."""
     chosen = set(selected or [])
     names = sorted(m.name for m in models)
@@ -52,8 +51,14 @@ def plan_graph(models: list[ModelSpec], selected: Iterable[str] | None = None, t
         context = _context(model)
         for name in stage_names(model, targets, bench):
             stage = STAGES.get(name)
-            node = StageNode(model=model.name, stage=name, params=stage.params(model), files=stage.files(model),
-                             deps=tuple(node_id(model.name, d) for d in stage.deps), context=context)
+            node = StageNode(
+                model=model.name,
+                stage=name,
+                params=stage.params(model),
+                files=stage.files(model),
+                deps=tuple(node_id(model.name, d) for d in stage.deps),
+                context=context,
+            )
             graph.add_node(node.id, node=node)
             for dep in node.deps:
                 graph.add_edge(dep, node.id)
@@ -77,7 +82,7 @@ def ordered_nodes(graph: nx.DiGraph) -> list[StageNode]:
 
 def _context(model: ModelSpec) -> dict[str, Any]:
     prefix = f"{model.prefix}." if model.prefix else ""
-    lines = {k[len(prefix):]: v for k, v in model.lines.items() if k.startswith(prefix) and not k.endswith("#key")}
+    lines = {k[len(prefix) :]: v for k, v in model.lines.items() if k.startswith(prefix) and not k.endswith("#key")}
     data = model.data
     return {
         "manifest": model.display,

@@ -25,8 +25,7 @@ from modelbuild.stages.base import StageJob
 from modelbuild.store.objects import ObjectStore
 
 
-def run_stage(node_json: dict[str, Any], inputs: dict[str, str], files: dict[str, str], cache_dir: str, log_path: str,
-              redirect: bool = True) -> Outcome:
+def run_stage(node_json: dict[str, Any], inputs: dict[str, str], files: dict[str, str], cache_dir: str, log_path: str, redirect: bool = True) -> Outcome:
     """Run one stage; its outcome crosses a process boundary back to the executor.
 
     ``redirect=False`` is for light stages run in the coordinating process: they are our own
@@ -39,11 +38,13 @@ def run_stage(node_json: dict[str, Any], inputs: dict[str, str], files: dict[str
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     imported_before = set(sys.modules.copy())
-    with open(log_path, "w", encoding="utf-8") as log_file, (_captured_output(log_file) if redirect else contextlib.nullcontext()), \
-            _forgetting_user_modules(store.root, node.context.get("root")):
+    with (
+        open(log_path, "w", encoding="utf-8") as log_file,
+        _captured_output(log_file) if redirect else contextlib.nullcontext(),
+        _forgetting_user_modules(store.root, node.context.get("root")),
+    ):
         logger = _logger(node, log_file)
-        job = StageJob(node=node, inputs={k: Path(v) for k, v in inputs.items()}, out=scratch, log=logger,
-                       files={k: Path(v) for k, v in files.items()})
+        job = StageJob(node=node, inputs={k: Path(v) for k, v in inputs.items()}, out=scratch, log=logger, files={k: Path(v) for k, v in files.items()})
         threads = _torch_threads()
         try:
             STAGES.get(node.stage)().run(job)
@@ -110,7 +111,8 @@ def _captured_output(log_file: Any) -> Iterator[None]:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: log_file.write(
-                warnings.formatwarning(message, category, filename, lineno, line))
+                warnings.formatwarning(message, category, filename, lineno, line)
+            )
             yield
     finally:
         root.removeHandler(handler)
@@ -209,8 +211,10 @@ def _unkeyed_imports(before: set[str], root: str | None, cache_root: Path) -> li
     notes = []
     for name in _from_project(set(sys.modules.copy()) - before, root, cache_root)[:3]:
         where = Path(vars(sys.modules[name])["__file__"]).resolve().relative_to(Path(root).resolve())
-        notes.append(f"unkeyed: module {name!r} was imported from {where.as_posix()}, not from the build's snapshot; "
-                     "changing it will not rebuild: list it in source.code")
+        notes.append(
+            f"unkeyed: module {name!r} was imported from {where.as_posix()}, not from the build's snapshot; "
+            "changing it will not rebuild: list it in source.code"
+        )
     return notes
 
 

@@ -76,4 +76,3 @@ def _target_tolerance(fitting: dict[str, Any], options: dict[str, Any], model: d
     base = {k: model[k] for k in ("atol", "rtol", "on_failure")}
     base.update({k: v for k, v in fitting.items() if k not in explicit})
     return {**base, **(options.get("validate") or {})}
-

@@ -65,8 +65,15 @@ def load_models(files: list[Path], root: Path, defaults: dict[str, Any] | None =
             continue
         for prefix, raw in _split_models(data, display, lines, problems):
             merged = deep_merge(defaults or {}, raw) if isinstance(raw, dict) else raw
-            spec = ModelSpec(name=str(merged.get("name", "?")) if isinstance(merged, dict) else "?",
-                             data=merged, manifest=path, display=display, prefix=prefix, lines=lines, root=root)
+            spec = ModelSpec(
+                name=str(merged.get("name", "?")) if isinstance(merged, dict) else "?",
+                data=merged,
+                manifest=path,
+                display=display,
+                prefix=prefix,
+                lines=lines,
+                root=root,
+            )
             digest = digest_json({"schema": SCHEMA_DIGEST(), "data": merged}) if memo is not None else ""
             if memo is None or not memo.is_valid(digest):
                 schema_problems = [problem(spec.where(field), message) for field, message in model_errors(merged)]
@@ -110,8 +117,9 @@ def _split_models(data: Any, display: str, lines: dict[str, int], problems: list
     if isinstance(data, dict) and "models" in data:
         extra = sorted(set(data) - {"models"})
         if extra:
-            problems.append(problem(Location(display, lines.get(f"{extra[0]}#key"), extra[0]),
-                                    "unknown field next to 'models:'; a file holds one model or a models: list"))
+            problems.append(
+                problem(Location(display, lines.get(f"{extra[0]}#key"), extra[0]), "unknown field next to 'models:'; a file holds one model or a models: list")
+            )
         items = data["models"]
         if not isinstance(items, list) or not items:
             problems.append(problem(Location(display, lines.get("models"), "models"), f"expected a non-empty list of models, got {items!r}"))
@@ -119,8 +127,9 @@ def _split_models(data: Any, display: str, lines: dict[str, int], problems: list
         return [(f"models[{i}]", item) for i, item in enumerate(items)]
     if not isinstance(data, dict):
         found = "an empty file" if data is None else f"{type(data).__name__}"
-        problems.append(problem(Location(display, 1 if data is not None else None),
-                                f"expected a model (a table with name, source, inputs) or a models: list, got {found}"))
+        problems.append(
+            problem(Location(display, 1 if data is not None else None), f"expected a model (a table with name, source, inputs) or a models: list, got {found}")
+        )
         return []
     return [("", data)]
 
@@ -135,8 +144,12 @@ def _duplicate_names(models: list[ModelSpec]) -> list[str]:
     problems = []
     for model in models:
         if model.name in RESERVED_NAMES:
-            problems.append(problem(model.where("name"), f"expected a name other than {', '.join(RESERVED_NAMES)} (modelbuild writes "
-                                                         f"{model.name!r} in out_dir), got {model.name!r}"))
+            problems.append(
+                problem(
+                    model.where("name"),
+                    f"expected a name other than {', '.join(RESERVED_NAMES)} (modelbuild writes {model.name!r} in out_dir), got {model.name!r}",
+                )
+            )
             continue
         if model.name in seen:
             first = seen[model.name].where("name")

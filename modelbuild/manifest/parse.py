@@ -72,8 +72,9 @@ def _check_depth(text: str, display: str) -> None:
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
-                raise ManifestError([problem(Location(display, event.start_mark.line + 1),
-                                             f"invalid YAML: nested deeper than {MAX_DEPTH} levels; a manifest needs a few")])
+                raise ManifestError(
+                    [problem(Location(display, event.start_mark.line + 1), f"invalid YAML: nested deeper than {MAX_DEPTH} levels; a manifest needs a few")]
+                )
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             depth -= 1
 
@@ -90,8 +91,9 @@ def _check_expansion(root: yaml.Node, display: str) -> None:
         if key in sizes:
             return sizes[key]
         if key in active:
-            raise ManifestError([problem(Location(display, node.start_mark.line + 1),
-                                         "invalid YAML: an alias refers to a node that contains it (a recursive document)")])
+            raise ManifestError(
+                [problem(Location(display, node.start_mark.line + 1), "invalid YAML: an alias refers to a node that contains it (a recursive document)")]
+            )
         active.add(key)
         children: list[yaml.Node] = []
         if isinstance(node, yaml.MappingNode):
@@ -102,9 +104,15 @@ def _check_expansion(root: yaml.Node, display: str) -> None:
         for child in children:
             total += size(child)
             if total > MAX_VALUES:
-                raise ManifestError([problem(Location(display, node.start_mark.line + 1),
-                                             f"invalid YAML: aliases expand this document to more than {MAX_VALUES} values; "
-                                             "a manifest needs far fewer (is it a 'billion laughs' document?)")])
+                raise ManifestError(
+                    [
+                        problem(
+                            Location(display, node.start_mark.line + 1),
+                            f"invalid YAML: aliases expand this document to more than {MAX_VALUES} values; "
+                            "a manifest needs far fewer (is it a 'billion laughs' document?)",
+                        )
+                    ]
+                )
         active.discard(key)
         sizes[key] = total
         return total
@@ -128,8 +136,9 @@ def _check_duplicate_keys(node: yaml.Node, display: str) -> None:
                 key = str(key_node.value)
                 line = key_node.start_mark.line + 1
                 if isinstance(key_node, yaml.ScalarNode) and key in first and key != "<<":
-                    raise ManifestError([problem(Location(display, line, key), f"duplicate key {key!r} (first given on line {first[key]}); "
-                                                 "give each key once")])
+                    raise ManifestError(
+                        [problem(Location(display, line, key), f"duplicate key {key!r} (first given on line {first[key]}); give each key once")]
+                    )
                 first.setdefault(key, line)
                 stack += [key_node, value_node]
         elif isinstance(current, yaml.SequenceNode):

@@ -70,10 +70,15 @@ def load_project(start: Path | None = None, cache_dir: str | None = None, out_di
             continue
         folders[key] = (root / value).resolve()
         problems += _folder_problems(key, value, folders[key], root, where)
-    if not problems and (folders["cache_dir"] == folders["out_dir"] or folders["cache_dir"] in folders["out_dir"].parents
-                         or folders["out_dir"] in folders["cache_dir"].parents):
-        problems.append(problem(Location(where, field="out_dir"), f"expected out_dir and cache_dir to be separate folders, got "
-                                f"{table.get('out_dir', 'build')!r} and {table.get('cache_dir', 'cache')!r}"))
+    if not problems and (
+        folders["cache_dir"] == folders["out_dir"] or folders["cache_dir"] in folders["out_dir"].parents or folders["out_dir"] in folders["cache_dir"].parents
+    ):
+        problems.append(
+            problem(
+                Location(where, field="out_dir"),
+                f"expected out_dir and cache_dir to be separate folders, got {table.get('out_dir', 'build')!r} and {table.get('cache_dir', 'cache')!r}",
+            )
+        )
     if problems:
         raise ManifestError(problems)
     return Project(
@@ -91,8 +96,9 @@ def _folder_problems(key: str, value: str, folder: Path, root: Path, where: str)
     own inside the project, never the project itself or a folder above it."""
     at = Location(where, field=key)
     if folder == root:
-        return [problem(at, f"expected a folder inside the project, got {value!r}, which is the project root itself "
-                            f"(`modelbuild clean` would delete the project)")]
+        return [
+            problem(at, f"expected a folder inside the project, got {value!r}, which is the project root itself (`modelbuild clean` would delete the project)")
+        ]
     if root not in folder.parents:
         return [problem(at, f"expected a folder inside the project ({root}), got {value!r}, which resolves to {folder}")]
     return []
@@ -104,5 +110,4 @@ def check_manifests_outside(project: Project, manifests: list[Path]) -> None:
         for manifest in manifests:
             if folder in manifest.parents:
                 where = str(project.settings_file) if project.settings_file else "project settings"
-                raise ManifestError([problem(Location(where, field=key), f"expected a folder that holds no manifests, got "
-                                             f"{folder}, which holds {manifest}")])
+                raise ManifestError([problem(Location(where, field=key), f"expected a folder that holds no manifests, got {folder}, which holds {manifest}")])

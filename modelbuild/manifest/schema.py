@@ -64,8 +64,7 @@ def _assembled(registered: tuple[tuple[str, int], ...]) -> dict[str, Any]:
 
 def _target_schema(target: Any, tolerance: dict[str, Any]) -> dict[str, Any]:
     validate = {"type": "object", "additionalProperties": False, "properties": {**tolerance, **target.validate_options}}
-    return {"type": ["object", "null"], "additionalProperties": False,
-            "properties": {**copy.deepcopy(target.options), "validate": validate}}
+    return {"type": ["object", "null"], "additionalProperties": False, "properties": {**copy.deepcopy(target.options), "validate": validate}}
 
 
 @lru_cache(maxsize=4)
@@ -153,4 +152,3 @@ def _phrase(error: Any, path: str) -> Iterator[tuple[str, str]]:
         yield path, f"expected {expected or 'a different value'}, got {_found(error.instance)}"
         return
     yield path, f"{error.message}"
-

@@ -42,8 +42,10 @@ def check_model(model: ModelSpec) -> list[str]:
         _check_shape_choices(data["inputs"], data[block]["shapes"], block, fail)
     for index, backend in enumerate(data["benchmark"].get("backends", [])):
         if backend != "torch" and backend not in data["targets"]:
-            fail(f"benchmark.backends[{index}]", f"expected 'torch' or a target of this model ({', '.join(sorted(data['targets']))}), "
-                 f"got {backend!r}; add targets.{backend} to build it")
+            fail(
+                f"benchmark.backends[{index}]",
+                f"expected 'torch' or a target of this model ({', '.join(sorted(data['targets']))}), got {backend!r}; add targets.{backend} to build it",
+            )
     return problems
 
 
@@ -102,8 +104,11 @@ def _require_file(model: ModelSpec, field: str, relative: str, fail: Any, folder
         label_of(Path(os.path.normpath(model.folder / relative)), model.root)
         label_of(path, model.root)
     except OutsideProject:
-        fail(field, f"expected a path inside the project ({model.root}), got {relative!r}, which resolves to {path}; "
-                    "copy the file into the project (links that lead out of it are not followed)")
+        fail(
+            field,
+            f"expected a path inside the project ({model.root}), got {relative!r}, which resolves to {path}; "
+            "copy the file into the project (links that lead out of it are not followed)",
+        )
         return
     if stat.S_ISDIR(mode):
         from modelbuild.store.signature import walk_files
@@ -112,8 +117,11 @@ def _require_file(model: ModelSpec, field: str, relative: str, fail: Any, folder
             try:
                 label_of(inner, model.root)
             except OutsideProject:
-                fail(field, f"expected files inside the project ({model.root}), got {inner.relative_to(path).as_posix()!r} in "
-                            f"{relative!r}, which resolves to {inner.resolve()}; links that lead out of the project are not followed")
+                fail(
+                    field,
+                    f"expected files inside the project ({model.root}), got {inner.relative_to(path).as_posix()!r} in "
+                    f"{relative!r}, which resolves to {inner.resolve()}; links that lead out of the project are not followed",
+                )
                 return
 
 
@@ -167,8 +175,11 @@ def _check_code_inside(model: ModelSpec, fail: Any) -> None:
             try:
                 label_of(path, model.root)
             except OutsideProject:
-                fail(field, f"expected the model's code inside the project ({model.root}), got {path}, which resolves to "
-                            f"{path.resolve()}; copy the module into the project (links that lead out of it are not followed)")
+                fail(
+                    field,
+                    f"expected the model's code inside the project ({model.root}), got {path}, which resolves to "
+                    f"{path.resolve()}; copy the module into the project (links that lead out of it are not followed)",
+                )
                 return
 
 
@@ -242,8 +253,10 @@ def _check_size(inp: dict[str, Any], at: str, fail: Any) -> None:
             return  # reported by the shape checks
         count = math.prod(shape)
         if count > MAX_ELEMENTS:
-            fail(f"{at}.shape", f"expected at most {MAX_ELEMENTS} elements per sample at the {which} shape, got {count} ({shape}); "
-                                "samples of that size would exhaust memory")
+            fail(
+                f"{at}.shape",
+                f"expected at most {MAX_ELEMENTS} elements per sample at the {which} shape, got {count} ({shape}); samples of that size would exhaust memory",
+            )
             return
 
 

@@ -7,9 +7,19 @@ from typing import Any
 import numpy as np
 import torch
 
-_DTYPES = {"fp16": torch.float16, "fp32": torch.float32, "fp64": torch.float64, "int8": torch.int8, "uint8": torch.uint8,
-           "int16": torch.int16, "int32": torch.int32, "int64": torch.int64, "bool": torch.bool, "uint16": torch.int32,
-           "uint32": torch.int64}
+_DTYPES = {
+    "fp16": torch.float16,
+    "fp32": torch.float32,
+    "fp64": torch.float64,
+    "int8": torch.int8,
+    "uint8": torch.uint8,
+    "int16": torch.int16,
+    "int32": torch.int32,
+    "int64": torch.int64,
+    "bool": torch.bool,
+    "uint16": torch.int32,
+    "uint32": torch.int64,
+}
 
 
 def torch_dtype(mil_dtype: Any) -> torch.dtype:

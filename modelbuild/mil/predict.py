@@ -61,8 +61,9 @@ def check_image_size(name: str, height: int, width: int, image_type: Any) -> Non
         for what, size, bounds in (("height", height, ranges.heightRange), ("width", width, ranges.widthRange)):
             upper = bounds.upperBound if bounds.upperBound > 0 else None
             if size < bounds.lowerBound or (upper is not None and size > upper):
-                raise UserError(f"--input {name}: image {what} {size} is outside the model's range "
-                                f"{bounds.lowerBound}..{upper if upper is not None else 'unbounded'}")
+                raise UserError(
+                    f"--input {name}: image {what} {size} is outside the model's range {bounds.lowerBound}..{upper if upper is not None else 'unbounded'}"
+                )
     elif image_type.WhichOneof("SizeFlexibility") is None and image_type.height and (height, width) != (image_type.height, image_type.width):
         raise UserError(f"--input {name}: the model takes {image_type.width}x{image_type.height} images, got {width}x{height}")
 

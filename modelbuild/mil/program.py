@@ -91,8 +91,10 @@ def run_block(block: Any, env: dict[str, Any], inputs: list[Any], where: str = "
             continue
         implementation = OPS.get(op.op_type)
         if implementation is None:
-            raise UnsupportedOp(f"MIL op {op.op_type!r} (operation {op.name!r}{', ' + where if where else ''}) has no implementation in "
-                                "the Linux executor; see docs/mil-ops.md for the supported ops")
+            raise UnsupportedOp(
+                f"MIL op {op.op_type!r} (operation {op.name!r}{', ' + where if where else ''}) has no implementation in "
+                "the Linux executor; see docs/mil-ops.md for the supported ops"
+            )
         result = implementation(Args(op, env))
         results = result if isinstance(result, tuple) else (result,)
         for out, value in zip(op.outputs, results):

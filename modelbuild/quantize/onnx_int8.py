@@ -39,8 +39,16 @@ def quantize(src: Path, dst: Path, mode: str, per_channel: bool, calibration: li
             quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, per_channel=per_channel, op_types_to_quantize=["MatMul", "Gemm"])
         else:
             with settled_ranges():
-                quantize_static(str(pre), str(out), Samples(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
+                quantize_static(
+                    str(pre),
+                    str(out),
+                    Samples(),
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=per_channel,
+                    activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax,
+                )
         model = onnx.load(str(out))
     dst.write_bytes(model.SerializeToString(deterministic=True))
 

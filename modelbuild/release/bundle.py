@@ -88,9 +88,13 @@ def provenance(model: ModelSpec, results: dict[str, StageResult], store: ObjectS
         "platform": {"system": platform.system(), "machine": platform.machine()},
         # Whether a verify stage ran now or came from the cache is a fact about this machine's
         # cache, not about the bundle, so only the verdict and figures go in.
-        "verify": {name.split(".")[0]: ({k: v for k, v in r.info.items() if k != "summary"} if r.status != Status.SKIPPED
-                                        else {"verdict": "skipped", "reason": r.reason})
-                   for name, r in sorted(results.items()) if role_of(name) == "verify"},
+        "verify": {
+            name.split(".")[0]: (
+                {k: v for k, v in r.info.items() if k != "summary"} if r.status != Status.SKIPPED else {"verdict": "skipped", "reason": r.reason}
+            )
+            for name, r in sorted(results.items())
+            if role_of(name) == "verify"
+        },
     }
 
 
@@ -104,8 +108,7 @@ def write_bundle(model: ModelSpec, report: BuildReport, store: ObjectStore, out:
     results = {r.stage: r for r in report.results if r.model == model.name}
     folder = inside(out / f"{model.name}-{model.data['version']}", out, "a release bundle")
     if folder.exists() and not (folder / "provenance.json").is_file():
-        raise UserError(f"--out: {folder} exists and is not a modelbuild release bundle (it has no provenance.json); "
-                        "move it away or choose another --out")
+        raise UserError(f"--out: {folder} exists and is not a modelbuild release bundle (it has no provenance.json); move it away or choose another --out")
     _confirm_artifacts(model, results, store)
     staging = out / f".{folder.name}.tmp-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -125,8 +128,9 @@ def write_bundle(model: ModelSpec, report: BuildReport, store: ObjectStore, out:
                 shutil.copyfile(source, staging / name)
             elif index == 0:  # the main artifact (optional ones, like a .ptl, may be absent)
                 shutil.rmtree(staging, ignore_errors=True)
-                raise IntegrityError(f"{model.name}: {stage}: the cache entry {result.output[:16]}… no longer holds {name}; "
-                                     "run the release again to rebuild it")
+                raise IntegrityError(
+                    f"{model.name}: {stage}: the cache entry {result.output[:16]}… no longer holds {name}; run the release again to rebuild it"
+                )
     (staging / "provenance.json").write_text(json.dumps(provenance(model, results, store), indent=2, sort_keys=True) + "\n")
     files = sorted(p for p in staging.rglob("*") if p.is_file())
     sums = "".join(f"{_sha256(p)}  {p.relative_to(staging).as_posix()}\n" for p in files)
@@ -155,5 +159,7 @@ def _confirm_artifacts(model: ModelSpec, results: dict[str, StageResult], store:
         found = hash_tree(store.path(result.output))
         if found != result.output:
             store.evict(result.output)
-            raise IntegrityError(f"{model.name}: {result.stage}: the cache entry {result.output[:16]}… was altered after it was built "
-                                 f"(its bytes hash to {found[:16]}…); it has been evicted: run the release again to rebuild it")
+            raise IntegrityError(
+                f"{model.name}: {result.stage}: the cache entry {result.output[:16]}… was altered after it was built "
+                f"(its bytes hash to {found[:16]}…); it has been evicted: run the release again to rebuild it"
+            )

@@ -32,11 +32,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-HEADER = ("# modelbuild.lock: each stage's key (a digest of everything it reads) and output digest.\n"
-          "# Written by `modelbuild build`; commit it. `modelbuild build --locked` fails when a stage\n"
-          "# with the same key produces other bytes, or when a key no longer matches this file.\n"
-          "# Entries with check = \"tolerance\" or \"verdict\" hold float results that differ in the\n"
-          "# last bits between CPUs: --locked compares their figures or verdict instead of bytes.\n")
+HEADER = (
+    "# modelbuild.lock: each stage's key (a digest of everything it reads) and output digest.\n"
+    "# Written by `modelbuild build`; commit it. `modelbuild build --locked` fails when a stage\n"
+    "# with the same key produces other bytes, or when a key no longer matches this file.\n"
+    '# Entries with check = "tolerance" or "verdict" hold float results that differ in the\n'
+    "# last bits between CPUs: --locked compares their figures or verdict instead of bytes.\n"
+)
 
 Lock = dict[str, dict[str, dict[str, Any]]]
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
@@ -75,10 +77,16 @@ def read_lock(path: Path) -> Lock:
         if not isinstance(stages, dict):
             raise UserError(f"{path.name}: [{model}]: expected a table of stages, got {stages!r}; delete it and run `modelbuild build`")
         for stage, entry in stages.items():
-            if not (isinstance(entry, dict) and all(isinstance(entry.get(k), str) and _DIGEST.match(entry[k]) for k in ("key", "output"))
-                    and entry.get("check", "bytes") in ("bytes", "tolerance", "verdict") and _figures_valid(entry.get("figures", {}))):
-                raise UserError(f"{path.name}: [{model}] {stage}: expected {{ key = \"<64 hex digits>\", output = \"<64 hex digits>\" }}, "
-                                f"got {_short(entry)}; delete the file and run `modelbuild build` to write it again")
+            if not (
+                isinstance(entry, dict)
+                and all(isinstance(entry.get(k), str) and _DIGEST.match(entry[k]) for k in ("key", "output"))
+                and entry.get("check", "bytes") in ("bytes", "tolerance", "verdict")
+                and _figures_valid(entry.get("figures", {}))
+            ):
+                raise UserError(
+                    f'{path.name}: [{model}] {stage}: expected {{ key = "<64 hex digits>", output = "<64 hex digits>" }}, '
+                    f"got {_short(entry)}; delete the file and run `modelbuild build` to write it again"
+                )
     return data
 
 
@@ -91,8 +99,7 @@ def write_lock(path: Path, report: BuildReport, previous: Lock, partial: bool = 
     entries = dict(previous)
     skipped = {(r.model, r.stage) for r in report.results if r.status == Status.SKIPPED}
     for model, stages in locked_stages(report).items():
-        kept = {stage: previous[model][stage] if _equivalent(previous.get(model, {}).get(stage), entry) else entry
-                for stage, entry in stages.items()}
+        kept = {stage: previous[model][stage] if _equivalent(previous.get(model, {}).get(stage), entry) else entry for stage, entry in stages.items()}
         # A stage this machine cannot run (Core ML prediction off macOS) keeps the entry a
         # machine that can run it wrote.
         unrun = {stage: entry for stage, entry in previous.get(model, {}).items() if (model, stage) in skipped}
@@ -125,15 +132,18 @@ def check_lock(report: BuildReport, lock: Lock) -> LockCheck:
             if recorded is None:
                 outcome.problems.append(f"{model}: {stage} is not in modelbuild.lock (run `modelbuild build` to update it)")
             elif recorded["key"] != entry["key"]:
-                outcome.problems.append(f"{model}: {stage}: its inputs changed since modelbuild.lock was written "
-                                        f"(key {entry['key'][:16]}…, lock has {recorded['key'][:16]}…); run `modelbuild build` to update it")
+                outcome.problems.append(
+                    f"{model}: {stage}: its inputs changed since modelbuild.lock was written "
+                    f"(key {entry['key'][:16]}…, lock has {recorded['key'][:16]}…); run `modelbuild build` to update it"
+                )
             elif recorded["output"] == entry["output"]:
                 continue
             elif entry.get("check") == "tolerance":
                 difference = _figures_differ(recorded.get("figures", {}), entry["figures"])
                 if difference:
-                    outcome.problems.append(f"{model}: {stage}: its float results differ from modelbuild.lock beyond the tolerance "
-                                            f"(rtol {RTOL:g}, atol {ATOL:g}): {difference}")
+                    outcome.problems.append(
+                        f"{model}: {stage}: its float results differ from modelbuild.lock beyond the tolerance (rtol {RTOL:g}, atol {ATOL:g}): {difference}"
+                    )
                 else:
                     outcome.by_tolerance.append(f"{model}: {stage}")
             elif entry.get("check") == "verdict":
@@ -142,15 +152,17 @@ def check_lock(report: BuildReport, lock: Lock) -> LockCheck:
                 else:
                     outcome.by_tolerance.append(f"{model}: {stage}")
             else:
-                outcome.problems.append(f"{model}: {stage} is not reproducible: this build produced {entry['output']}, "
-                                        f"modelbuild.lock has {recorded['output']}")
+                outcome.problems.append(
+                    f"{model}: {stage} is not reproducible: this build produced {entry['output']}, modelbuild.lock has {recorded['output']}"
+                )
     return outcome
 
 
 def _figures_valid(figures: Any) -> bool:
     return isinstance(figures, dict) and all(
         isinstance(values, list) and len(values) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-        for values in figures.values())
+        for values in figures.values()
+    )
 
 
 def _equivalent(recorded: dict[str, Any] | None, entry: dict[str, Any]) -> bool:

@@ -33,8 +33,11 @@ def _compare_with_float(rows: list[dict[str, Any]], variant_of: dict[str, str]) 
 
 
 def skipped_backends(report: BuildReport) -> list[tuple[str, str, str]]:
-    return [(r.model, r.stage.rsplit(".", 1)[0], r.reason) for r in report.results
-            if role_of(r.stage) == "measure" and r.status in (Status.SKIPPED, Status.FAILED, Status.BLOCKED)]
+    return [
+        (r.model, r.stage.rsplit(".", 1)[0], r.reason)
+        for r in report.results
+        if role_of(r.stage) == "measure" and r.status in (Status.SKIPPED, Status.FAILED, Status.BLOCKED)
+    ]
 
 
 def machine() -> str:
@@ -52,16 +55,22 @@ def machine() -> str:
 def to_markdown(report: BuildReport) -> str:
     rows = bench_rows(report)
     threads = sorted({r["threads"] for r in rows})
-    lines = ["# modelbuild bench", "",
-             f"{machine()}. Threads per backend: {', '.join(map(str, threads)) or '-'}. Each backend is timed in turns with torch "
-             "eager in one process; \"vs torch\" is the eager mean over the backend mean from that same run.", "",
-             "| model | backend | shape | mean ± std (ms) | p50 | p90 | min | runs | size | torch, same run (ms) | vs torch | vs float |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "# modelbuild bench",
+        "",
+        f"{machine()}. Threads per backend: {', '.join(map(str, threads)) or '-'}. Each backend is timed in turns with torch "
+        'eager in one process; "vs torch" is the eager mean over the backend mean from that same run.',
+        "",
+        "| model | backend | shape | mean ± std (ms) | p50 | p90 | min | runs | size | torch, same run (ms) | vs torch | vs float |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         size = f"{r['size'] / 1024:.1f} KB" if r.get("size") else ""
-        lines.append(f"| {r['model']} | {r['backend']} | {r['shape']} | {r['mean_ms']:.3f} ± {r['std_ms']:.3f} | {r['p50_ms']:.3f} | "
-                     f"{r['p90_ms']:.3f} | {r['min_ms']:.3f} | {r['runs']} | {size} | {r['torch_mean_ms']:.3f} | {r['speedup']:.2f}× | "
-                     f"{times(r.get('vs_float'))} |")
+        lines.append(
+            f"| {r['model']} | {r['backend']} | {r['shape']} | {r['mean_ms']:.3f} ± {r['std_ms']:.3f} | {r['p50_ms']:.3f} | "
+            f"{r['p90_ms']:.3f} | {r['min_ms']:.3f} | {r['runs']} | {size} | {r['torch_mean_ms']:.3f} | {r['speedup']:.2f}× | "
+            f"{times(r.get('vs_float'))} |"
+        )
     skipped = skipped_backends(report)
     if skipped:
         lines += ["", "Not benchmarked here:", ""] + [f"- {m} · {b}: {why}" for m, b, why in skipped]

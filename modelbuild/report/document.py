@@ -30,9 +30,17 @@ def to_json(report: BuildReport) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for r in report.results:
         counts[r.status] = counts.get(r.status, 0) + 1
-    return {"modelbuild": __version__, "seconds": round(report.seconds, 3), "exit_code": report.exit_code, "counts": counts,
-            "warnings": report.warnings, "models": models, "sizes": size_rows(report), "bench": bench_rows(report),
-            "variant_of": report.variant_of}
+    return {
+        "modelbuild": __version__,
+        "seconds": round(report.seconds, 3),
+        "exit_code": report.exit_code,
+        "counts": counts,
+        "warnings": report.warnings,
+        "models": models,
+        "sizes": size_rows(report),
+        "bench": bench_rows(report),
+        "variant_of": report.variant_of,
+    }
 
 
 def write_report(report: BuildReport, path: Path) -> None:

@@ -35,7 +35,6 @@ class Why(str, Enum):
     __format__ = str.__format__
 
 
-
 UNSET = "(unset)"  # ``before``/``after`` of a field the manifest did not have
 
 

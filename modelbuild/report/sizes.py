@@ -30,9 +30,17 @@ def size_rows(report: BuildReport) -> list[dict[str, Any]]:
         verify = results.get((model, f"{target}.verify"))
         settled = verify is not None and verify.status in SETTLED
         figures = verify.info.get("outputs", []) if settled else []
-        rows.append({"model": model, "target": target, "size": result.size, "float_size": float_size, "float_from": float_from,
-                     "ratio": result.size / float_size,
-                     "max_abs": max((f["max_abs"] for f in figures), default=None),
-                     "cosine": min((f["cosine"] for f in figures), default=None),
-                     "verdict": verify.info.get("verdict") if settled else (verify.status if verify else None)})
+        rows.append(
+            {
+                "model": model,
+                "target": target,
+                "size": result.size,
+                "float_size": float_size,
+                "float_from": float_from,
+                "ratio": result.size / float_size,
+                "max_abs": max((f["max_abs"] for f in figures), default=None),
+                "cosine": min((f["cosine"] for f in figures), default=None),
+                "verdict": verify.info.get("verdict") if settled else (verify.status if verify else None),
+            }
+        )
     return sorted(rows, key=lambda r: (r["model"], r["target"]))

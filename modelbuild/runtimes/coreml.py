@@ -28,8 +28,10 @@ class CoreMLRuntime(Runtime):
         if purpose == "bench":
             return f"Core ML timing needs macOS (this is {sys.platform}); the Linux executor checks outputs, not speed"
         if options.get("format", "mlprogram") != "mlprogram":
-            return (f"a neuralnetwork package runs on macOS only (this is {sys.platform}); the Linux executor runs ML programs "
-                    "(format: mlprogram); no figures were computed")
+            return (
+                f"a neuralnetwork package runs on macOS only (this is {sys.platform}); the Linux executor runs ML programs "
+                "(format: mlprogram); no figures were computed"
+            )
         return None
 
     @classmethod

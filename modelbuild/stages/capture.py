@@ -71,8 +71,7 @@ def calibration(model: ModelSpec, target: str) -> dict[str, Any]:
     if not _calibrates(model, target):
         return {}
     quantize = model.data["targets"][target]["quantize"]
-    return {"calibration": {"samples": quantize["calibration_samples"], "data": "data" in model.data["validate"],
-                            "inputs": input_signature(model, full=True)}}
+    return {"calibration": {"samples": quantize["calibration_samples"], "data": "data" in model.data["validate"], "inputs": input_signature(model, full=True)}}
 
 
 def calibration_files(model: ModelSpec, target: str) -> dict[str, str]:
@@ -98,9 +97,14 @@ class CaptureStage(Stage):
         data = model.data
         # trace/script read only default shapes (plus min shapes for the check); export also
         # turns every range into a dynamic dimension.
-        return {"wrapper": data["wrapper"], "capture": data["capture"],
-                "inputs": input_signature(model, full=data["capture"]["mode"] == "export" or data["capture"]["check"]),
-                "outputs": output_selectors(model), "prepare": structural_prepare(model), **target_capture_params(model)}
+        return {
+            "wrapper": data["wrapper"],
+            "capture": data["capture"],
+            "inputs": input_signature(model, full=data["capture"]["mode"] == "export" or data["capture"]["check"]),
+            "outputs": output_selectors(model),
+            "prepare": structural_prepare(model),
+            **target_capture_params(model),
+        }
 
     def run(self, job: StageJob) -> None:
         import torch
@@ -121,8 +125,10 @@ class CaptureStage(Stage):
             try:
                 raw = prepared.raw(*example)
             except Exception as exc:  # noqa: BLE001
-                raise UserError(f"{job.where('inputs')}: the model fails on example inputs of the declared shapes "
-                                f"{[list(t.shape) for t in example]}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+                raise UserError(
+                    f"{job.where('inputs')}: the model fails on example inputs of the declared shapes "
+                    f"{[list(t.shape) for t in example]}: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+                ) from exc
         check_selectors(raw, ctx["outputs"], job.where)
         manifest: dict[str, Any] = {"mode": mode, "inputs": [i["name"] for i in inputs]}
         with torch.no_grad():
@@ -154,8 +160,14 @@ class CaptureStage(Stage):
                     raise UserError(f"{job.where('capture.mode')}: torch.export failed and nothing else can capture this model; use mode 'trace'")
             else:
                 if mode == "script":
-                    captured, messages = cap.script(model, prepared, example, params["capture"]["trace_submodules"], job.where,
-                                                    before_script=lambda module: _before_script(ctx, params, module))
+                    captured, messages = cap.script(
+                        model,
+                        prepared,
+                        example,
+                        params["capture"]["trace_submodules"],
+                        job.where,
+                        before_script=lambda module: _before_script(ctx, params, module),
+                    )
                 else:
                     captured, messages = cap.trace(prepared, example)
                 job.notes += tracer_notes(messages)
@@ -168,9 +180,12 @@ class CaptureStage(Stage):
                 problem = cap.check_against_eager(captured, prepared, inputs)
                 if problem:
                     hint = [n for n in job.notes if n.startswith("tracer:")]
-                    raise StageFailure(f"{job.where('capture.check')}: the {mode} capture does not compute what the model computes: "
-                                       f"{problem}" + (f"; {hint[0]}" if hint else "")
-                                       + ". Fix the model code (or capture with mode script/export); check: false skips this test")
+                    raise StageFailure(
+                        f"{job.where('capture.check')}: the {mode} capture does not compute what the model computes: "
+                        f"{problem}"
+                        + (f"; {hint[0]}" if hint else "")
+                        + ". Fix the model code (or capture with mode script/export); check: false skips this test"
+                    )
         (job.out / "capture.json").write_text(json.dumps(manifest, sort_keys=True, indent=1))
 
 
@@ -193,4 +208,3 @@ def tracer_notes(messages: list[str]) -> list[str]:
     if len(messages) > 3:
         notes.append(f"tracer: {len(messages) - 3} more warning(s) in the log")
     return notes
-

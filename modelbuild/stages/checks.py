@@ -90,11 +90,11 @@ class VerifyStage(Stage):
         figures = [worst(errors) for errors in per_output.values()]
         passed = all(f.passed for f in figures)
         verdict = "pass" if passed else ("warn" if tolerance["on_failure"] == "warn" else "fail")
-        text = "; ".join(f"{f.name}: max abs {f.max_abs:.2g}, max rel {f.max_rel:.2g}, cos {f.cosine:.6f}"
-                         + (f" ({f.problem})" if f.problem else "") for f in figures)
+        text = "; ".join(
+            f"{f.name}: max abs {f.max_abs:.2g}, max rel {f.max_rel:.2g}, cos {f.cosine:.6f}" + (f" ({f.problem})" if f.problem else "") for f in figures
+        )
         summary = f"{verdict.upper()} {text} (atol {atol:g}, rtol {rtol:g}; {len(cases)} samples)"
-        job.info.update({"verdict": verdict, "summary": summary, "atol": atol, "rtol": rtol, "samples": len(cases),
-                         "outputs": [f.to_json() for f in figures]})
+        job.info.update({"verdict": verdict, "summary": summary, "atol": atol, "rtol": rtol, "samples": len(cases), "outputs": [f.to_json() for f in figures]})
         (job.out / "verify.json").write_text(json.dumps(job.info, indent=1, sort_keys=True))
         if not passed:
             shapes = ", ".join(sorted(set(failed_cases)))
@@ -118,8 +118,7 @@ class BenchStage(Stage):
         bench = {k: v for k, v in model.data["benchmark"].items() if k != "backends"}
         options = model.data["targets"].get(cls.target) or {}
         runtime = {} if cls.target == "torch" else RUNTIMES.get(TARGETS.get(cls.target).runtime).key_params(options)
-        return {"benchmark": bench, "inputs": input_signature(model, full=True), "fixed_shapes": options.get("fixed_shapes", False),
-                "runtime": runtime}
+        return {"benchmark": bench, "inputs": input_signature(model, full=True), "fixed_shapes": options.get("fixed_shapes", False), "runtime": runtime}
 
     @classmethod
     def skip_reason(cls, node: StageNode) -> str | None:
@@ -155,13 +154,21 @@ class BenchStage(Stage):
             samples = interleaved(calls, bench["warmup"], bench["runs"])
             baseline = stats(samples["torch"])
             mine = stats(samples[self.target]) if runtime is not None else baseline
-            rows.append({"backend": self.target, "shape": choice.label, "shapes": choice.shapes, **mine,
-                         "torch_mean_ms": baseline["mean_ms"], "speedup": baseline["mean_ms"] / mine["mean_ms"],
-                         "size": size, "threads": threads})
+            rows.append(
+                {
+                    "backend": self.target,
+                    "shape": choice.label,
+                    "shapes": choice.shapes,
+                    **mine,
+                    "torch_mean_ms": baseline["mean_ms"],
+                    "speedup": baseline["mean_ms"] / mine["mean_ms"],
+                    "size": size,
+                    "threads": threads,
+                }
+            )
         job.info["bench"] = rows
         job.info["summary"] = "; ".join(f"{r['shape']}: {r['mean_ms']:.2f} ± {r['std_ms']:.2f} ms, {r['speedup']:.2f}× torch" for r in rows)
         (job.out / "bench.json").write_text(json.dumps(rows, indent=1, sort_keys=True))
-
 
 
 def derive(name: str) -> type[Stage] | None:
@@ -183,5 +190,6 @@ def derive(name: str) -> type[Stage] | None:
 
 def _make(base: type, target: str, deps: tuple[str, ...], tools: tuple[str, ...]) -> type[Stage]:
     kind = "verify" if base is VerifyStage else "bench"
-    return type(f"{target.title()}{kind.title()}Stage", (base,), {"name": f"{target}.{kind}", "target": target, "deps": deps,
-                                                                  "tools": tools, "__module__": __name__})
+    return type(
+        f"{target.title()}{kind.title()}Stage", (base,), {"name": f"{target}.{kind}", "target": target, "deps": deps, "tools": tools, "__module__": __name__}
+    )

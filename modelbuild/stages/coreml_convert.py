@@ -79,8 +79,9 @@ class CoreMLConvertStage(Stage):
         fresh_conversion_state()  # the package's bytes must not depend on this worker's history
         try:
             with installed(enabled(params["targets"]["coreml"]["compat"], "convert")):
-                mlmodel = ct.convert(source, inputs=ct_inputs(ct, params["inputs"]),
-                                     outputs=None if classifier else ct_outputs(ct, params["outputs"]), **kwargs)
+                mlmodel = ct.convert(
+                    source, inputs=ct_inputs(ct, params["inputs"]), outputs=None if classifier else ct_outputs(ct, params["outputs"]), **kwargs
+                )
         except Exception as exc:  # noqa: BLE001
             raise StageFailure(explain_conversion_error(exc, source, params["targets"]["coreml"]["compat"])) from exc
         spec = mlmodel.get_spec()
@@ -96,8 +97,7 @@ class CoreMLConvertStage(Stage):
 def _name_classifier_outputs(ct: Any, spec: Any, classifier: dict[str, Any]) -> None:
     """coremltools names a classifier's outputs classLabel and classLabel_probs; use the manifest's."""
     description = spec.description
-    wanted = {description.predictedProbabilitiesName: classifier["probabilities"],
-              description.predictedFeatureName: classifier.get("label", "classLabel")}
+    wanted = {description.predictedProbabilitiesName: classifier["probabilities"], description.predictedFeatureName: classifier.get("label", "classLabel")}
     for old, new in wanted.items():
         if old and old != new:
             ct.utils.rename_feature(spec, old, new, rename_inputs=False, rename_outputs=True)
@@ -112,14 +112,19 @@ def explain_conversion_error(exc: Exception, source: Any = None, compat: dict[st
     if op:
         name = op.group(1)
         where = operator_location(source, name)
-        return (f"coremltools cannot convert the PyTorch operator {name!r}{where}. Either add a plugin: a module listed under "
-                f"plugins: that registers a composite op, e.g. @register_torch_op def {name.split('.')[0]}(context, node): ... "
-                f"built from existing MIL ops (see docs/plugins.md), or swap the module that uses it with wrapper.replace")
+        return (
+            f"coremltools cannot convert the PyTorch operator {name!r}{where}. Either add a plugin: a module listed under "
+            f"plugins: that registers a composite op, e.g. @register_torch_op def {name.split('.')[0]}(context, node): ... "
+            f"built from existing MIL ops (see docs/plugins.md), or swap the module that uses it with wrapper.replace"
+        )
     unmapped = re.search(r"Unable to map (\w+) to core (\w+)", text)
     if unmapped:
         off = compat is not None and not compat.get("resize_to_input", True)
-        fix = ("the built-in fix for this is switched off: remove targets.coreml.compat.resize_to_input: false" if off else
-               "use fixed or enumerated shapes, or a fixed scale factor")
+        fix = (
+            "the built-in fix for this is switched off: remove targets.coreml.compat.resize_to_input: false"
+            if off
+            else "use fixed or enumerated shapes, or a fixed scale factor"
+        )
         return f"coremltools cannot map {unmapped.group(1)} to a Core ML {unmapped.group(2)} with these input shapes: {fix}"
     if "needs the iOS17 resize op" in text:
         return first

@@ -51,8 +51,9 @@ class CoreMLOptimizeStage(Stage):
             return
         compressed = compress_package(source, steps, job.node.params["targets"]["coreml"]["compat"], job)
         before, after = disk_size(source), disk_size(compressed)
-        job.info.update({"size_before": before, "size_after": after, "steps": steps,
-                         "summary": f"{before / 1024:.0f} KB → {after / 1024:.0f} KB ({after / before:.0%})"})
+        job.info.update(
+            {"size_before": before, "size_after": after, "steps": steps, "summary": f"{before / 1024:.0f} KB → {after / 1024:.0f} KB ({after / before:.0%})"}
+        )
 
 
 def compress_package(source: Path, steps: list[dict[str, Any]], compat: dict[str, bool], job: StageJob) -> Path:
@@ -81,8 +82,10 @@ def compress_package(source: Path, steps: list[dict[str, Any]], compat: dict[str
             field = job.where(f"targets.coreml.optimize[{index}].{kind}")
             raise StageFailure(f"{field}: coremltools could not {describe(step)}: {first}") from exc
         if _compressed_ops(mlmodel) == before:
-            job.notes.append(f"optimize[{index}] {describe(step)} changed no weight: every weight is below weight_threshold "
-                             f"({options.get('weight_threshold', 2048)} elements) or outside op_types/op_names")
+            job.notes.append(
+                f"optimize[{index}] {describe(step)} changed no weight: every weight is below weight_threshold "
+                f"({options.get('weight_threshold', 2048)} elements) or outside op_types/op_names"
+            )
     spec = mlmodel.get_spec()
     drop_conversion_date(spec)
     out = job.out / PACKAGE
@@ -94,5 +97,10 @@ def _compressed_ops(mlmodel: Any) -> int:
     """How many constexpr (decompress-at-load) ops the program holds: a step that adds none
     compressed nothing."""
     program = mlmodel.get_spec().mlProgram
-    return sum(1 for function in program.functions.values() for block in function.block_specializations.values()
-               for op in block.operations if op.type.startswith("constexpr_"))
+    return sum(
+        1
+        for function in program.functions.values()
+        for block in function.block_specializations.values()
+        for op in block.operations
+        if op.type.startswith("constexpr_")
+    )

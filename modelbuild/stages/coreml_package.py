@@ -18,8 +18,14 @@ from modelbuild.stages.base import Stage, StageJob
 
 PREVIEW_KEY = "com.apple.coreml.model.preview.type"
 PREVIEW_PARAMS = "com.apple.coreml.model.preview.params"
-PREVIEW_TYPES = {"segmentation": "imageSegmenter", "classification": "imageClassifier", "detection": "objectDetector",
-                 "depth": "depthEstimation", "pose": "poseEstimation", "style-transfer": "styleTransfer"}
+PREVIEW_TYPES = {
+    "segmentation": "imageSegmenter",
+    "classification": "imageClassifier",
+    "detection": "objectDetector",
+    "depth": "depthEstimation",
+    "pose": "poseEstimation",
+    "style-transfer": "styleTransfer",
+}
 
 
 def conversion_date() -> str | None:

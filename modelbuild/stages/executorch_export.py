@@ -36,8 +36,7 @@ class ExecuTorchExportStage(Stage):
 
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
-        return {**target_options(model, "executorch"), **module_params(model), "prepare": model.data["prepare"],
-                **calibration(model, "executorch")}
+        return {**target_options(model, "executorch"), **module_params(model), "prepare": model.data["prepare"], **calibration(model, "executorch")}
 
     @classmethod
     def files(cls, model: ModelSpec) -> dict[str, str]:
@@ -87,16 +86,20 @@ class ExecuTorchExportStage(Stage):
                     data = job.files.get("validate.data")
                     samples = calibration_inputs(ctx["inputs"], quantize["calibration_samples"], data)
                     program = quantize_for_xnnpack(prepared, tuple(example), shapes, samples, quantize["per_channel"])
-                    job.notes.append(f"int8 PT2E (XNNPACKQuantizer, {'per-channel' if quantize['per_channel'] else 'per-tensor'}), "
-                                     f"calibrated on {len(samples)} sample(s)" + (" incl. validate.data" if data else ""))
+                    job.notes.append(
+                        f"int8 PT2E (XNNPACKQuantizer, {'per-channel' if quantize['per_channel'] else 'per-tensor'}), "
+                        f"calibrated on {len(samples)} sample(s)" + (" incl. validate.data" if data else "")
+                    )
                 else:
                     program = torch.export.export(prepared, tuple(example), dynamic_shapes=shapes, strict=False)
             except Exception as exc:  # noqa: BLE001
                 first = first_line(exc)
                 if "Constraints violated" in first and has_recurrent_layers(model):
-                    raise StageFailure("torch.export unrolls recurrent layers (nn.LSTM/GRU/RNN) over time, so ExecuTorch cannot keep "
-                                       "their sequence length flexible; set targets.executorch.fixed_shapes: true for a program "
-                                       "at the default shapes") from exc
+                    raise StageFailure(
+                        "torch.export unrolls recurrent layers (nn.LSTM/GRU/RNN) over time, so ExecuTorch cannot keep "
+                        "their sequence length flexible; set targets.executorch.fixed_shapes: true for a program "
+                        "at the default shapes"
+                    ) from exc
                 raise StageFailure(f"torch.export (needed by ExecuTorch) failed: {first}; see the log") from exc
             if fixed:
                 job.notes.append("fixed_shapes: the program takes the default shapes only")

@@ -26,8 +26,13 @@ class OnnxExportStage(Stage):
 
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
-        return {**target_options(model, "onnx"), **module_params(model), "prepare": structural_prepare(model),
-                **calibration(model, "onnx"), **plugin_params(model)}
+        return {
+            **target_options(model, "onnx"),
+            **module_params(model),
+            "prepare": structural_prepare(model),
+            **calibration(model, "onnx"),
+            **plugin_params(model),
+        }
 
     @classmethod
     def files(cls, model: ModelSpec) -> dict[str, str]:
@@ -67,10 +72,19 @@ class OnnxExportStage(Stage):
         names = output_names(ctx["outputs"], count)
         proto, problem = None, ""
         try:
-            program = torch.onnx.export(source, tuple(example), dynamo=True, dynamic_shapes=shapes, opset_version=opset,
-                                        input_names=[i["name"] for i in inputs], output_names=names,
-                                        external_data=False, verbose=False, report=False,
-                                        custom_translation_table=translations or None)
+            program = torch.onnx.export(
+                source,
+                tuple(example),
+                dynamo=True,
+                dynamic_shapes=shapes,
+                opset_version=opset,
+                input_names=[i["name"] for i in inputs],
+                output_names=names,
+                external_data=False,
+                verbose=False,
+                report=False,
+                custom_translation_table=translations or None,
+            )
             proto = program.model_proto
             lost = [] if fixed else specialised_axes(proto, inputs)
             if lost:
@@ -87,8 +101,10 @@ class OnnxExportStage(Stage):
             proto = legacy_export(source, example, inputs, names, opset, fixed)
             lost = [] if fixed else specialised_axes(proto, inputs)
             if lost:
-                raise StageFailure(f"{problem}, and so does the TorchScript-based exporter ({', '.join(lost)}); "
-                                   "set targets.onnx.fixed_shapes: true to export at the default shapes")
+                raise StageFailure(
+                    f"{problem}, and so does the TorchScript-based exporter ({', '.join(lost)}); "
+                    "set targets.onnx.fixed_shapes: true to export at the default shapes"
+                )
             job.notes.append(f"compat: {problem}; exported with the TorchScript-based ONNX exporter, which keeps it flexible")
         drop_stack_traces(proto)
         try:
@@ -118,8 +134,11 @@ class OnnxExportStage(Stage):
         except Exception as exc:  # noqa: BLE001
             raise StageFailure(f"{job.where('targets.onnx.quantize')}: onnxruntime quantisation ({quantize['mode']}) failed: {first_line(exc)}") from exc
         job.info["float_size"] = float_size
-        job.notes.append(f"int8 {quantize['mode']}" + (f", calibrated on {len(feeds)} sample(s)" if feeds else "")
-                         + f": {float_size / 1024:.0f} KB → {artifact.stat().st_size / 1024:.0f} KB")
+        job.notes.append(
+            f"int8 {quantize['mode']}"
+            + (f", calibrated on {len(feeds)} sample(s)" if feeds else "")
+            + f": {float_size / 1024:.0f} KB → {artifact.stat().st_size / 1024:.0f} KB"
+        )
 
 
 def specialised_axes(proto: Any, inputs: list[dict[str, Any]]) -> list[str]:
@@ -149,8 +168,16 @@ def legacy_export(module: Any, example: list[Any], inputs: list[dict[str, Any]],
     axes = {} if fixed else {i["name"]: {a: f"{i['name']}_{a}" for a, d in enumerate(dims(i)) if d.flexible} for i in inputs}
     buffer = io.BytesIO()
     with torch.no_grad():
-        torch.onnx.export(module, tuple(example), buffer, dynamo=False, opset_version=opset, input_names=[i["name"] for i in inputs],
-                          output_names=names, dynamic_axes={k: v for k, v in axes.items() if v})
+        torch.onnx.export(
+            module,
+            tuple(example),
+            buffer,
+            dynamo=False,
+            opset_version=opset,
+            input_names=[i["name"] for i in inputs],
+            output_names=names,
+            dynamic_axes={k: v for k, v in axes.items() if v},
+        )
     return onnx.load_from_string(buffer.getvalue())
 
 

@@ -27,8 +27,11 @@ class OnnxPackageStage(Stage):
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
         meta = model.data["metadata"]
-        return {"version": model.data["version"], "modelbuild": __version__,
-                "metadata": {k: meta[k] for k in ("description", "author", "license", "user") if k in meta}}
+        return {
+            "version": model.data["version"],
+            "modelbuild": __version__,
+            "metadata": {k: meta[k] for k in ("description", "author", "license", "user") if k in meta},
+        }
 
     def run(self, job: StageJob) -> None:
         import onnx
@@ -37,9 +40,12 @@ class OnnxPackageStage(Stage):
         meta = params["metadata"]
         model = onnx.load(str(job.inputs["onnx.export"] / "model.onnx"))
         model.doc_string = meta.get("description", "")
-        props = {"version": params["version"], "com.modelbuild.version": params["modelbuild"],
-                 **{k: str(meta[k]) for k in ("author", "license") if k in meta},
-                 **{f"user.{k}": str(v).lower() if isinstance(v, bool) else str(v) for k, v in meta.get("user", {}).items()}}
+        props = {
+            "version": params["version"],
+            "com.modelbuild.version": params["modelbuild"],
+            **{k: str(meta[k]) for k in ("author", "license") if k in meta},
+            **{f"user.{k}": str(v).lower() if isinstance(v, bool) else str(v) for k, v in meta.get("user", {}).items()},
+        }
         del model.metadata_props[:]
         for key in sorted(props):
             model.metadata_props.add(key=key, value=props[key])

@@ -63,8 +63,9 @@ class ReferenceStage(Stage):
             try:
                 case.expected = [np.ascontiguousarray(a) for a in run_numpy(prepared, model_feeds(inputs, case.raw))]
             except Exception as exc:  # noqa: BLE001
-                raise UserError(f"{job.where('validate')}: the PyTorch model fails on the {case.shape} sample: "
-                                f"{type(exc).__name__}: {first_line(exc)}") from exc
+                raise UserError(
+                    f"{job.where('validate')}: the PyTorch model fails on the {case.shape} sample: {type(exc).__name__}: {first_line(exc)}"
+                ) from exc
             count = len(case.expected)
         names = output_names(ctx["outputs"], count)
         write_cases(job.out, cases, names)

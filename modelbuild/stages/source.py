@@ -28,8 +28,7 @@ class SourceStage(Stage):
         source = model.data["source"]
         params = {k: v for k, v in source.items() if k in ("factory", "args", "strict")}
         params["packages"] = imported_package_versions([Path(p) for p in cls.files(model).values()], [model.folder, model.root])
-        labels = {key: label_of(model.resolve_path(source[key]), model.root)
-                  for key in ("weights", "torchscript", "exported_program") if key in source}
+        labels = {key: label_of(model.resolve_path(source[key]), model.root) for key in ("weights", "torchscript", "exported_program") if key in source}
         params["layout"] = layout_of(source, labels, folder_label(model.folder, model.root))
         return {"source": params}
 

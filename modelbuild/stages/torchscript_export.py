@@ -58,8 +58,11 @@ class TorchScriptExportStage(Stage):
                 prepared = cast_module(prepared, dtype)
             with torch.no_grad():
                 module, messages = cap.trace(prepared, example)
-            job.notes.append(f"{dtype} weights: traced for TorchScript from the module" if dtype != "float32"
-                             else f"traced for TorchScript (the capture is {captured['mode']})")
+            job.notes.append(
+                f"{dtype} weights: traced for TorchScript from the module"
+                if dtype != "float32"
+                else f"traced for TorchScript (the capture is {captured['mode']})"
+            )
             cap.save_torchscript(module, path)
             cap.fresh_type_names()  # the lite file is written from the saved bytes: no paths, stable names
             module = torch.jit.load(str(path), map_location="cpu")
@@ -73,8 +76,9 @@ class TorchScriptExportStage(Stage):
             loaded = _load_for_lite_interpreter(str(lite))
         except Exception as exc:  # noqa: BLE001
             lite.unlink(missing_ok=True)
-            job.notes.append(f"lite: this torch build cannot write or load lite-interpreter files ({type(exc).__name__}: "
-                             f"{first_line(exc)}); only {model}.pt was written")
+            job.notes.append(
+                f"lite: this torch build cannot write or load lite-interpreter files ({type(exc).__name__}: {first_line(exc)}); only {model}.pt was written"
+            )
             return
         with torch.no_grad():
             want, got = flatten(module(*example)), flatten(loaded(*example))

@@ -54,4 +54,3 @@ def collect_garbage(store: ObjectStore, db: StateDB, reachable: set[str], dry_ru
     if not dry_run:
         db.forget_actions([key for key, output in db.action_outputs() if output not in reachable])
     return report
-

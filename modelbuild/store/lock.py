@@ -24,8 +24,9 @@ def build_lock(cache_dir: Path, say: Callable[[str], None], create: bool = True)
     try:
         handle = open(path, "a+")
     except OSError as exc:
-        raise UserError(f"cannot write to the cache folder {cache_dir} ({exc.strerror}); `check` and `plan` work without "
-                        "writing, a build needs a writable cache") from None
+        raise UserError(
+            f"cannot write to the cache folder {cache_dir} ({exc.strerror}); `check` and `plan` work without writing, a build needs a writable cache"
+        ) from None
     with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -88,5 +88,3 @@ class ObjectStore:
                 raise
             remove(produced)
         return digest
-
-

@@ -45,8 +45,10 @@ def claim_out_dir(out_dir: Path) -> None:
     if marker.is_file():
         return
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "report.json").is_file():
-        raise UserError(f"out_dir {out_dir} already holds files modelbuild did not write (it has no {OUT_MARKER} marker); "
-                        "choose another out_dir in the project settings, or empty it")
+        raise UserError(
+            f"out_dir {out_dir} already holds files modelbuild did not write (it has no {OUT_MARKER} marker); "
+            "choose another out_dir in the project settings, or empty it"
+        )
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         marker.write_text("This folder is written by modelbuild; `modelbuild clean` removes it.\n")

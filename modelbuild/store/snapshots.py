@@ -57,9 +57,9 @@ class Snapshots:
             self.db.remember_object(digest, self.store.signature(digest))
             self.db.remember_file(path, before, digest)
             return digest
-        raise UserError(f"{path}: the file kept changing while modelbuild read it ({TRIES} tries); "
-                        "build again when whatever writes it (a training job?) has finished")
-
+        raise UserError(
+            f"{path}: the file kept changing while modelbuild read it ({TRIES} tries); build again when whatever writes it (a training job?) has finished"
+        )
 
     def _intact(self, digest: str) -> bool:
         """A snapshot is used only while it is the bytes of its digest: its stat signature is

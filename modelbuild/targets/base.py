@@ -82,12 +82,22 @@ class Target:
 
 
 # Option schemas more than one target shares.
-FIXED_SHAPES = {"type": "boolean", "description": "export at the inputs' default shapes only (for models whose flexible dimensions "
-                                                  "torch.export cannot keep, e.g. nn.LSTM's sequence length)"}
+FIXED_SHAPES = {
+    "type": "boolean",
+    "description": "export at the inputs' default shapes only (for models whose flexible dimensions torch.export cannot keep, e.g. nn.LSTM's sequence length)",
+}
 
 
 def int8_quantize(description: str, **extra: Any) -> dict[str, Any]:
     """The ``quantize`` table of a target with post-training int8 quantisation."""
-    return {"type": "object", "additionalProperties": False, "description": description,
-            "properties": {"dtype": {"enum": ["int8"]}, "per_channel": {"type": "boolean"},
-                           "calibration_samples": {"type": "integer", "minimum": 1, "maximum": 1024}, **extra}}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "description": description,
+        "properties": {
+            "dtype": {"enum": ["int8"]},
+            "per_channel": {"type": "boolean"},
+            "calibration_samples": {"type": "integer", "minimum": 1, "maximum": 1024},
+            **extra,
+        },
+    }

@@ -15,8 +15,13 @@ from modelbuild.manifest.spec import ModelSpec
 from modelbuild.targets import TARGETS
 from modelbuild.targets.base import Fail, Target
 
-DEPLOYMENT_TARGETS = [*(f"iOS{v}" for v in (13, 14, 15, 16, 17, 18, 26)), "macOS10_15", *(f"macOS{v}" for v in (11, 12, 13, 14, 15, 26)),
-                      *(f"watchOS{v}" for v in (6, 7, 8, 9, 10, 11, 26)), *(f"tvOS{v}" for v in (13, 14, 15, 16, 17, 18, 26))]
+DEPLOYMENT_TARGETS = [
+    *(f"iOS{v}" for v in (13, 14, 15, 16, 17, 18, 26)),
+    "macOS10_15",
+    *(f"macOS{v}" for v in (11, 12, 13, 14, 15, 26)),
+    *(f"watchOS{v}" for v in (6, 7, 8, 9, 10, 11, 26)),
+    *(f"tvOS{v}" for v in (13, 14, 15, 16, 17, 18, 26)),
+]
 NEURALNETWORK_MAX = {"iOS": 15, "macOS": 12, "watchOS": 8, "tvOS": 15}  # the last releases that take neuralnetwork
 IOS18_ERA = {"iOS": 18, "tvOS": 18, "macOS": 15, "watchOS": 11}  # the releases of 2024, where these arrived
 IOS18_GRANULARITY = {"quantize": "per_block", "palettize": "per_grouped_channel"}
@@ -37,16 +42,36 @@ def _step(properties: dict[str, Any], required: list[str] | None = None) -> dict
 
 
 OPTIMIZE_STEP = {
-    "type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": False, "x-expected": "one of quantize, palettize, prune",
+    "type": "object",
+    "minProperties": 1,
+    "maxProperties": 1,
+    "additionalProperties": False,
+    "x-expected": "one of quantize, palettize, prune",
     "properties": {
-        "quantize": _step({"dtype": {"enum": ["int8", "uint8"]}, "mode": {"enum": ["linear", "linear_symmetric"]},
-                           "granularity": {"enum": ["per_tensor", "per_channel", "per_block"]}, "block_size": {"type": "integer", "minimum": 1}}),
-        "palettize": _step({"nbits": {"type": "integer", "minimum": 1, "maximum": 8}, "mode": {"enum": ["kmeans", "uniform"]},
-                            "granularity": {"enum": ["per_tensor", "per_grouped_channel"]}, "group_size": {"type": "integer", "minimum": 1}},
-                           required=["nbits"]),
-        "prune": _step({"sparsity": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "x-expected": "a fraction of weights to zero, 0 < sparsity <= 1"},
-                        "threshold": {"type": "number", "minimum": 0, "description": "zero weights whose magnitude is at most this"},
-                        "block_size": {"type": "integer", "minimum": 1}}),
+        "quantize": _step(
+            {
+                "dtype": {"enum": ["int8", "uint8"]},
+                "mode": {"enum": ["linear", "linear_symmetric"]},
+                "granularity": {"enum": ["per_tensor", "per_channel", "per_block"]},
+                "block_size": {"type": "integer", "minimum": 1},
+            }
+        ),
+        "palettize": _step(
+            {
+                "nbits": {"type": "integer", "minimum": 1, "maximum": 8},
+                "mode": {"enum": ["kmeans", "uniform"]},
+                "granularity": {"enum": ["per_tensor", "per_grouped_channel"]},
+                "group_size": {"type": "integer", "minimum": 1},
+            },
+            required=["nbits"],
+        ),
+        "prune": _step(
+            {
+                "sparsity": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "x-expected": "a fraction of weights to zero, 0 < sparsity <= 1"},
+                "threshold": {"type": "number", "minimum": 0, "description": "zero weights whose magnitude is at most this"},
+                "block_size": {"type": "integer", "minimum": 1},
+            }
+        ),
     },
 }
 
@@ -55,9 +80,12 @@ def _compat_switches() -> dict[str, Any]:
     # Names only: the conversions import coremltools when they run, never here.
     from modelbuild.coreml.compat import COMPAT
 
-    return {"type": "object", "additionalProperties": False,
-            "description": "built-in compatibility conversions (docs/compat.md); set one to false to switch it off",
-            "properties": {name: {"type": "boolean", "description": COMPAT.get(name).fixes} for name in COMPAT.names()}}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "built-in compatibility conversions (docs/compat.md); set one to false to switch it off",
+        "properties": {name: {"type": "boolean", "description": COMPAT.get(name).fixes} for name in COMPAT.names()},
+    }
 
 
 @TARGETS.register
@@ -72,12 +100,19 @@ class CoreMLTarget(Target):
         "deployment_target": {"enum": DEPLOYMENT_TARGETS},
         "precision": {"enum": ["float16", "float32"]},
         "compute_units": {"enum": ["all", "cpu_only", "cpu_and_gpu", "cpu_and_ne"]},
-        "optimize": {"type": "array", "description": "post-conversion compression steps, applied in order (coremltools.optimize.coreml)",
-                     "items": OPTIMIZE_STEP},
+        "optimize": {
+            "type": "array",
+            "description": "post-conversion compression steps, applied in order (coremltools.optimize.coreml)",
+            "items": OPTIMIZE_STEP,
+        },
         "compat": _compat_switches(),
     }
-    validate_options = {"cross_check": {"type": "boolean", "description": "on macOS, also run the package in modelbuild's executor and "
-                                                                          "report how far it is from Core ML's predict"}}
+    validate_options = {
+        "cross_check": {
+            "type": "boolean",
+            "description": "on macOS, also run the package in modelbuild's executor and report how far it is from Core ML's predict",
+        }
+    }
 
     @classmethod
     def apply_defaults(cls, options: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
@@ -108,22 +143,32 @@ class CoreMLTarget(Target):
             for i, inp in enumerate(data["inputs"]):
                 if "shape" in inp and has_unbounded(inp):
                     axis = next(j for j, d in enumerate(inp["shape"]) if isinstance(d, dict) and "max" not in d)
-                    fail(f"inputs[{i}].shape[{axis}]", "expected a max for every flexible dimension with targets.coreml.format 'mlprogram' "
-                         "(Core ML ML programs refuse unbounded dimensions); add max, or use format 'neuralnetwork'")
+                    fail(
+                        f"inputs[{i}].shape[{axis}]",
+                        "expected a max for every flexible dimension with targets.coreml.format 'mlprogram' "
+                        "(Core ML ML programs refuse unbounded dimensions); add max, or use format 'neuralnetwork'",
+                    )
         else:
             target = coreml["deployment_target"]
             family, major = _release(target)
             if major > NEURALNETWORK_MAX.get(family, 99):
-                fail("targets.coreml.deployment_target", f"expected at most {family}{NEURALNETWORK_MAX[family]} with format 'neuralnetwork', "
-                                                           f"got {target!r}; use format 'mlprogram' for newer targets")
+                fail(
+                    "targets.coreml.deployment_target",
+                    f"expected at most {family}{NEURALNETWORK_MAX[family]} with format 'neuralnetwork', "
+                    f"got {target!r}; use format 'mlprogram' for newer targets",
+                )
             if coreml.get("precision") == "float16":
-                fail("targets.coreml.precision", "expected float32 with format 'neuralnetwork' (float16 precision applies to ML programs); "
-                                                   "use 'mlprogram' or quantize in optimize")
+                fail(
+                    "targets.coreml.precision",
+                    "expected float32 with format 'neuralnetwork' (float16 precision applies to ML programs); use 'mlprogram' or quantize in optimize",
+                )
         _check_optimize(coreml, fail)
         for i, out in enumerate(data.get("outputs") or []):
             if out["kind"] == "image" and any("shape" in inp and has_unbounded(inp) for inp in data["inputs"]):
-                fail(f"outputs[{i}].kind", "expected a tensor output: Core ML image outputs need bounded input dimensions "
-                                           "(coremltools rejects symbolic image output shapes)")
+                fail(
+                    f"outputs[{i}].kind",
+                    "expected a tensor output: Core ML image outputs need bounded input dimensions (coremltools rejects symbolic image output shapes)",
+                )
 
     @classmethod
     def capture_params(cls, model: ModelSpec) -> dict[str, Any]:

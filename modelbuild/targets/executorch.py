@@ -15,8 +15,11 @@ class ExecuTorchTarget(Target):
     options = {
         "backend": {"enum": ["xnnpack", "portable", "coreml"]},
         "fixed_shapes": FIXED_SHAPES,
-        "unbounded_max": {"type": "integer", "minimum": 2,
-                          "description": "upper bound ExecuTorch plans memory for, for every flexible dimension without a max (default 1024)"},
+        "unbounded_max": {
+            "type": "integer",
+            "minimum": 2,
+            "description": "upper bound ExecuTorch plans memory for, for every flexible dimension without a max (default 1024)",
+        },
         "quantize": int8_quantize("int8 post-training quantisation through the PT2E flow (XNNPACKQuantizer); xnnpack backend only"),
     }
     defaults = {"backend": "xnnpack", "fixed_shapes": False, "unbounded_max": 1024}

@@ -36,8 +36,9 @@ def trace(module: Any, example: list[Any]) -> tuple[Any, list[str]]:
         warnings.simplefilter("always", torch.jit.TracerWarning)
         # _store_inputs=False: the example tensors would otherwise ship inside the artifact.
         traced = torch.jit.trace(module, tuple(example), check_trace=False, strict=False, _store_inputs=False)
-    messages = sorted({f"{_display(w.filename)}:{w.lineno}: {str(w.message).splitlines()[0]}"
-                       for w in caught if issubclass(w.category, torch.jit.TracerWarning)})
+    messages = sorted(
+        {f"{_display(w.filename)}:{w.lineno}: {str(w.message).splitlines()[0]}" for w in caught if issubclass(w.category, torch.jit.TracerWarning)}
+    )
     return traced, messages
 
 
@@ -57,8 +58,14 @@ def _display(filename: str) -> str:
         return path.name if "site-packages" not in filename else filename
 
 
-def script(model: Any, prepared: Any, example: list[Any], submodules: list[str], where: Callable[[str], Location],
-           before_script: Callable[[Any], list[str]] = lambda module: []) -> tuple[Any, list[str]]:
+def script(
+    model: Any,
+    prepared: Any,
+    example: list[Any],
+    submodules: list[str],
+    where: Callable[[str], Location],
+    before_script: Callable[[Any], list[str]] = lambda module: [],
+) -> tuple[Any, list[str]]:
     """Script the model after tracing the named submodules with the inputs they see in one pass.
     ``before_script`` changes the module just before scripting (targets' compatibility fixes)."""
     import torch
@@ -89,8 +96,9 @@ def script(model: Any, prepared: Any, example: list[Any], submodules: list[str],
         scripted = torch.jit.script(model)
     except Exception as exc:  # noqa: BLE001
         first = str(exc).strip().splitlines()[0]
-        raise UserError(f"{where('capture.mode')}: torch.jit.script failed: {first}; trace the offending submodule "
-                        "with capture.trace_submodules, or use mode 'trace'") from exc
+        raise UserError(
+            f"{where('capture.mode')}: torch.jit.script failed: {first}; trace the offending submodule with capture.trace_submodules, or use mode 'trace'"
+        ) from exc
     if prepared.selectors is None and not any(prepared.scaled):
         return scripted, notes
     # Output selection and normalisation folding live in the Prepared wrapper; tracing it keeps
@@ -182,8 +190,11 @@ def save_torchscript(module: Any, path: Path) -> None:
     try:
         reader = torch._C.PyTorchFileReader(str(raw))
         # serialization_id is derived from the records; the writer computes it anew.
-        records = {name: bytes(reader.get_record(name)) for name in reader.get_all_records()
-                   if not name.endswith(".debug_pkl") and not name.endswith("serialization_id")}
+        records = {
+            name: bytes(reader.get_record(name))
+            for name in reader.get_all_records()
+            if not name.endswith(".debug_pkl") and not name.endswith("serialization_id")
+        }
         del reader
         records = renumber_mangled_names(records)
         writer = torch._C.PyTorchFileWriter(str(path))
@@ -220,5 +231,4 @@ def renumber_mangled_names(records: dict[str, bytes]) -> dict[str, bytes]:
     def rename(blob: bytes) -> bytes:
         return _MANGLED.sub(lambda m: b"___torch_mangle_" + order[m.group(1)], blob)
 
-    return {rename(name.encode()).decode(): rename(data) if (name.endswith(".pkl") or name.endswith(".py")) else data
-            for name, data in records.items()}
+    return {rename(name.encode()).decode(): rename(data) if (name.endswith(".pkl") or name.endswith(".py")) else data for name, data in records.items()}

@@ -8,8 +8,9 @@ from typing import Any, Callable
 from modelbuild.errors import Location
 
 
-def build_prepared(context: dict[str, Any], source: Path, wrapper: dict[str, Any], where: Callable[[str], Location],
-                   changes: dict[str, Any] | None = None) -> tuple[Any, Any, list[str]]:
+def build_prepared(
+    context: dict[str, Any], source: Path, wrapper: dict[str, Any], where: Callable[[str], Location], changes: dict[str, Any] | None = None
+) -> tuple[Any, Any, list[str]]:
     """(prepared module, the user's module, notes): built from the ``source`` stage's output
     (its snapshot of code and weights), classes replaced, eval mode, fp32; with ``changes``
     (the manifest's ``prepare``) folded and fused as asked. The reference outputs come from

@@ -57,9 +57,11 @@ def load_state_dict(path: Path, where: Location, name: str | None = None) -> dic
     except Exception as exc:  # noqa: BLE001
         if "Weights only load failed" in str(exc):
             # torch's own text suggests weights_only=False; modelbuild never unpickles code.
-            raise UserError(f"{where}: {shown.name} is not a tensor-only checkpoint: loading it would run code from the pickle, "
-                            "which modelbuild never does; save the state_dict with safetensors (safetensors.torch.save_file) "
-                            "or torch.save of plain tensors") from None
+            raise UserError(
+                f"{where}: {shown.name} is not a tensor-only checkpoint: loading it would run code from the pickle, "
+                "which modelbuild never does; save the state_dict with safetensors (safetensors.torch.save_file) "
+                "or torch.save of plain tensors"
+            ) from None
         raise UserError(f"{where}: cannot read {shown.name} as a tensor-only checkpoint: {first_line(exc)}") from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
@@ -94,8 +96,10 @@ def build_module(source: dict[str, Any], tree: "SourceTree", where: Callable[[st
         module = factory(**source.get("args", {}))
     except Exception as exc:  # noqa: BLE001
         frame = traceback.extract_tb(exc.__traceback__)[-1]
-        raise UserError(f"{where('source.factory')}: factory {source['factory']!r} raised {type(exc).__name__}: {exc} "
-                        f"(at {Path(frame.filename).name}:{frame.lineno}; {_hint(exc)})") from exc
+        raise UserError(
+            f"{where('source.factory')}: factory {source['factory']!r} raised {type(exc).__name__}: {exc} "
+            f"(at {Path(frame.filename).name}:{frame.lineno}; {_hint(exc)})"
+        ) from exc
     if not isinstance(module, torch.nn.Module):
         raise UserError(f"{where('source.factory')}: expected the factory to return a torch.nn.Module, got {type(module).__name__}")
     if "weights" in source:

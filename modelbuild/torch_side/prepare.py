@@ -64,8 +64,7 @@ def _fuse_relus(model: Any) -> int:
     import torch
     import torch.ao.nn.intrinsic as nni
 
-    fused_types = {torch.nn.Conv1d: nni.ConvReLU1d, torch.nn.Conv2d: nni.ConvReLU2d, torch.nn.Conv3d: nni.ConvReLU3d,
-                   torch.nn.Linear: nni.LinearReLU}
+    fused_types = {torch.nn.Conv1d: nni.ConvReLU1d, torch.nn.Conv2d: nni.ConvReLU2d, torch.nn.Conv3d: nni.ConvReLU3d, torch.nn.Linear: nni.LinearReLU}
     count = 0
     for container, index in _pairs(model):
         layer = container[index]

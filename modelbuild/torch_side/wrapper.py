@@ -64,12 +64,12 @@ def check_selectors(output: Any, outputs: list[dict[str, Any]] | None, where: Ca
         try:
             select(output, out["select"])
         except (KeyError, IndexError, AttributeError, ValueError):
-            raise UserError(f"{where(f'outputs[{i}].select')}: selector {str(out['select'])!r} does not exist in the model's output "
-                            f"({describe(output)})") from None
+            raise UserError(
+                f"{where(f'outputs[{i}].select')}: selector {str(out['select'])!r} does not exist in the model's output ({describe(output)})"
+            ) from None
 
 
-def prepare(model: Any, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]] | None, wrapper: dict[str, Any],
-            where: Callable[[str], Location]) -> Any:
+def prepare(model: Any, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]] | None, wrapper: dict[str, Any], where: Callable[[str], Location]) -> Any:
     """The module that is captured: the user's model plus selection and folded normalisation."""
     if "class" in wrapper:
         user_wrapper = import_object(wrapper["class"], where("wrapper.class"), what="wrapper class")

@@ -57,7 +57,8 @@ def test_a_corrupt_state_database_is_set_aside_and_rebuilt(project: Project, dam
 
 
 def test_a_full_disk_fails_the_stage_in_one_line_and_the_next_build_gives_the_same_bytes(
-        project: Project, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    project: Project, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     clean = Project(tmp_path_factory.mktemp("clean"))
     clean.build()
     real_put = ObjectStore.put
@@ -92,8 +93,7 @@ def test_an_environment_error_is_one_line_without_a_traceback(tmp_path: Path, mo
     code = cli.main(["build", "manifests", "--no-bench"])
     err = capsys.readouterr().err
     assert code == 1
-    assert err.strip() == ("error: the state database failed: database or disk is full; "
-                           "if the disk is full, free some space and build again")
+    assert err.strip() == ("error: the state database failed: database or disk is full; if the disk is full, free some space and build again")
 
     def denied(*args: object, **kwargs: object) -> None:
         raise PermissionError(errno.EACCES, "Permission denied", str(root / "cache" / "state.sqlite"))
@@ -130,7 +130,7 @@ def test_a_malformed_lock_is_named_by_locked_and_rewritten_by_a_plain_build(tmp_
     (root / "modelbuild.lock").write_text('[tiny]\nsource = { key = "short", output = "x" }\n')
     locked = run_cli(root, "build", "manifests", "--no-bench", "--locked")
     assert locked.returncode == 2
-    assert "modelbuild.lock: [tiny] source: expected { key = \"<64 hex digits>\"" in locked.stderr and "Traceback" not in locked.stderr
+    assert 'modelbuild.lock: [tiny] source: expected { key = "<64 hex digits>"' in locked.stderr and "Traceback" not in locked.stderr
     plain = run_cli(root, "build", "manifests", "--no-bench")
     assert plain.returncode == 0, plain.stderr
     assert "written anew from this build" in plain.stderr

@@ -36,8 +36,15 @@ def build_with(project: Project, listener: Any) -> BuildReport:
     models = load_models(sorted(project.root.glob("*/m.yaml")), project.root)
     db = StateDB(project.cache / "state.sqlite")
     try:
-        executor = Executor(ordered_nodes(plan_graph(models)), db, ObjectStore(project.cache), project.root / "build",
-                            BuildOptions(), listener, pool_factory=lambda n: ThreadPool(max_workers=2))
+        executor = Executor(
+            ordered_nodes(plan_graph(models)),
+            db,
+            ObjectStore(project.cache),
+            project.root / "build",
+            BuildOptions(),
+            listener,
+            pool_factory=lambda n: ThreadPool(max_workers=2),
+        )
         return executor.run()
     finally:
         db.close()
@@ -194,11 +201,14 @@ def test_a_build_of_one_target_keeps_the_other_targets_in_the_lock(tmp_path: Pat
     assert set(read_lock(lock)["m"]) == {"source", "onnx.export"}
 
 
-@pytest.mark.parametrize("text, message", [
-    ('[m]\nsource = { key = "abc", output = "def" }\n', "modelbuild.lock: [m] source: expected { key = \"<64 hex digits>\""),
-    ('m = 3\n', "modelbuild.lock: [m]: expected a table of stages, got 3"),
-    ('[m\n', "modelbuild.lock: not a valid lock file"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('[m]\nsource = { key = "abc", output = "def" }\n', 'modelbuild.lock: [m] source: expected { key = "<64 hex digits>"'),
+        ("m = 3\n", "modelbuild.lock: [m]: expected a table of stages, got 3"),
+        ("[m\n", "modelbuild.lock: not a valid lock file"),
+    ],
+)
 def test_a_malformed_lock_names_the_file_and_the_entry(tmp_path: Path, text: str, message: str) -> None:
     lock = tmp_path / "modelbuild.lock"
     lock.write_text(text)
@@ -235,8 +245,9 @@ def test_plan_writes_nothing_into_build(project: Project) -> None:
 
 def test_a_stage_skipped_on_this_machine_keeps_its_lock_entry(tmp_path: Path) -> None:
     lock = tmp_path / "modelbuild.lock"
-    on_a_mac = BuildReport([_result("m", "source", "a", "b"), StageResult("m", "coreml.verify", "built", key="c" * 64, output="d" * 64,
-                                                                          info={"verdict": "pass"})])
+    on_a_mac = BuildReport(
+        [_result("m", "source", "a", "b"), StageResult("m", "coreml.verify", "built", key="c" * 64, output="d" * 64, info={"verdict": "pass"})]
+    )
     write_lock(lock, on_a_mac, {})
     here = BuildReport([_result("m", "source", "a", "b"), StageResult("m", "coreml.verify", Status.SKIPPED, reasons=[Reason(Why.SKIPPED, text="macOS only")])])
     write_lock(lock, here, read_lock(lock))

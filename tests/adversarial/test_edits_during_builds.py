@@ -60,8 +60,14 @@ def test_weights_edited_mid_build_and_kills_never_give_a_wrong_model(expected: d
     duration = time.perf_counter() - started
     rng = random.Random(20261126)
     for attempt in range(8):
-        process = subprocess.Popen([sys.executable, "-m", "modelbuild", "build", "manifests", "--no-bench", "--force"], cwd=root,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "modelbuild", "build", "manifests", "--no-bench", "--force"],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         time.sleep(rng.uniform(0.05, duration))
         write_variant(weights, rng.randrange(VARIANTS))  # a training job writes a checkpoint
         killed = attempt % 2 == 0

@@ -29,18 +29,21 @@ def tiny(tmp_path: Path) -> Path:
     return tiny_project(tmp_path / "project")
 
 
-@pytest.mark.parametrize("setting, message", [
-    ('out_dir = ""', "out_dir: expected a folder inside the project, got '', which is the project root itself"),
-    ('out_dir = "."', "out_dir: expected a folder inside the project, got '.', which is the project root itself"),
-    ('out_dir = "manifests/.."', "out_dir: expected a folder inside the project, got 'manifests/..', which is the project root itself"),
-    ('out_dir = ".."', "out_dir: expected a folder inside the project ("),
-    ('out_dir = "/tmp"', "out_dir: expected a folder inside the project ("),
-    ('cache_dir = "../elsewhere"', "cache_dir: expected a folder inside the project ("),
-    ('cache_dir = "build"', "out_dir: expected out_dir and cache_dir to be separate folders, got 'build' and 'build'"),
-    ('cache_dir = "build/cache"', "out_dir: expected out_dir and cache_dir to be separate folders"),
-    ('out_dir = "manifests"', "out_dir: expected a folder that holds no manifests, got"),
-    ("out_dir = 3", "out_dir: expected a folder path (a string), got 3"),
-])
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ('out_dir = ""', "out_dir: expected a folder inside the project, got '', which is the project root itself"),
+        ('out_dir = "."', "out_dir: expected a folder inside the project, got '.', which is the project root itself"),
+        ('out_dir = "manifests/.."', "out_dir: expected a folder inside the project, got 'manifests/..', which is the project root itself"),
+        ('out_dir = ".."', "out_dir: expected a folder inside the project ("),
+        ('out_dir = "/tmp"', "out_dir: expected a folder inside the project ("),
+        ('cache_dir = "../elsewhere"', "cache_dir: expected a folder inside the project ("),
+        ('cache_dir = "build"', "out_dir: expected out_dir and cache_dir to be separate folders, got 'build' and 'build'"),
+        ('cache_dir = "build/cache"', "out_dir: expected out_dir and cache_dir to be separate folders"),
+        ('out_dir = "manifests"', "out_dir: expected a folder that holds no manifests, got"),
+        ("out_dir = 3", "out_dir: expected a folder path (a string), got 3"),
+    ],
+)
 @pytest.mark.parametrize("command", ["check", "clean"])
 def test_out_dir_and_cache_dir_must_be_folders_of_their_own_inside_the_project(tiny: Path, setting: str, message: str, command: str) -> None:
     settings = tiny / "modelbuild.toml"
@@ -137,12 +140,15 @@ def test_a_cache_path_that_is_a_file_fails_in_one_line(tiny: Path) -> None:
     assert (tiny / "cache").read_text() == "not a folder"
 
 
-@pytest.mark.parametrize("args, message", [
-    (("build", "--target", "corml"), "--target: expected one of coreml, executorch, onnx, torchscript, got 'corml' (did you mean 'coreml'?)"),
-    (("build", "--model", "tiyn"), "--model: expected the name of a model, got 'tiyn' (did you mean 'tiny'?)"),
-    (("plan", "--target", "tflite"), "--target: expected one of coreml, executorch, onnx, torchscript, got 'tflite'"),
-    (("graph", "--model", "nope"), "--model: expected the name of a model, got 'nope'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("build", "--target", "corml"), "--target: expected one of coreml, executorch, onnx, torchscript, got 'corml' (did you mean 'coreml'?)"),
+        (("build", "--model", "tiyn"), "--model: expected the name of a model, got 'tiyn' (did you mean 'tiny'?)"),
+        (("plan", "--target", "tflite"), "--target: expected one of coreml, executorch, onnx, torchscript, got 'tflite'"),
+        (("graph", "--model", "nope"), "--model: expected the name of a model, got 'nope'"),
+    ],
+)
 def test_unknown_names_on_the_command_line_get_the_closest_name(tiny: Path, args: tuple[str, ...], message: str) -> None:
     result = run_cli(tiny, *args)
     assert result.returncode == 2, result.stderr

@@ -16,24 +16,128 @@ from hypothesis import strategies as st
 
 from modelbuild.cli import commands as cli
 
-FIELDS = ["name", "version", "source", "factory", "weights", "args", "strict", "code", "torchscript", "exported_program", "wrapper",
-          "replace", "class", "capture", "mode", "check", "trace_submodules", "inputs", "kind", "shape", "shapes", "default_shape",
-          "dtype", "range", "color_layout", "scale", "bias", "normalize", "mean", "std", "outputs", "select", "metadata", "classes",
-          "classes_file", "classifier", "probabilities", "preview", "user", "targets", "coreml", "onnx", "executorch", "torchscript",
-          "format", "deployment_target", "precision", "compute_units", "optimize", "quantize", "palettize", "prune", "validate",
-          "samples", "atol", "rtol", "data", "on_failure", "benchmark", "runs", "warmup", "backends", "variants", "plugins", "prepare",
-          "min", "max", "default", "models", "opset", "backend", "lite", "compat", "nbits", "sparsity", "description", "author"]
-TEXT = st.sampled_from(["models.tiny:build", "x", "image", "tensor", "RGB", "float32", "int32", "mlprogram", "iOS17", "default",
-                        "../weights/tiny.safetensors", "/etc/passwd", "../../..", "1/../../x", "", "report.json", "out", "0",
-                        "max", "float16", "trace", "script", "export", "linear_symmetric", "a" * 300])
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**40), max_value=2**40), st.floats(allow_nan=True, allow_infinity=True),
-                    TEXT, st.text(max_size=20))
-VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=5),
-                                                       st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), inner, max_size=6)),
-                      max_leaves=40)
+FIELDS = [
+    "name",
+    "version",
+    "source",
+    "factory",
+    "weights",
+    "args",
+    "strict",
+    "code",
+    "torchscript",
+    "exported_program",
+    "wrapper",
+    "replace",
+    "class",
+    "capture",
+    "mode",
+    "check",
+    "trace_submodules",
+    "inputs",
+    "kind",
+    "shape",
+    "shapes",
+    "default_shape",
+    "dtype",
+    "range",
+    "color_layout",
+    "scale",
+    "bias",
+    "normalize",
+    "mean",
+    "std",
+    "outputs",
+    "select",
+    "metadata",
+    "classes",
+    "classes_file",
+    "classifier",
+    "probabilities",
+    "preview",
+    "user",
+    "targets",
+    "coreml",
+    "onnx",
+    "executorch",
+    "torchscript",
+    "format",
+    "deployment_target",
+    "precision",
+    "compute_units",
+    "optimize",
+    "quantize",
+    "palettize",
+    "prune",
+    "validate",
+    "samples",
+    "atol",
+    "rtol",
+    "data",
+    "on_failure",
+    "benchmark",
+    "runs",
+    "warmup",
+    "backends",
+    "variants",
+    "plugins",
+    "prepare",
+    "min",
+    "max",
+    "default",
+    "models",
+    "opset",
+    "backend",
+    "lite",
+    "compat",
+    "nbits",
+    "sparsity",
+    "description",
+    "author",
+]
+TEXT = st.sampled_from(
+    [
+        "models.tiny:build",
+        "x",
+        "image",
+        "tensor",
+        "RGB",
+        "float32",
+        "int32",
+        "mlprogram",
+        "iOS17",
+        "default",
+        "../weights/tiny.safetensors",
+        "/etc/passwd",
+        "../../..",
+        "1/../../x",
+        "",
+        "report.json",
+        "out",
+        "0",
+        "max",
+        "float16",
+        "trace",
+        "script",
+        "export",
+        "linear_symmetric",
+        "a" * 300,
+    ]
+)
+SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**40), max_value=2**40), st.floats(allow_nan=True, allow_infinity=True), TEXT, st.text(max_size=20)
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), inner, max_size=6)),
+    max_leaves=40,
+)
 VALID = {
-    "name": "tiny", "source": {"factory": "models.tiny:build", "weights": "../weights/tiny.safetensors"},
-    "inputs": [{"name": "x", "shape": [1, 4]}], "outputs": [{"name": "y", "select": "out"}], "targets": {"torchscript": {}},
+    "name": "tiny",
+    "source": {"factory": "models.tiny:build", "weights": "../weights/tiny.safetensors"},
+    "inputs": [{"name": "x", "shape": [1, 4]}],
+    "outputs": [{"name": "y", "select": "out"}],
+    "targets": {"torchscript": {}},
 }
 
 
@@ -82,7 +186,8 @@ def test_any_document_is_accepted_or_refused_cleanly(project: Path, document: ob
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=st.lists(st.sampled_from(FIELDS), min_size=1, max_size=3), value=VALUES)
 def test_a_valid_manifest_with_one_field_changed_is_accepted_or_refused_cleanly(
-        project: Path, path: list[str], value: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    project: Path, path: list[str], value: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(project)
     code, output = check(project, yaml.safe_dump(mutate(VALID, path, value), allow_unicode=True))
     assert code in (0, 2), output

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import run_cli
 
-MODULE = '''\
+MODULE = """\
 import torch
 from .layers import Scale
 
@@ -28,16 +28,16 @@ class Tiny(torch.nn.Module):
 
 def build():
     return Tiny()
-'''
+"""
 
-LAYERS = '''\
+LAYERS = """\
 import torch
 
 
 class Scale(torch.nn.Module):
     def forward(self, x):
         return x * {factor}
-'''
+"""
 
 MANIFEST = """\
 name: {name}
@@ -108,4 +108,3 @@ def test_a_module_imported_by_a_computed_name_must_be_declared(tmp_path: Path) -
     result = run_cli(root, "build", "first", "--no-bench")
     assert result.returncode == 0, result.stdout + result.stderr
     assert run_artifact(root, "first") == [3.0] * 4
-

@@ -10,15 +10,25 @@ import pytest
 from modelbuild.checks.cases import Case, at_default_shapes, generate, load_data_file, model_feeds, pixels_to_tensor, read_cases, shape_choices, write_cases
 from modelbuild.checks.timing import interleaved, stats
 
-IMAGE = {"name": "image", "kind": "image", "shape": [1, 3, {"min": 8, "max": 32, "default": 16}, 16], "scale": 2 / 255, "bias": [-1.0, -1.0, -1.0],
-         "color_layout": "RGB"}
+IMAGE = {
+    "name": "image",
+    "kind": "image",
+    "shape": [1, 3, {"min": 8, "max": 32, "default": 16}, 16],
+    "scale": 2 / 255,
+    "bias": [-1.0, -1.0, -1.0],
+    "color_layout": "RGB",
+}
 TOKENS = {"name": "ids", "kind": "tensor", "dtype": "int32", "shape": [1, {"min": 1, "max": 64, "default": 4}], "range": [0, 10]}
 
 
 def test_shape_choices_resolve_labels_and_concrete_shapes_and_drop_duplicates() -> None:
     choices = shape_choices([IMAGE], ["default", "min", "max", {"image": [1, 3, 24, 16]}, {"image": [1, 3, 16, 16]}])
     assert [(c.label, c.shapes["image"]) for c in choices] == [
-        ("default", [1, 3, 16, 16]), ("min", [1, 3, 8, 16]), ("max", [1, 3, 32, 16]), ("image=1×3×24×16", [1, 3, 24, 16])]
+        ("default", [1, 3, 16, 16]),
+        ("min", [1, 3, 8, 16]),
+        ("max", [1, 3, 32, 16]),
+        ("image=1×3×24×16", [1, 3, 24, 16]),
+    ]
 
 
 def test_fixed_inputs_give_one_choice() -> None:

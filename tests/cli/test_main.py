@@ -25,8 +25,15 @@ def test_graph_lists_stages_in_order(tmp_path: Path, capsys: pytest.CaptureFixtu
     monkeypatch.chdir(tmp_path)
     assert main(["graph", "manifests", "--model", "lstm", "--target", "coreml", "--no-bench"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == ["lstm:source", "lstm:capture", "lstm:coreml.convert", "lstm:coreml.optimize", "lstm:coreml.package",
-                                                   "lstm:reference", "lstm:coreml.verify"]
+    assert [line.split()[0] for line in lines] == [
+        "lstm:source",
+        "lstm:capture",
+        "lstm:coreml.convert",
+        "lstm:coreml.optimize",
+        "lstm:coreml.package",
+        "lstm:reference",
+        "lstm:coreml.verify",
+    ]
     assert main(["graph", "manifests", "--model", "lstm"]) == 0
     stages = {line.split()[0].split(":")[1] for line in capsys.readouterr().out.splitlines()}
     for target in ("coreml", "onnx", "executorch", "torchscript"):

@@ -51,7 +51,7 @@ def biasless():
     return BiaslessConv()
 '''
 
-MANIFEST = '''\
+MANIFEST = """\
 name: {name}
 source: {{factory: "models.compat_models:{factory}", args: {args}}}
 capture: {{mode: {mode}}}
@@ -62,7 +62,7 @@ targets:
   coreml: {{deployment_target: iOS17, precision: float32{compat}}}
 validate: {{shapes: [default, min, max], samples: 1, atol: 0.0001, rtol: 0.0001}}
 benchmark: {{backends: []}}
-'''
+"""
 
 CASES = [  # name, factory, args, capture mode, compat switch, the raw failure
     ("bilinear-trace", "resize", "{mode: bilinear}", "trace", "resize_to_input", "cannot map torch_upsample_bilinear"),

@@ -36,7 +36,9 @@ def test_without_the_plugin_the_message_names_the_operator_and_the_ways_out(tmp_
     root = smooth_project(tmp_path, plugin=False)
     result = run_cli(root, "build", "manifests", "--target", "coreml")
     assert result.returncode == 1
-    assert ("smooth: coreml.convert failed: coremltools cannot convert the PyTorch operator 'celu'. Either add a plugin: "
-            "a module listed under plugins: that registers a composite op") in result.stderr
+    assert (
+        "smooth: coreml.convert failed: coremltools cannot convert the PyTorch operator 'celu'. Either add a plugin: "
+        "a module listed under plugins: that registers a composite op"
+    ) in result.stderr
     assert "wrapper.replace" in result.stderr and "Traceback" not in result.stderr
     assert not (root / "build" / "smooth" / "smooth.mlpackage").exists()

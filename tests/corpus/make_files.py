@@ -31,6 +31,7 @@ class Payload:
 (weights / "code.pt").write_bytes(pickle.dumps({"linear.weight": Payload()}))
 
 # A header that lies: it claims a million rows where the file holds 32 bytes.
-header = json.dumps({"linear.weight": {"dtype": "F32", "shape": [1000000, 4], "data_offsets": [0, 32]},
-                     "linear.bias": {"dtype": "F32", "shape": [2], "data_offsets": [32, 40]}}).encode()
+header = json.dumps(
+    {"linear.weight": {"dtype": "F32", "shape": [1000000, 4], "data_offsets": [0, 32]}, "linear.bias": {"dtype": "F32", "shape": [2], "data_offsets": [32, 40]}}
+).encode()
 (weights / "lying_header.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 40)

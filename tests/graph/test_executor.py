@@ -182,8 +182,9 @@ class Project:
         nodes = ordered_nodes(plan_graph(models))
         db = StateDB(self.cache / "state.sqlite")
         try:
-            executor = Executor(nodes, db, ObjectStore(self.cache), self.root / "build", BuildOptions(**options),
-                                pool_factory=lambda n: ThreadPool(max_workers=2))
+            executor = Executor(
+                nodes, db, ObjectStore(self.cache), self.root / "build", BuildOptions(**options), pool_factory=lambda n: ThreadPool(max_workers=2)
+            )
             report = executor.run()
         finally:
             db.close()

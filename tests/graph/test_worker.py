@@ -10,14 +10,14 @@ import pytest
 
 from modelbuild.graph.worker import _forgetting_user_modules
 
-PLUGIN = '''\
+PLUGIN = """\
 from coremltools.converters.mil.frontend.torch.torch_op_registry import register_torch_op
 
 
 @register_torch_op  # no override=True: a second registration in one process would raise
 def modelbuild_test_op(context, node):
     raise NotImplementedError
-'''
+"""
 
 
 def test_a_module_imported_from_the_store_is_forgotten_with_its_path(tmp_path: Path) -> None:

@@ -38,16 +38,25 @@ def problems(tmp_path: Path, text: str, name: str = "m.yaml") -> list[str]:
 def test_good_manifest_loads_with_defaults(tmp_path: Path) -> None:
     [model] = load_models([write(tmp_path, GOOD)], tmp_path)
     assert model.data["capture"]["mode"] == "trace"
-    assert model.data["targets"] == {"coreml": {"format": "mlprogram", "deployment_target": "iOS15", "precision": "float16",
-                                                "compute_units": "all", "optimize": [],
-                                                "compat": {"float16_pruning": True, "resize_to_input": True, "script_conv_bias": True},
-                                                "validate": {"atol": 0.05, "rtol": 0.05, "on_failure": "error"}}}
+    assert model.data["targets"] == {
+        "coreml": {
+            "format": "mlprogram",
+            "deployment_target": "iOS15",
+            "precision": "float16",
+            "compute_units": "all",
+            "optimize": [],
+            "compat": {"float16_pruning": True, "resize_to_input": True, "script_conv_bias": True},
+            "validate": {"atol": 0.05, "rtol": 0.05, "on_failure": "error"},
+        }
+    }
     assert model.data["benchmark"]["backends"] == ["torch", "coreml"]
 
 
 def test_variants_become_models_with_only_their_targets_and_cite_their_own_lines(tmp_path: Path) -> None:
-    text = GOOD + ("targets:\n  coreml: {deployment_target: iOS17}\n  onnx: {}\n"
-                   "variants:\n  small:\n    targets:\n      coreml:\n        optimize: [{prune: {sparsity: 0.5, threshold: 0.1}}]\n")
+    text = GOOD + (
+        "targets:\n  coreml: {deployment_target: iOS17}\n  onnx: {}\n"
+        "variants:\n  small:\n    targets:\n      coreml:\n        optimize: [{prune: {sparsity: 0.5, threshold: 0.1}}]\n"
+    )
     problems = None
     try:
         load_models([write(tmp_path, text)], tmp_path)
@@ -73,8 +82,7 @@ def test_target_tolerances_layer_target_then_model_then_defaults(tmp_path: Path)
 
 
 def test_benchmark_and_validate_shapes_are_checked_against_the_inputs(tmp_path: Path) -> None:
-    text = GOOD + ("benchmark:\n  shapes: [default, {x: [1, 9]}, {y: [1, 4]}, {x: [1, 2, 3]}]\n  backends: [torch, onnx]\n"
-                   "validate:\n  shapes: [middle]\n")
+    text = GOOD + ("benchmark:\n  shapes: [default, {x: [1, 9]}, {y: [1, 4]}, {x: [1, 2, 3]}]\n  backends: [torch, onnx]\nvalidate:\n  shapes: [middle]\n")
     assert problems(tmp_path, text) == [
         "m.yaml:11: validate.shapes[0]: expected 'default', 'min', 'max', or {input name: [concrete shape]}, got 'middle'",
     ]
@@ -183,13 +191,14 @@ def test_check_never_imports_torch(tmp_path: Path) -> None:
     import sys
 
     write(tmp_path, GOOD)
-    code = ("import sys; from modelbuild.cli import main; rc = main(['check', 'm.yaml']); "
-            "assert 'torch' not in sys.modules and 'coremltools' not in sys.modules; sys.exit(rc)")
+    code = (
+        "import sys; from modelbuild.cli import main; rc = main(['check', 'm.yaml']); "
+        "assert 'torch' not in sys.modules and 'coremltools' not in sys.modules; sys.exit(rc)"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 
 def test_integer_range_needs_room_for_a_value(tmp_path: Path) -> None:
     text = GOOD.replace("shape: [1, {min: 2, max: 8, default: 4}]", "dtype: int32\n    shape: [1, 4]\n    range: [5, 5]")
-    assert problems(tmp_path, text) == [
-        "m.yaml:8: inputs[0].range: expected [low, high) with low < high for integer inputs (high is exclusive), got [5, 5]"]
+    assert problems(tmp_path, text) == ["m.yaml:8: inputs[0].range: expected [low, high) with low < high for integer inputs (high is exclusive), got [5, 5]"]

@@ -26,8 +26,9 @@ def test_the_table_lists_exactly_the_implemented_ops() -> None:
 def test_every_op_of_the_example_packages_is_supported(built_examples: Path) -> None:
     table = documented_ops() | HANDLED_WITHOUT_IMPLEMENTATION
     report = json.loads((built_examples / "build" / "report.json").read_text())
-    packages = sorted(built_examples / "build" / model / f"{model}.mlpackage" for model, entry in report["models"].items()
-                      if "coreml.package" in entry["stages"])
+    packages = sorted(
+        built_examples / "build" / model / f"{model}.mlpackage" for model, entry in report["models"].items() if "coreml.package" in entry["stages"]
+    )
     skipped = {model for model, entry in report["models"].items() if entry["stages"].get("coreml.verify", {}).get("status") == "skipped"}
     checked = []
     for package in packages:

@@ -27,9 +27,13 @@ def _package(tmp_path: Path, bias: float, name: str) -> Path:
         import coremltools as ct
 
         traced = torch.jit.trace(_model(), torch.zeros(1, 3, 16, 16))
-        model = ct.convert(traced, inputs=[ct.ImageType(name="image", shape=(1, 3, 16, 16), scale=1 / 127.5, bias=[bias] * 3,
-                                                        color_layout=ct.colorlayout.RGB)],
-                           convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16, compute_precision=ct.precision.FLOAT32)
+        model = ct.convert(
+            traced,
+            inputs=[ct.ImageType(name="image", shape=(1, 3, 16, 16), scale=1 / 127.5, bias=[bias] * 3, color_layout=ct.colorlayout.RGB)],
+            convert_to="mlprogram",
+            minimum_deployment_target=ct.target.iOS16,
+            compute_precision=ct.precision.FLOAT32,
+        )
     path = tmp_path / f"{name}.mlpackage"
     model.save(str(path))
     return path

@@ -24,10 +24,16 @@ def convert(module: nn.Module, shapes: dict[str, tuple[int, ...]], precision: st
 
         examples = tuple(_example(shape, (dtypes or {}).get(name)) for name, shape in shapes.items())
         traced = torch.jit.trace(module.eval(), examples)
-        inputs = [ct.TensorType(name=name, shape=shape, dtype=np.int32 if (dtypes or {}).get(name) == "int32" else np.float32)
-                  for name, shape in shapes.items()]
-        model = ct.convert(traced, inputs=inputs, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17,
-                           compute_precision=ct.precision.FLOAT16 if precision == "float16" else ct.precision.FLOAT32)
+        inputs = [
+            ct.TensorType(name=name, shape=shape, dtype=np.int32 if (dtypes or {}).get(name) == "int32" else np.float32) for name, shape in shapes.items()
+        ]
+        model = ct.convert(
+            traced,
+            inputs=inputs,
+            convert_to="mlprogram",
+            minimum_deployment_target=ct.target.iOS17,
+            compute_precision=ct.precision.FLOAT16 if precision == "float16" else ct.precision.FLOAT32,
+        )
     path = folder / f"{precision}.mlpackage"
     model.save(str(path))
     return path
@@ -51,9 +57,16 @@ class Lambda(nn.Module):
 
 def _conv_block() -> nn.Module:
     torch.manual_seed(0)
-    block = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU6(), nn.BatchNorm2d(8),
-                          nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=4, bias=False), nn.Hardsigmoid(),
-                          nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1), nn.LeakyReLU(0.1), nn.InstanceNorm2d(4, affine=True))
+    block = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1),
+        nn.ReLU6(),
+        nn.BatchNorm2d(8),
+        nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=4, bias=False),
+        nn.Hardsigmoid(),
+        nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1),
+        nn.LeakyReLU(0.1),
+        nn.InstanceNorm2d(4, affine=True),
+    )
     block[2].running_mean.uniform_(-0.2, 0.2)
     block[2].running_var.uniform_(0.5, 1.5)
     return block
@@ -80,30 +93,102 @@ def _transformer_block() -> nn.Module:
 CASES: dict[str, tuple[Callable[[], nn.Module], dict, set[str], dict | None]] = {
     "conv": (_conv_block, {"x": (1, 3, 16, 16)}, {"conv", "conv_transpose", "clip", "batch_norm", "instance_norm", "leaky_relu", "sigmoid_hard"}, None),
     "transformer": (_transformer_block, {"x": (1, 6, 16)}, {"layer_norm", "linear", "matmul", "softmax", "gelu", "split"}, None),
-    "pooling": (lambda: Lambda(lambda x: nn.functional.max_pool2d(x, 3, 2, 1) + nn.functional.avg_pool2d(x, 2, 2)
-                               + nn.functional.avg_pool2d(x, 3, 2, 1, count_include_pad=False)
-                               + nn.functional.max_pool2d(x, 3, 2, ceil_mode=True)[..., :4, :4] + nn.functional.adaptive_avg_pool2d(x, 1)),
-                {"x": (1, 2, 8, 8)}, {"max_pool", "avg_pool"}, None),
-    "resize": (lambda: Lambda(lambda x: nn.functional.interpolate(x, scale_factor=2, mode="nearest")[..., :6, :6]
-                              + nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)[..., :6, :6]
-                              + nn.functional.interpolate(x, size=(6, 6), mode="bilinear", align_corners=True)),
-               {"x": (1, 2, 5, 5)}, {"upsample_nearest_neighbor"}, None),
-    "pad": (lambda: Lambda(lambda x: nn.functional.pad(x, (1, 2, 2, 1), mode="reflect") + nn.functional.pad(x, (1, 2, 2, 1), mode="replicate")
-                           + nn.functional.pad(x, (1, 2, 2, 1), value=0.5)),
-            {"x": (1, 2, 6, 6)}, {"pad"}, None),
-    "elementwise": (lambda: Lambda(lambda x: torch.sigmoid(x) + torch.tanh(x) + nn.functional.elu(x) + torch.erf(x) + torch.exp(x)
-                                   + torch.log(x.abs() + 1) + torch.sqrt(x.abs()) + torch.rsqrt(x.abs() + 1) + torch.pow(x.abs(), 1.5)
-                                   + torch.where(x > 0, x, -x) + torch.clamp(x, -0.5, 0.5) + torch.maximum(x, x * 0.5)),
-                    {"x": (2, 3, 4)}, {"sigmoid", "tanh", "elu", "erf", "exp", "log", "sqrt", "rsqrt", "pow", "select", "clip"}, None),
-    "shapes": (lambda: Lambda(lambda x: torch.cat([x.reshape(2, 12).t().reshape(4, 6), x.permute(2, 0, 1).reshape(4, 6)], 0)[::2, 1:5]
-                              .flip(0).repeat(1, 2).unsqueeze(0).squeeze(0) + x.reshape(-1)[torch.tensor([0, 5, 7])].sum()),
-               {"x": (2, 3, 4)}, {"reshape", "transpose", "concat", "slice_by_index", "tile"}, None),
-    "reductions": (lambda: Lambda(lambda x: torch.stack([x.sum(-1), x.mean(-1), x.amax(-1), x.amin(-1),
-                                                         torch.topk(x, 2, dim=-1).values.sum(-1), torch.cumsum(x, -1)[..., -1],
-                                                         x.norm(dim=-1), torch.argmax(x, -1).float()], -1)),
-                   {"x": (3, 5)}, {"reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "topk", "cumsum"}, None),
-    "embedding": (lambda: Lambda(lambda ids: nn.functional.embedding(ids, torch.arange(40.0).reshape(10, 4) / 40)
-                                 * torch.triu(torch.ones(ids.shape[1], 4)).sum(0)), {"ids": (1, 6)}, {"gather"}, {"ids": "int32"}),
+    "pooling": (
+        lambda: Lambda(
+            lambda x: (
+                nn.functional.max_pool2d(x, 3, 2, 1)
+                + nn.functional.avg_pool2d(x, 2, 2)
+                + nn.functional.avg_pool2d(x, 3, 2, 1, count_include_pad=False)
+                + nn.functional.max_pool2d(x, 3, 2, ceil_mode=True)[..., :4, :4]
+                + nn.functional.adaptive_avg_pool2d(x, 1)
+            )
+        ),
+        {"x": (1, 2, 8, 8)},
+        {"max_pool", "avg_pool"},
+        None,
+    ),
+    "resize": (
+        lambda: Lambda(
+            lambda x: (
+                nn.functional.interpolate(x, scale_factor=2, mode="nearest")[..., :6, :6]
+                + nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)[..., :6, :6]
+                + nn.functional.interpolate(x, size=(6, 6), mode="bilinear", align_corners=True)
+            )
+        ),
+        {"x": (1, 2, 5, 5)},
+        {"upsample_nearest_neighbor"},
+        None,
+    ),
+    "pad": (
+        lambda: Lambda(
+            lambda x: (
+                nn.functional.pad(x, (1, 2, 2, 1), mode="reflect")
+                + nn.functional.pad(x, (1, 2, 2, 1), mode="replicate")
+                + nn.functional.pad(x, (1, 2, 2, 1), value=0.5)
+            )
+        ),
+        {"x": (1, 2, 6, 6)},
+        {"pad"},
+        None,
+    ),
+    "elementwise": (
+        lambda: Lambda(
+            lambda x: (
+                torch.sigmoid(x)
+                + torch.tanh(x)
+                + nn.functional.elu(x)
+                + torch.erf(x)
+                + torch.exp(x)
+                + torch.log(x.abs() + 1)
+                + torch.sqrt(x.abs())
+                + torch.rsqrt(x.abs() + 1)
+                + torch.pow(x.abs(), 1.5)
+                + torch.where(x > 0, x, -x)
+                + torch.clamp(x, -0.5, 0.5)
+                + torch.maximum(x, x * 0.5)
+            )
+        ),
+        {"x": (2, 3, 4)},
+        {"sigmoid", "tanh", "elu", "erf", "exp", "log", "sqrt", "rsqrt", "pow", "select", "clip"},
+        None,
+    ),
+    "shapes": (
+        lambda: Lambda(
+            lambda x: (
+                torch.cat([x.reshape(2, 12).t().reshape(4, 6), x.permute(2, 0, 1).reshape(4, 6)], 0)[::2, 1:5].flip(0).repeat(1, 2).unsqueeze(0).squeeze(0)
+                + x.reshape(-1)[torch.tensor([0, 5, 7])].sum()
+            )
+        ),
+        {"x": (2, 3, 4)},
+        {"reshape", "transpose", "concat", "slice_by_index", "tile"},
+        None,
+    ),
+    "reductions": (
+        lambda: Lambda(
+            lambda x: torch.stack(
+                [
+                    x.sum(-1),
+                    x.mean(-1),
+                    x.amax(-1),
+                    x.amin(-1),
+                    torch.topk(x, 2, dim=-1).values.sum(-1),
+                    torch.cumsum(x, -1)[..., -1],
+                    x.norm(dim=-1),
+                    torch.argmax(x, -1).float(),
+                ],
+                -1,
+            )
+        ),
+        {"x": (3, 5)},
+        {"reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "topk", "cumsum"},
+        None,
+    ),
+    "embedding": (
+        lambda: Lambda(lambda ids: nn.functional.embedding(ids, torch.arange(40.0).reshape(10, 4) / 40) * torch.triu(torch.ones(ids.shape[1], 4)).sum(0)),
+        {"ids": (1, 6)},
+        {"gather"},
+        {"ids": "int32"},
+    ),
     # coremltools turns a traced GRU into a while_loop over the sequence: control flow, scatter.
     "recurrent": (lambda: (torch.manual_seed(2), nn.GRU(4, 6, batch_first=True))[1], {"x": (1, 7, 4)}, {"while_loop", "scatter"}, None),
     "batched_matmul": (lambda: Lambda(lambda x: torch.einsum("bij,bjk->bik", x, x.transpose(1, 2))), {"x": (2, 3, 4)}, {"matmul"}, None),
@@ -141,8 +226,13 @@ def test_enumerated_shapes_run_at_each_declared_shape(tmp_path: Path) -> None:
 
         traced = torch.jit.trace(module, torch.zeros(1, 3, 16, 16))
         shapes = ct.EnumeratedShapes(shapes=[(1, 3, 16, 16), (1, 3, 24, 32)], default=(1, 3, 16, 16))
-        model = ct.convert(traced, inputs=[ct.TensorType(name="x", shape=shapes)], convert_to="mlprogram",
-                           minimum_deployment_target=ct.target.iOS17, compute_precision=ct.precision.FLOAT32)
+        model = ct.convert(
+            traced,
+            inputs=[ct.TensorType(name="x", shape=shapes)],
+            convert_to="mlprogram",
+            minimum_deployment_target=ct.target.iOS17,
+            compute_precision=ct.precision.FLOAT32,
+        )
     model.save(str(tmp_path / "enum.mlpackage"))
     runner = ProgramRunner(tmp_path / "enum.mlpackage")
     for shape in ((1, 3, 16, 16), (1, 3, 24, 32)):
@@ -161,8 +251,13 @@ def _compressed(tmp_path: Path, how: str) -> tuple[nn.Module, Path]:
         import coremltools.optimize.coreml as cto
 
         traced = torch.jit.trace(module, torch.zeros(1, 32))
-        model = ct.convert(traced, inputs=[ct.TensorType(name="x", shape=(1, 32))], convert_to="mlprogram",
-                           minimum_deployment_target=ct.target.iOS18, compute_precision=ct.precision.FLOAT32)
+        model = ct.convert(
+            traced,
+            inputs=[ct.TensorType(name="x", shape=(1, 32))],
+            convert_to="mlprogram",
+            minimum_deployment_target=ct.target.iOS18,
+            compute_precision=ct.precision.FLOAT32,
+        )
         if how == "quantize":
             config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", granularity="per_channel", weight_threshold=0)
             model = cto.linear_quantize_weights(model, cto.OptimizationConfig(global_config=config))

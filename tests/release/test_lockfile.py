@@ -24,16 +24,20 @@ def result(stage: str, status: Status = Status.BUILT, output: str = OUT, **extra
 
 
 def test_each_stage_is_recorded_as_its_lock_kind_says() -> None:
-    entries = locked_stages(report(
-        result("capture"),
-        result("reference", info={"figures": {"y": [0.5, 2.0]}}),
-        result("onnx.verify", info={"verdict": "pass"}),
-        result("onnx.bench"),  # a measurement: never locked
-        result("onnx.export", status=Status.FAILED),  # no output: nothing to lock
-    ))["m"]
-    assert entries == {"capture": {"key": KEY, "output": OUT},
-                       "reference": {"key": KEY, "output": OUT, "check": "tolerance", "figures": {"y": [0.5, 2.0]}},
-                       "onnx.verify": {"key": KEY, "output": OUT, "check": "verdict", "verdict": "pass"}}
+    entries = locked_stages(
+        report(
+            result("capture"),
+            result("reference", info={"figures": {"y": [0.5, 2.0]}}),
+            result("onnx.verify", info={"verdict": "pass"}),
+            result("onnx.bench"),  # a measurement: never locked
+            result("onnx.export", status=Status.FAILED),  # no output: nothing to lock
+        )
+    )["m"]
+    assert entries == {
+        "capture": {"key": KEY, "output": OUT},
+        "reference": {"key": KEY, "output": OUT, "check": "tolerance", "figures": {"y": [0.5, 2.0]}},
+        "onnx.verify": {"key": KEY, "output": OUT, "check": "verdict", "verdict": "pass"},
+    }
 
 
 def test_written_lock_reads_back_and_a_second_write_changes_no_byte(tmp_path: Path) -> None:

@@ -30,8 +30,13 @@ def test_exit_code_is_two_for_a_user_error_one_for_a_failed_stage() -> None:
 
 
 def test_report_json_counts_statuses_and_drops_tracebacks(tmp_path: Path) -> None:
-    report = BuildReport([StageResult("m", "capture", Status.BUILT, seconds=1.23456, traceback="Traceback ..."),
-                          StageResult("m", "onnx.verify", Status.SKIPPED, reasons=[Reason(Why.SKIPPED, text="why")])], seconds=2.0)
+    report = BuildReport(
+        [
+            StageResult("m", "capture", Status.BUILT, seconds=1.23456, traceback="Traceback ..."),
+            StageResult("m", "onnx.verify", Status.SKIPPED, reasons=[Reason(Why.SKIPPED, text="why")]),
+        ],
+        seconds=2.0,
+    )
     data = to_json(report)
     assert data["counts"] == {"built": 1, "skipped": 1}
     assert data["models"]["m"]["stages"]["capture"] == {"status": "built", "reason": "", "seconds": 1.235}
@@ -43,8 +48,12 @@ def test_report_json_counts_statuses_and_drops_tracebacks(tmp_path: Path) -> Non
 
 
 def test_reasons_are_data_and_one_function_words_them() -> None:
-    reasons = [Reason(Why.FILE, "weights.bin", change="changed"), Reason(Why.FIELD, "metadata.author", "someone", UNSET),
-               Reason(Why.TOOL, "torch", "2.12.0", "2.13.0"), Reason(Why.EARLY_CUTOFF, "capture")]
+    reasons = [
+        Reason(Why.FILE, "weights.bin", change="changed"),
+        Reason(Why.FIELD, "metadata.author", "someone", UNSET),
+        Reason(Why.TOOL, "torch", "2.12.0", "2.13.0"),
+        Reason(Why.EARLY_CUTOFF, "capture"),
+    ]
     assert describe(reasons) == "weights.bin changed; metadata.author: 'someone' → (unset); torch 2.12.0 → 2.13.0; early cutoff: capture output unchanged"
     assert json.loads(json.dumps(reasons[1].to_json())) == {"why": "field", "subject": "metadata.author", "before": "someone", "after": "(unset)"}
     assert describe([Reason(Why.FIELD, "x", "a" * 100, 1)]).startswith("x: 'aaaa") and "..." in describe([Reason(Why.FIELD, "x", "a" * 100, 1)])

@@ -21,11 +21,13 @@ def test_every_target_names_a_registered_runtime() -> None:
 
 def test_asking_whether_a_runtime_can_run_imports_no_heavy_library() -> None:
     # Planning asks every runtime on every build, the no-op one included.
-    code = ("import sys; from modelbuild.runtimes import RUNTIMES\n"
-            "for name in RUNTIMES.names():\n"
-            "    cls = RUNTIMES.get(name); cls.unavailable({'format': 'mlprogram', 'backend': 'xnnpack'}, 'verify'); cls.key_params({})\n"
-            "heavy = [m for m in ('torch', 'coremltools', 'onnxruntime', 'executorch') if m in sys.modules]\n"
-            "assert not heavy, heavy")
+    code = (
+        "import sys; from modelbuild.runtimes import RUNTIMES\n"
+        "for name in RUNTIMES.names():\n"
+        "    cls = RUNTIMES.get(name); cls.unavailable({'format': 'mlprogram', 'backend': 'xnnpack'}, 'verify'); cls.key_params({})\n"
+        "heavy = [m for m in ('torch', 'coremltools', 'onnxruntime', 'executorch') if m in sys.modules]\n"
+        "assert not heavy, heavy"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
 
@@ -51,9 +53,12 @@ def test_onnxruntime_feeds_inputs_by_the_graph_names(tmp_path: Path) -> None:
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("Sub", ["a", "b"], ["d"])], "g",
-                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 2]) for n in ("a", "b")],
-                              [helper.make_tensor_value_info("d", TensorProto.FLOAT, [1, 2])])
+    graph = helper.make_graph(
+        [helper.make_node("Sub", ["a", "b"], ["d"])],
+        "g",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 2]) for n in ("a", "b")],
+        [helper.make_tensor_value_info("d", TensorProto.FLOAT, [1, 2])],
+    )
     path = tmp_path / "m.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9), str(path))
     runtime = RUNTIMES.get("onnxruntime")(path, {}, threads=1)

@@ -18,8 +18,9 @@ from tests.conftest import run_cli
 INPUTS = [{"name": "x", "kind": "tensor", "dtype": "float32", "shape": [1, 8]}]
 
 
-def _job(tmp_path: Path, artifact_model: torch.nn.Module, reference_model: torch.nn.Module, stage: str = "torchscript.verify",
-         on_failure: str = "error") -> StageJob:
+def _job(
+    tmp_path: Path, artifact_model: torch.nn.Module, reference_model: torch.nn.Module, stage: str = "torchscript.verify", on_failure: str = "error"
+) -> StageJob:
     reference = tmp_path / "reference"
     reference.mkdir()
     cases = []
@@ -32,8 +33,14 @@ def _job(tmp_path: Path, artifact_model: torch.nn.Module, reference_model: torch
     export = tmp_path / "export"
     export.mkdir()
     torch.jit.save(torch.jit.trace(artifact_model, (torch.zeros(1, 8),)), str(export / "tiny.pt"))
-    node = StageNode("tiny", stage, {"validate": {"atol": 1e-4, "rtol": 1e-4, "on_failure": on_failure}, "fixed_shapes": False}, {},
-                     ("tiny:reference", "tiny:torchscript.export"), {"inputs": INPUTS, "targets": {"torchscript": {}}, "manifest": "m.yaml"})
+    node = StageNode(
+        "tiny",
+        stage,
+        {"validate": {"atol": 1e-4, "rtol": 1e-4, "on_failure": on_failure}, "fixed_shapes": False},
+        {},
+        ("tiny:reference", "tiny:torchscript.export"),
+        {"inputs": INPUTS, "targets": {"torchscript": {}}, "manifest": "m.yaml"},
+    )
     out = tmp_path / "out"
     out.mkdir()
     return StageJob(node, {"reference": reference, "torchscript.export": export}, out, logging.getLogger("test"))

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import run_cli
 
-MODEL = '''\
+MODEL = """\
 import torch
 from torch import nn
 
@@ -18,9 +18,9 @@ from torch import nn
 def build():
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 16))
-'''
+"""
 
-MANIFEST = '''\
+MANIFEST = """\
 name: mlp
 source: {factory: "models.mlp:build"}
 inputs: [{name: x, shape: [{min: 1, max: 4, default: 2}, 512]}]
@@ -34,7 +34,7 @@ variants:
   pruned-raw: {targets: {coreml: {optimize: [{prune: {sparsity: 0.5}}], compat: {float16_pruning: false}, validate: {atol: 0.5, rtol: 0.5}}}}
   only-linear: {targets: {coreml: {optimize: [{quantize: {op_types: [conv]}}]}}}
   fp16: {prepare: {dtype: float16}, targets: {torchscript: {validate: {atol: 0.01, rtol: 0.01}}}}
-'''
+"""
 
 
 @pytest.fixture(scope="module")

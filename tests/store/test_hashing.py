@@ -11,8 +11,11 @@ from modelbuild.store.hashing import digest_json, hash_tree
 from modelbuild.store.objects import ObjectStore
 from modelbuild.store.state import StateDB
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=10)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=10,
+)
 
 
 @given(st.dictionaries(st.text(max_size=5), json_values, max_size=5))

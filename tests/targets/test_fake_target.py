@@ -139,8 +139,9 @@ def test_it_builds_verifies_and_benchmarks_with_no_other_change(tmp_path: Path) 
         assert sorted(n.stage for n in nodes if n.stage.startswith("tsfake")) == ["tsfake.bench", "tsfake.export", "tsfake.verify"]
         db = StateDB(tmp_path / "cache" / "state.sqlite")
         try:
-            executor = Executor(nodes, db, ObjectStore(tmp_path / "cache"), tmp_path / "build", BuildOptions(jobs=1),
-                                pool_factory=lambda n: ThreadPool(max_workers=1))
+            executor = Executor(
+                nodes, db, ObjectStore(tmp_path / "cache"), tmp_path / "build", BuildOptions(jobs=1), pool_factory=lambda n: ThreadPool(max_workers=1)
+            )
             report = executor.run()
         finally:
             db.close()

@@ -11,7 +11,7 @@ from tests.conftest import run_cli
 
 pytest.importorskip("torch")
 
-MODELS = '''
+MODELS = """
 import torch
 from torch import nn
 
@@ -42,9 +42,9 @@ def nobias():
 def recurrent():
     torch.manual_seed(0)
     return Recurrent()
-'''
+"""
 
-MANIFESTS = '''
+MANIFESTS = """
 models:
   - name: nobias
     source: {factory: "models.small:nobias"}
@@ -54,7 +54,7 @@ models:
     source: {factory: "models.small:recurrent"}
     capture: {mode: export}
     inputs: [{name: x, shape: [1, {min: 2, max: 32, default: 8}, 4]}]
-'''
+"""
 
 
 def test_script_without_bias_and_export_of_lstm_convert(tmp_path: Path) -> None:

@@ -12,8 +12,10 @@ from modelbuild.coreml.compat import COMPAT, Compat
 class Float16Pruning(Compat):
     name = "float16_pruning"
     phase = "optimize"
-    fixes = ("optimize prune with sparsity on a float16 program: the threshold is computed in float16, overflows for "
-             "weights of more than 65504 elements, and the 'sparse' weight comes out larger than the dense one")
+    fixes = (
+        "optimize prune with sparsity on a float16 program: the threshold is computed in float16, overflows for "
+        "weights of more than 65504 elements, and the 'sparse' weight comes out larger than the dense one"
+    )
     does = "ranks magnitudes in float32 and stores the kept values in float16"
 
     @classmethod

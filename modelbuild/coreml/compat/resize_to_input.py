@@ -27,8 +27,10 @@ from modelbuild.coreml.compat import COMPAT, Compat
 class ResizeToInput(Compat):
     name = "resize_to_input"
     phase = "convert"
-    fixes = ("F.interpolate(size=<computed from a flexible input>) with bilinear or nearest mode: "
-             "'Unable to map torch_upsample_bilinear to core upsample' (trace and export, ranged and enumerated shapes)")
+    fixes = (
+        "F.interpolate(size=<computed from a flexible input>) with bilinear or nearest mode: "
+        "'Unable to map torch_upsample_bilinear to core upsample' (trace and export, ranged and enumerated shapes)"
+    )
     does = "bilinear: the iOS17 resize op with a run-time shape; nearest: an exact integer index gather"
 
     @classmethod
@@ -70,10 +72,11 @@ def _translations(originals: dict[str, Any]) -> tuple[Any, Any]:
         if len(elems) != 2 or all(e.val is not None for e in elems):
             return None
         if not is_current_opset_version_compatible_with(target.iOS17):
-            raise ValueError(f"{node.kind} {node.name!r}: the output size depends on a flexible input's shape; converting it "
-                             "needs the iOS17 resize op: set targets.coreml.deployment_target to iOS17 or later")
-        elems = [(e if e.dtype == types.int32 else mb.cast(x=e, dtype="int32")) if e.val is None else mb.const(val=np.int32(e.val))
-                 for e in elems]
+            raise ValueError(
+                f"{node.kind} {node.name!r}: the output size depends on a flexible input's shape; converting it "
+                "needs the iOS17 resize op: set targets.coreml.deployment_target to iOS17 or later"
+            )
+        elems = [(e if e.dtype == types.int32 else mb.cast(x=e, dtype="int32")) if e.val is None else mb.const(val=np.int32(e.val)) for e in elems]
         try:  # size=(h*k, w*k): coremltools' own constant-scale rewrite handles it
             factors = [rewrite._try_get_upsample_factor_pattern_1(e.op) for e in elems]
             if None in factors:

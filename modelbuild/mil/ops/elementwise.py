@@ -15,18 +15,53 @@ from modelbuild.mil.args import _DTYPES, Args
 from modelbuild.mil.registry import implements
 
 _BINARY = {
-    "add": torch.add, "sub": torch.sub, "mul": torch.mul, "real_div": torch.true_divide, "floor_div": torch.floor_divide,
-    "pow": torch.pow, "maximum": torch.maximum, "minimum": torch.minimum, "mod": torch.remainder,
-    "equal": torch.eq, "not_equal": torch.ne, "less": torch.lt, "less_equal": torch.le, "greater": torch.gt,
-    "greater_equal": torch.ge, "logical_and": torch.logical_and, "logical_or": torch.logical_or, "logical_xor": torch.logical_xor,
+    "add": torch.add,
+    "sub": torch.sub,
+    "mul": torch.mul,
+    "real_div": torch.true_divide,
+    "floor_div": torch.floor_divide,
+    "pow": torch.pow,
+    "maximum": torch.maximum,
+    "minimum": torch.minimum,
+    "mod": torch.remainder,
+    "equal": torch.eq,
+    "not_equal": torch.ne,
+    "less": torch.lt,
+    "less_equal": torch.le,
+    "greater": torch.gt,
+    "greater_equal": torch.ge,
+    "logical_and": torch.logical_and,
+    "logical_or": torch.logical_or,
+    "logical_xor": torch.logical_xor,
 }
 
 _UNARY = {
-    "abs": torch.abs, "ceil": torch.ceil, "floor": torch.floor, "round": torch.round, "sign": torch.sign, "sqrt": torch.sqrt,
-    "exp": torch.exp, "exp2": torch.exp2, "sin": torch.sin, "cos": torch.cos, "tan": torch.tan, "asin": torch.asin,
-    "acos": torch.acos, "atan": torch.atan, "sinh": torch.sinh, "cosh": torch.cosh, "tanh": torch.tanh, "erf": torch.erf,
-    "square": torch.square, "logical_not": torch.logical_not, "relu": torch.relu, "sigmoid": torch.sigmoid,
-    "softsign": F.softsign, "silu": F.silu, "relu6": F.relu6, "identity": lambda x: x,
+    "abs": torch.abs,
+    "ceil": torch.ceil,
+    "floor": torch.floor,
+    "round": torch.round,
+    "sign": torch.sign,
+    "sqrt": torch.sqrt,
+    "exp": torch.exp,
+    "exp2": torch.exp2,
+    "sin": torch.sin,
+    "cos": torch.cos,
+    "tan": torch.tan,
+    "asin": torch.asin,
+    "acos": torch.acos,
+    "atan": torch.atan,
+    "sinh": torch.sinh,
+    "cosh": torch.cosh,
+    "tanh": torch.tanh,
+    "erf": torch.erf,
+    "square": torch.square,
+    "logical_not": torch.logical_not,
+    "relu": torch.relu,
+    "sigmoid": torch.sigmoid,
+    "softsign": F.softsign,
+    "silu": F.silu,
+    "relu6": F.relu6,
+    "identity": lambda x: x,
 }
 
 
@@ -151,4 +186,3 @@ def cast(args: Args) -> torch.Tensor:
 def select(args: Args) -> torch.Tensor:
     a, b = args.tensor("a"), args.tensor("b")
     return torch.where(args.tensor("cond").bool(), a, b.to(a.dtype) if a.dtype != b.dtype else b)
-

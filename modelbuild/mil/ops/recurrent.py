@@ -10,12 +10,27 @@ import torch
 from modelbuild.mil.args import Args
 from modelbuild.mil.registry import implements
 
-_ACT = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu, "scaled_tanh": torch.tanh,
-        "sigmoid_hard": lambda x: torch.clamp(0.2 * x + 0.5, 0, 1), "linear": lambda x: x}
+_ACT = {
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "scaled_tanh": torch.tanh,
+    "sigmoid_hard": lambda x: torch.clamp(0.2 * x + 0.5, 0, 1),
+    "linear": lambda x: x,
+}
 
 
-def _lstm_direction(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
-                    bias: torch.Tensor | None, acts: tuple, reverse: bool, clip: float | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _lstm_direction(
+    x: torch.Tensor,
+    h: torch.Tensor,
+    c: torch.Tensor,
+    w_ih: torch.Tensor,
+    w_hh: torch.Tensor,
+    bias: torch.Tensor | None,
+    acts: tuple,
+    reverse: bool,
+    clip: float | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     recurrent, cell_act, act = acts
     steps = range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0])
     outputs = [None] * x.shape[0]
@@ -35,16 +50,19 @@ def lstm(args: Args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     x = args.tensor("x")
     h0, c0 = args.tensor("initial_h"), args.tensor("initial_c")
     hidden = args.tensor("weight_hh").shape[-1]
-    acts = tuple(_ACT[args.value(name, default)] for name, default in
-                 (("recurrent_activation", "sigmoid"), ("cell_activation", "tanh"), ("activation", "tanh")))
+    acts = tuple(
+        _ACT[args.value(name, default)] for name, default in (("recurrent_activation", "sigmoid"), ("cell_activation", "tanh"), ("activation", "tanh"))
+    )
     clip = args.value("clip")
     direction = args.value("direction", "forward")
     forward_h, forward_c = h0[..., :hidden], c0[..., :hidden]
-    seq, h, c = _lstm_direction(x, forward_h, forward_c, args.tensor("weight_ih"), args.tensor("weight_hh"), args.optional("bias"),
-                                acts, direction == "reverse", clip)
+    seq, h, c = _lstm_direction(
+        x, forward_h, forward_c, args.tensor("weight_ih"), args.tensor("weight_hh"), args.optional("bias"), acts, direction == "reverse", clip
+    )
     if direction == "bidirectional":
-        seq_b, h_b, c_b = _lstm_direction(x, h0[..., hidden:], c0[..., hidden:], args.tensor("weight_ih_back"),
-                                          args.tensor("weight_hh_back"), args.optional("bias_back"), acts, True, clip)
+        seq_b, h_b, c_b = _lstm_direction(
+            x, h0[..., hidden:], c0[..., hidden:], args.tensor("weight_ih_back"), args.tensor("weight_hh_back"), args.optional("bias_back"), acts, True, clip
+        )
         seq, h, c = torch.cat([seq, seq_b], -1), torch.cat([h, h_b], -1), torch.cat([c, c_b], -1)
     output = seq if args.value("output_sequence", False) else (seq[-1:] if direction != "reverse" else seq[:1])
     return output, h, c
@@ -63,7 +81,7 @@ def gru(args: Args) -> tuple[torch.Tensor, torch.Tensor]:
     b_r, b_z, b_o = b.chunk(3)
     w_r, w_z, w_o = w_ih.chunk(3)
     r_r, r_z, r_o = w_hh.chunk(3)
-    for t in (range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0])):
+    for t in range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0]):
         xt = x[t]
         z = recurrent(xt @ w_z.T + h @ r_z.T + b_z)
         r = recurrent(xt @ w_r.T + h @ r_r.T + b_r)
@@ -81,7 +99,7 @@ def rnn(args: Args) -> tuple[torch.Tensor, torch.Tensor]:
     act = _ACT[args.value("activation", "tanh")]
     reverse = args.value("direction", "forward") == "reverse"
     outputs = [None] * x.shape[0]
-    for t in (range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0])):
+    for t in range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0]):
         h = act(x[t] @ w_ih.T + h @ w_hh.T + (bias if bias is not None else 0))
         outputs[t] = h
     seq = torch.stack(outputs)

@@ -89,7 +89,7 @@ def gather(args: Args) -> torch.Tensor:
     indices = torch.where(indices < 0, indices + x.shape[axis], indices)
     if batch_dims == 0:
         flat = x.index_select(axis, indices.reshape(-1))
-        return flat.reshape(list(x.shape[:axis]) + list(indices.shape) + list(x.shape[axis + 1:]))
+        return flat.reshape(list(x.shape[:axis]) + list(indices.shape) + list(x.shape[axis + 1 :]))
     results = [gather_batch(x[b], indices[b], axis - 1, batch_dims - 1) for b in range(x.shape[0])]
     return torch.stack(results)
 
@@ -97,7 +97,7 @@ def gather(args: Args) -> torch.Tensor:
 def gather_batch(x: torch.Tensor, indices: torch.Tensor, axis: int, batch_dims: int) -> torch.Tensor:
     if batch_dims == 0:
         flat = x.index_select(axis, indices.reshape(-1))
-        return flat.reshape(list(x.shape[:axis]) + list(indices.shape) + list(x.shape[axis + 1:]))
+        return flat.reshape(list(x.shape[:axis]) + list(indices.shape) + list(x.shape[axis + 1 :]))
     return torch.stack([gather_batch(x[b], indices[b], axis - 1, batch_dims - 1) for b in range(x.shape[0])])
 
 
@@ -166,8 +166,7 @@ def shape(args: Args) -> torch.Tensor:
 def fill(args: Args) -> torch.Tensor:
     dims = [int(s) for s in args.tensor("shape").tolist()]
     value = args.tensor("value") if args.has("value") else torch.tensor(0.0)
-    return torch.full(dims, value.item() if isinstance(value, torch.Tensor) else value,
-                      dtype=value.dtype if isinstance(value, torch.Tensor) else torch.float32)
+    return torch.full(dims, value.item() if isinstance(value, torch.Tensor) else value, dtype=value.dtype if isinstance(value, torch.Tensor) else torch.float32)
 
 
 @implements("fill_like")
@@ -283,10 +282,15 @@ def identity_n(args: Args) -> tuple[torch.Tensor, ...]:
     return tuple(args.tensors("x"))
 
 
-
-
-_SCATTER = {"update": lambda old, new: new, "add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.true_divide,
-            "max": torch.maximum, "min": torch.minimum}
+_SCATTER = {
+    "update": lambda old, new: new,
+    "add": torch.add,
+    "sub": torch.sub,
+    "mul": torch.mul,
+    "div": torch.true_divide,
+    "max": torch.maximum,
+    "min": torch.minimum,
+}
 
 
 @implements("scatter")
