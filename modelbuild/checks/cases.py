@@ -101,9 +101,9 @@ class Case:
 
 def write_cases(folder: Path, cases: list[Case], output_names: list[str]) -> None:
     """One ``.npy`` per array (``np.save`` is byte-reproducible, unlike a zip) plus an index."""
-    index = {"outputs": output_names, "cases": []}
+    index: dict[str, Any] = {"outputs": output_names, "cases": []}
     for case in cases:
-        entry = {"id": case.id, "shape": case.shape, "inputs": {}, "outputs": []}
+        entry: dict[str, Any] = {"id": case.id, "shape": case.shape, "inputs": {}, "outputs": []}
         for name, array in case.raw.items():
             file = f"{case.id}.in.{name}.npy"
             np.save(folder / file, array, allow_pickle=False)

@@ -314,7 +314,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
             wanted = {(graph.nodes[n]["node"].model, graph.nodes[n]["node"].stage) for n in graph.nodes}
             reachable = {output for model, stage, _key, output in db.stage_records() if (model, stage) in wanted}
             # The snapshots of the current manifests' files (weights, code, data) stay too.
-            reachable |= {db.recorded_digest(Path(path)) for n in graph.nodes for path in graph.nodes[n]["node"].files.values()} - {None}
+            snapshots = {db.recorded_digest(Path(path)) for n in graph.nodes for path in graph.nodes[n]["node"].files.values()}
+            reachable |= {digest for digest in snapshots if digest is not None}
             report = collect_garbage(store, db, reachable, args.dry_run)
             verb = "would remove" if args.dry_run else "removed"
             print(

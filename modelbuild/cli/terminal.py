@@ -177,7 +177,7 @@ class Terminal:
         return table
 
     def totals(self, report: BuildReport) -> str:
-        counts = {}
+        counts: dict[str, int] = {}
         for r in report.results:
             counts[r.status] = counts.get(r.status, 0) + 1
         parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))

@@ -215,7 +215,7 @@ class Executor:
             return self.store.intact(digest)
         return confirm_or_evict(self.store, self.db, digest) is None
 
-    def _job_args(self, nid: str) -> tuple:
+    def _job_args(self, nid: str) -> tuple[dict, dict[str, str], dict[str, str], str, str]:
         node = self.nodes[nid]
         self.listener("start", node, None)
         inputs = {d.split(":", 1)[1]: str(self.store.path(self.outputs[d])) for d in node.deps}

@@ -208,6 +208,8 @@ def _unkeyed_imports(before: set[str], root: str | None, cache_root: Path) -> li
     """Modules the stage imported from the project's own folders instead of the snapshot (an
     import by a computed name, reached through the working directory or PYTHONPATH): their
     content is not in the key, so a change to them would not rebuild. Said, never silent."""
+    if root is None:
+        return []
     notes = []
     for name in _from_project(set(sys.modules.copy()) - before, root, cache_root)[:3]:
         where = Path(vars(sys.modules[name])["__file__"]).resolve().relative_to(Path(root).resolve())

@@ -110,5 +110,5 @@ def predict(package: Path, pairs: list[str], out: Path | None) -> tuple[list[str
             top = np.argsort(-array.reshape(-1))[:5]
             lines.append("  top: " + ", ".join(f"{labels[i]} {array.reshape(-1)[i]:.3f}" for i in top))
     destination = out or Path.cwd() / f"{package.stem}.outputs.npz"
-    np.savez(destination, **arrays)
+    np.savez(destination, **arrays)  # type: ignore[arg-type]  # numpy stubs type the first keyword as allow_pickle
     return lines, destination

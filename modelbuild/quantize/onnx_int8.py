@@ -98,8 +98,8 @@ def settled_ranges() -> Iterator[None]:
         calibrator.compute_data = compute_settled
         return calibrator
 
-    ort_quantize.create_calibrator = create_settled
+    ort_quantize.create_calibrator = create_settled  # type: ignore[attr-defined]
     try:
         yield
     finally:
-        ort_quantize.create_calibrator = create
+        ort_quantize.create_calibrator = create  # type: ignore[attr-defined]

@@ -32,7 +32,7 @@ class Why(str, Enum):
     READING_FILES = "reading files"  # its declared files could not be read (the error says why)
 
     __str__ = str.__str__
-    __format__ = str.__format__
+    __format__ = str.__format__  # type: ignore[assignment]  # a plain string in f-strings, as in report.json
 
 
 UNSET = "(unset)"  # ``before``/``after`` of a field the manifest did not have

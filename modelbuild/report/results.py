@@ -23,7 +23,7 @@ class Status(str, Enum):
     RUNNING = "running"
 
     __str__ = str.__str__
-    __format__ = str.__format__
+    __format__ = str.__format__  # type: ignore[assignment]  # a plain string in f-strings, as in report.json
 
 
 SETTLED = (Status.BUILT, Status.CACHED)  # the stage has an output

@@ -28,8 +28,8 @@ def size_rows(report: BuildReport) -> list[dict[str, Any]]:
         else:
             continue
         verify = results.get((model, f"{target}.verify"))
-        settled = verify is not None and verify.status in SETTLED
-        figures = verify.info.get("outputs", []) if settled else []
+        settled = verify if verify is not None and verify.status in SETTLED else None
+        figures = settled.info.get("outputs", []) if settled else []
         rows.append(
             {
                 "model": model,
@@ -40,7 +40,7 @@ def size_rows(report: BuildReport) -> list[dict[str, Any]]:
                 "ratio": result.size / float_size,
                 "max_abs": max((f["max_abs"] for f in figures), default=None),
                 "cosine": min((f["cosine"] for f in figures), default=None),
-                "verdict": verify.info.get("verdict") if settled else (verify.status if verify else None),
+                "verdict": settled.info.get("verdict") if settled else (verify.status if verify else None),
             }
         )
     return sorted(rows, key=lambda r: (r["model"], r["target"]))

@@ -43,6 +43,12 @@ class Runtime:
         """
         raise NotImplementedError
 
+    def verification_notes(self) -> tuple[list[str], dict[str, Any]]:
+        """Notes and figures for the verification report beyond the outputs' errors, asked
+        after every sample ran (Core ML on macOS: how far its predict is from modelbuild's
+        executor)."""
+        return [], {}
+
     def prepare_call(self, feeds: list[np.ndarray], raw: dict[str, np.ndarray]) -> Any:
         """A zero-argument callable that runs one inference, with conversions done up front,
         so a benchmark times the runtime and not our numpy plumbing."""

@@ -21,6 +21,12 @@ class CoreMLRuntime(Runtime):
     name = "coreml"
     distributions = ("coremltools", "modelbuild")  # on Linux our own executor computes the outputs
 
+    runner: Any  # modelbuild's executor (Linux)
+    model: Any  # coremltools.models.MLModel (macOS)
+    cross_runner: Any = None  # macOS with validate.cross_check: the executor beside predict
+    cross_check_max = 0.0
+    cross_check_problem = ""
+
     @classmethod
     def unavailable(cls, options: dict[str, Any], purpose: str = "verify") -> str | None:
         if sys.platform == "darwin":
@@ -42,7 +48,8 @@ class CoreMLRuntime(Runtime):
 
     def __init__(self, artifact: Path | None, context: dict[str, Any], threads: int) -> None:
         super().__init__(artifact, context, threads)
-        self.classes = context.get("classes")
+        assert artifact is not None  # a Core ML package always ships
+        self.classes: list[str] = context.get("classes") or []
         if sys.platform != "darwin":
             import torch
 
@@ -59,8 +66,6 @@ class CoreMLRuntime(Runtime):
             from modelbuild.mil.program import ProgramRunner
 
             self.cross_runner = ProgramRunner(artifact)
-            self.cross_check_max = 0.0
-            self.cross_check_problem = ""
         units = COMPUTE_UNITS[context["targets"]["coreml"].get("compute_units", "all")]
         self.model = ct.models.MLModel(str(artifact), compute_units=getattr(ct.ComputeUnit, units))
         self.output_names = [o.name for o in self.model.get_spec().description.output]
@@ -119,6 +124,16 @@ class CoreMLRuntime(Runtime):
                 continue
             delta = np.abs(np.asarray(value, dtype=np.float64).reshape(-1) - other.double().numpy().reshape(-1)).max()
             self.cross_check_max = max(self.cross_check_max, float(delta))
+
+    def verification_notes(self) -> tuple[list[str], dict[str, Any]]:
+        if self.cross_runner is None:
+            return [], {}
+        if self.cross_check_problem:
+            return [f"cross-check: the modelbuild executor could not run the package ({self.cross_check_problem})"], {}
+        return (
+            [f"cross-check: Core ML predict and the modelbuild executor differ by at most {self.cross_check_max:.3g}"],
+            {"cross_check_max_abs": self.cross_check_max},
+        )
 
     def prepare_call(self, feeds: list[np.ndarray], raw: dict[str, np.ndarray]) -> Any:
         bound = self._feed(raw, feeds)

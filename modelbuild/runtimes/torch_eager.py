@@ -23,4 +23,5 @@ class TorchEager(TorchModuleRuntime):
         from modelbuild.torch_side.eager import build_prepared
 
         torch.set_num_threads(threads)
+        assert artifact is not None  # the source output: the eager model is built from it
         self.module, _model, _notes = build_prepared(context, artifact, context["wrapper"], lambda f: Location(context["manifest"], None, f))

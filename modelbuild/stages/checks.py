@@ -81,12 +81,9 @@ class VerifyStage(Stage):
                 per_output[name].append(error)
                 if not error.passed:
                     failed_cases.append(case.shape)
-        if getattr(runtime, "cross_runner", None) is not None:
-            if runtime.cross_check_problem:
-                job.notes.append(f"cross-check: the modelbuild executor could not run the package ({runtime.cross_check_problem})")
-            else:
-                job.info["cross_check_max_abs"] = runtime.cross_check_max
-                job.notes.append(f"cross-check: Core ML predict and the modelbuild executor differ by at most {runtime.cross_check_max:.3g}")
+        runtime_notes, runtime_figures = runtime.verification_notes()
+        job.notes += runtime_notes
+        job.info.update(runtime_figures)
         figures = [worst(errors) for errors in per_output.values()]
         passed = all(f.passed for f in figures)
         verdict = "pass" if passed else ("warn" if tolerance["on_failure"] == "warn" else "fail")

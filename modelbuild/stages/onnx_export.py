@@ -85,6 +85,7 @@ class OnnxExportStage(Stage):
                 report=False,
                 custom_translation_table=translations or None,
             )
+            assert program is not None  # dynamo=True returns the program
             proto = program.model_proto
             lost = [] if fixed else specialised_axes(proto, inputs)
             if lost:
@@ -171,7 +172,7 @@ def legacy_export(module: Any, example: list[Any], inputs: list[dict[str, Any]],
         torch.onnx.export(
             module,
             tuple(example),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # a file object works; the stub names paths only
             dynamo=False,
             opset_version=opset,
             input_names=[i["name"] for i in inputs],

@@ -43,7 +43,7 @@ def stat_signature(path: Path) -> FileSignature:
 
 def walk_files(folder: Path) -> list[Path]:
     """Files under ``folder`` in a stable order, leaving out what the tree digest leaves out."""
-    found = []
+    found: list[Path] = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
         found.extend(Path(root) / name for name in sorted(files) if name != ".DS_Store")

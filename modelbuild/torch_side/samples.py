@@ -3,6 +3,7 @@ start as uint8 pixels and go through the declared scale and bias."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from modelbuild.checks.cases import generate, model_feeds
@@ -16,11 +17,9 @@ def make_inputs(inputs: list[dict[str, Any]], which: str = "default", seed: int 
     return [torch.from_numpy(x) for x in model_feeds(inputs, raw)]
 
 
-def calibration_inputs(inputs: list[dict[str, Any]], count: int, data: str | None) -> list[list[Any]]:
+def calibration_inputs(inputs: list[dict[str, Any]], count: int, data: Path | None) -> list[list[Any]]:
     """Samples a quantiser observes: ``validate.data`` first (real data says most about real
     ranges), then seeded samples cycling through the default, min and max shapes."""
-    from pathlib import Path
-
     import torch
 
     from modelbuild.checks.cases import at_default_shapes, load_data_file
@@ -28,7 +27,7 @@ def calibration_inputs(inputs: list[dict[str, Any]], count: int, data: str | Non
 
     samples = []
     if data:
-        raw = load_data_file(Path(data), inputs)
+        raw = load_data_file(data, inputs)
         flexible = any(d.flexible for i in inputs if "shape" in i for d in dims(i))
         if flexible or at_default_shapes(inputs, raw):
             samples.append([torch.from_numpy(x) for x in model_feeds(inputs, raw)])

@@ -13,7 +13,7 @@ import os
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 MAX_FILES = 2000  # a project that imports more local modules than this is not a model
 
@@ -103,7 +103,7 @@ def _top_level_imports(source: bytes) -> frozenset[str]:
         tree = ast.parse(source)
     except SyntaxError:
         return frozenset()
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)
@@ -130,7 +130,7 @@ def _distribution_version(import_name: str) -> str | None:
 
 
 @lru_cache(maxsize=1)
-def _packages_distributions() -> dict[str, list[str]]:
+def _packages_distributions() -> Mapping[str, list[str]]:
     from importlib import metadata
 
     return metadata.packages_distributions()

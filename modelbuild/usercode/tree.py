@@ -109,6 +109,6 @@ def _under(module: object, prefixes: tuple[str, ...]) -> bool:
         return str(where).startswith(prefixes)
     paths = namespace.get("__path__")  # a namespace package has no __file__
     try:
-        return bool(paths) and all(str(p).startswith(prefixes) or str(p) + os.sep in prefixes for p in list(paths))
+        return bool(paths) and all(str(p).startswith(prefixes) or str(p) + os.sep in prefixes for p in list(paths or ()))
     except Exception:  # noqa: BLE001 - an odd __path__ is not ours
         return False

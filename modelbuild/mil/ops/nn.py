@@ -125,7 +125,9 @@ def _moments(x: torch.Tensor, axes: list[int]) -> tuple[torch.Tensor, torch.Tens
 @implements("batch_norm")
 def batch_norm(args: Args) -> torch.Tensor:
     x = args.tensor("x")
-    return _normalise(args, x, _channel(args.tensor("mean"), x), _channel(args.tensor("variance"), x))
+    mean, variance = _channel(args.tensor("mean"), x), _channel(args.tensor("variance"), x)
+    assert mean is not None and variance is not None  # required inputs of batch_norm
+    return _normalise(args, x, mean, variance)
 
 
 @implements("instance_norm")
@@ -166,9 +168,9 @@ def _pool(args: Args, kind: str) -> torch.Tensor:
     ceil = bool(args.value("ceil_mode", False))
     if kind == "max":
         padded = F.pad(x, _torch_pad(pads), value=float("-inf"))
-        fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[n]
-        return half_safe(lambda a: fn(a, kernel, strides, ceil_mode=ceil), padded)
-    fn = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[n]
+        max_pool: Callable[..., torch.Tensor] = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[n]
+        return half_safe(lambda a: max_pool(a, kernel, strides, ceil_mode=ceil), padded)
+    fn: Callable[..., torch.Tensor] = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[n]
     padded = F.pad(x, _torch_pad(pads))
     total = half_safe(lambda a: fn(a, kernel, strides, ceil_mode=ceil), padded)
     if args.value("exclude_padding_from_average", False) and any(p != (0, 0) for p in pads):

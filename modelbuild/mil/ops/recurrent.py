@@ -5,6 +5,8 @@ MIL keeps gates in input, forget, output, cell order ("ifoz"); x is [seq, batch,
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from modelbuild.mil.args import Args
@@ -33,7 +35,7 @@ def _lstm_direction(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     recurrent, cell_act, act = acts
     steps = range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0])
-    outputs = [None] * x.shape[0]
+    outputs: list[Any] = [None] * x.shape[0]
     for t in steps:
         gates = x[t] @ w_ih.T + h @ w_hh.T + (bias if bias is not None else 0)
         i, f, o, z = gates.chunk(4, dim=-1)
@@ -76,7 +78,7 @@ def gru(args: Args) -> tuple[torch.Tensor, torch.Tensor]:
     recurrent = _ACT[args.value("recurrent_activation", "sigmoid")]
     act = _ACT[args.value("activation", "tanh")]
     reverse = args.value("direction", "forward") == "reverse"
-    outputs = [None] * x.shape[0]
+    outputs: list[Any] = [None] * x.shape[0]
     b = bias if bias is not None else torch.zeros(w_ih.shape[0], dtype=x.dtype)
     b_r, b_z, b_o = b.chunk(3)
     w_r, w_z, w_o = w_ih.chunk(3)
@@ -98,7 +100,7 @@ def rnn(args: Args) -> tuple[torch.Tensor, torch.Tensor]:
     w_ih, w_hh, bias = args.tensor("weight_ih"), args.tensor("weight_hh"), args.optional("bias")
     act = _ACT[args.value("activation", "tanh")]
     reverse = args.value("direction", "forward") == "reverse"
-    outputs = [None] * x.shape[0]
+    outputs: list[Any] = [None] * x.shape[0]
     for t in range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0]):
         h = act(x[t] @ w_ih.T + h @ w_hh.T + (bias if bias is not None else 0))
         outputs[t] = h

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 
 from modelbuild.mil.args import Args
@@ -221,7 +223,7 @@ def cumsum(args: Args) -> torch.Tensor:
     return torch.flip(result, [axis]) if args.value("reverse", False) else result
 
 
-_REDUCE = {
+_REDUCE: dict[str, Callable[..., torch.Tensor]] = {
     "reduce_sum": lambda x, axes, keep: x.sum(axes, keepdim=keep),
     "reduce_mean": lambda x, axes, keep: x.mean(axes, keepdim=keep),
     "reduce_prod": lambda x, axes, keep: _each(x, axes, keep, torch.prod),
@@ -235,18 +237,18 @@ _REDUCE = {
 }
 
 
-def _each(x: torch.Tensor, axes: list[int], keep: bool, fn: object) -> torch.Tensor:
+def _each(x: torch.Tensor, axes: list[int], keep: bool, fn: Callable[..., torch.Tensor]) -> torch.Tensor:
     for axis in sorted(axes, reverse=True):
-        x = fn(x, dim=axis, keepdim=keep)  # type: ignore[operator]
+        x = fn(x, dim=axis, keepdim=keep)
     return x
 
 
-def _reduction(fn: object) -> object:
+def _reduction(fn: Callable[..., torch.Tensor]) -> Callable[[Args], torch.Tensor]:
     def run(args: Args) -> torch.Tensor:
         x = args.tensor("x")
         axes = args.value("axes")
         axes = list(range(x.dim())) if axes is None else [a % x.dim() for a in axes]
-        return fn(x, axes, bool(args.value("keep_dims", False)))  # type: ignore[operator]
+        return fn(x, axes, bool(args.value("keep_dims", False)))
 
     return run
 
@@ -282,7 +284,7 @@ def identity_n(args: Args) -> tuple[torch.Tensor, ...]:
     return tuple(args.tensors("x"))
 
 
-_SCATTER = {
+_SCATTER: dict[str, Callable[..., torch.Tensor]] = {
     "update": lambda old, new: new,
     "add": torch.add,
     "sub": torch.sub,
@@ -303,9 +305,9 @@ def scatter(args: Args) -> torch.Tensor:
     combine = _SCATTER[args.value("mode", "update")]
     indices = torch.where(indices < 0, indices + data.shape[axis], indices)
     for position, index in enumerate(indices.tolist()):
-        target = [slice(None)] * data.dim()
+        target: list[Any] = [slice(None)] * data.dim()
         target[axis] = index
-        source = [slice(None)] * data.dim()
+        source: list[Any] = [slice(None)] * data.dim()
         source[axis] = position
         data[tuple(target)] = combine(data[tuple(target)], updates[tuple(source)])
     return data
