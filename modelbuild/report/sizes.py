@@ -19,10 +19,11 @@ def size_rows(report: BuildReport) -> list[dict[str, Any]]:
         target = target_of.get(stage)
         if target is None or result.status not in SETTLED or not result.size:
             continue
-        optimize = results.get((model, f"{target}.optimize"))
+        # A stage of the target that compressed its artifact records the size it started from.
+        compressing = [r for s in TARGETS.get(target).stages if (r := results.get((model, s))) is not None and r.info.get("size_before")]
         base = report.variant_of.get(model)
-        if optimize is not None and optimize.info.get("size_before"):
-            float_size, float_from = optimize.info["size_before"], "before optimize"
+        if compressing:
+            float_size, float_from = compressing[0].info["size_before"], f"before {compressing[0].stage.split('.', 1)[1]}"
         elif base and (base, stage) in results and results[(base, stage)].size:
             float_size, float_from = results[(base, stage)].size, base
         else:
