@@ -24,6 +24,15 @@ def tool_version(distribution: str) -> str:
         return "not installed"
 
 
+def toolchain() -> list[str]:
+    """Every distribution some stage keys on (its ``tools``; verify and bench stages take their
+    runtime's): what a release records, so its provenance names every tool that shaped it."""
+    from modelbuild.targets import TARGETS
+
+    names = [*STAGES.names(), "torch.bench", *(f"{t}.{kind}" for t in TARGETS.names() for kind in ("verify", "bench"))]
+    return sorted({tool for name in names for tool in STAGES.get(name).tools})
+
+
 def material(node: StageNode, upstream: dict[str, str], file_digest: Callable[[str], str]) -> dict[str, Any]:
     stage = STAGES.get(node.stage)
     return {

@@ -29,7 +29,6 @@ from modelbuild.store.objects import ObjectStore
 from modelbuild.store.paths import inside
 from modelbuild.targets import TARGETS
 
-TOOLS = ("torch", "coremltools", "onnx", "onnxruntime", "onnxscript", "executorch", "numpy", "modelbuild")
 ZIP_EPOCH = 315532800  # 1980-01-01, the earliest time a zip entry can carry
 
 
@@ -53,15 +52,9 @@ def deterministic_zip(folder: Path, destination: Path) -> None:
 
 
 def tool_versions() -> dict[str, str]:
-    from importlib import metadata
+    from modelbuild.graph.keys import tool_version, toolchain
 
-    versions = {"python": platform.python_version()}
-    for name in TOOLS:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+    return {"python": platform.python_version(), **{name: tool_version(name) for name in toolchain()}}
 
 
 def _sha256(path: Path) -> str:

@@ -41,14 +41,12 @@ def skipped_backends(report: BuildReport) -> list[tuple[str, str, str]]:
 
 
 def machine() -> str:
-    import importlib.metadata as md
+    from modelbuild.graph.keys import tool_version
+    from modelbuild.runtimes import RUNTIMES
 
-    versions = []
-    for dist in ("torch", "onnxruntime", "executorch", "coremltools"):
-        try:
-            versions.append(f"{dist} {md.version(dist)}")
-        except md.PackageNotFoundError:
-            pass
+    # The runtimes' own distributions: what ran the timed code.
+    runtimes = sorted({d for name in RUNTIMES.names() for d in RUNTIMES.get(name).distributions} - {"modelbuild"})
+    versions = [f"{dist} {tool_version(dist)}" for dist in runtimes if tool_version(dist) != "not installed"]
     return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; {', '.join(versions)}"
 
 
