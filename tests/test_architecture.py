@@ -27,7 +27,7 @@ LAYERS = [
         "modelbuild.manifest.preprocess",
         "modelbuild.graph.node",
     ],
-    ["modelbuild.usercode", "modelbuild.coreml", "modelbuild.mil", "modelbuild.torch_side", "modelbuild.quantize"],
+    ["modelbuild.usercode", "modelbuild.coreml", "modelbuild.mil", "modelbuild.neuralnetwork", "modelbuild.torch_side", "modelbuild.quantize"],
     ["modelbuild.targets", "modelbuild.runtimes"],
     ["modelbuild.stages"],
     ["modelbuild.manifest", "modelbuild.report"],
@@ -42,6 +42,7 @@ LAYERS = [
 CORE_ML_ROOMS = (
     "modelbuild.coreml",
     "modelbuild.mil",
+    "modelbuild.neuralnetwork",
     "modelbuild.targets.coreml",
     "modelbuild.stages.coreml_",
     "modelbuild.runtimes.coreml",
@@ -96,7 +97,7 @@ def test_only_core_ml_rooms_import_core_ml_code() -> None:
     outside = [
         f"{a} imports {b} at line {line}"
         for a, b, line, _ in _imports(_modules())
-        if b.startswith(("modelbuild.coreml", "modelbuild.mil")) and not a.startswith(CORE_ML_ROOMS)
+        if b.startswith(("modelbuild.coreml", "modelbuild.mil", "modelbuild.neuralnetwork")) and not a.startswith(CORE_ML_ROOMS)
     ]
     assert not outside, "\n".join(outside)
 

@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     graph = with_paths(sub.add_parser("graph", help="print the stage graph"))
     graph.add_argument("--dot", action="store_true", help="Graphviz dot instead of text")
     graph.add_argument("--no-bench", action="store_true", help="leave out the benchmark stages")
-    predict = sub.add_parser("predict", help="run an .mlpackage (ML program) on your inputs, on any OS")
+    predict = sub.add_parser("predict", help="run an .mlpackage (ML program or neural network) on your inputs, on any OS")
     predict.add_argument("package", help="path to an .mlpackage, e.g. build/segmenter/segmenter.mlpackage")
     predict.add_argument(
         "--input",
@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=FILE",
         help="an input: an image (.png/.jpg) or an array (.npy); repeatable; all=FILE.npz gives every input",
     )
-    predict.add_argument("--out", default=None, help="where to save the outputs (.npz; default <package>.outputs.npz)")
+    predict.add_argument("--out", default=None, help="where to save the outputs (.npz; default: <package name>.outputs.npz in the current folder)")
     sub.add_parser("schema", help="print the manifest JSON Schema")
     clean = sub.add_parser("clean", help="remove build/ (and the cache with --cache)")
     clean.add_argument("--cache", action="store_true", help="also remove the cache folder")
@@ -359,7 +359,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from modelbuild.mil.predict import predict
+    from modelbuild.coreml.predict import predict
 
     lines, saved = predict(Path(args.package), args.input, Path(args.out) if args.out else None)
     for line in lines:

@@ -24,8 +24,10 @@ DATE_KEY = "com.github.apple.coremltools.conversion_date"
 
 
 def read_spec(package: Path) -> Any:
+    """The spec of an ``.mlpackage`` folder, or of a bare ``.mlmodel`` file (neural networks
+    are often saved that way)."""
     spec = model_pb2().Model()
-    spec.ParseFromString((package / SPEC_PATH).read_bytes())
+    spec.ParseFromString((package if package.is_file() else package / SPEC_PATH).read_bytes())
     return spec
 
 

@@ -1,5 +1,6 @@
-"""Core ML: its own ``predict`` on macOS; on Linux, ML programs run in modelbuild's reference
-executor (``modelbuild.mil``), which reads the package bytes that ship."""
+"""Core ML: its own ``predict`` on macOS; on Linux, modelbuild's reference executors
+(``modelbuild.mil`` for ML programs, ``modelbuild.neuralnetwork`` for neural networks), which
+read the package bytes that ship."""
 
 from __future__ import annotations
 
@@ -33,12 +34,7 @@ class CoreMLRuntime(Runtime):
             return None
         if purpose == "bench":
             return f"Core ML timing needs macOS (this is {sys.platform}); the Linux executor checks outputs, not speed"
-        if options.get("format", "mlprogram") != "mlprogram":
-            return (
-                f"a neuralnetwork package runs on macOS only (this is {sys.platform}); the Linux executor runs ML programs "
-                "(format: mlprogram); no figures were computed"
-            )
-        return None
+        return None  # modelbuild's executors run both formats (ML programs and neural networks)
 
     @classmethod
     def key_params(cls, options: dict[str, Any]) -> dict[str, Any]:
@@ -53,19 +49,19 @@ class CoreMLRuntime(Runtime):
         if sys.platform != "darwin":
             import torch
 
-            from modelbuild.mil.program import ProgramRunner
+            from modelbuild.coreml.executors import package_runner
 
             torch.set_num_threads(threads)
-            self.runner: Any = ProgramRunner(artifact)
+            self.runner = package_runner(artifact)
             self.output_names = self.runner.output_names
             return
         import coremltools as ct
 
         self.cross_runner: Any = None
         if context["targets"]["coreml"].get("validate", {}).get("cross_check"):
-            from modelbuild.mil.program import ProgramRunner
+            from modelbuild.coreml.executors import package_runner
 
-            self.cross_runner = ProgramRunner(artifact)
+            self.cross_runner = package_runner(artifact)
         units = COMPUTE_UNITS[context["targets"]["coreml"].get("compute_units", "all")]
         self.model = ct.models.MLModel(str(artifact), compute_units=getattr(ct.ComputeUnit, units))
         self.output_names = [o.name for o in self.model.get_spec().description.output]

@@ -1,4 +1,5 @@
-"""``modelbuild predict``: run a saved ML-program package on a person's inputs, on Linux.
+"""``modelbuild predict``: run a saved Core ML package (ML program or neural network) on a
+person's inputs, on Linux.
 
 The "Xcode preview" of Linux: images (PNG/JPEG) or arrays (.npy, or one .npz keyed by
 input name) in; output shapes and summary values printed; outputs saved to an .npz.
@@ -72,12 +73,14 @@ def predict(package: Path, pairs: list[str], out: Path | None) -> tuple[list[str
     """Run the package; return the lines to print and where the outputs were saved."""
     import numpy as np
 
-    from modelbuild.mil.program import ProgramRunner, UnsupportedOp
+    from modelbuild.coreml.executors import package_runner, unsupported_errors
 
     if not (package / "Manifest.json").is_file():
         raise UserError(f"{package}: not an .mlpackage (no Manifest.json)")
     try:
-        runner = ProgramRunner(package)
+        runner = package_runner(package)
+    except unsupported_errors() as exc:
+        raise UserError(f"{package.name}: {exc}") from None
     except ValueError as exc:
         raise UserError(str(exc)) from None
     named = parse_inputs(pairs)
@@ -95,7 +98,7 @@ def predict(package: Path, pairs: list[str], out: Path | None) -> tuple[list[str
         raise UserError(f"--input: missing {', '.join(missing)} (give NAME=FILE for each input: {', '.join(descriptions)})")
     try:
         outputs = runner.run(feeds)
-    except UnsupportedOp as exc:
+    except unsupported_errors() as exc:
         raise UserError(str(exc)) from None
     lines, arrays = [], {}
     labels = runner.class_labels()
