@@ -279,3 +279,21 @@ def test_onnx_models_carry_the_manifest_metadata(built_examples: Path) -> None:
     assert model.doc_string == "A tiny image classifier (example)"
     props = {p.key: p.value for p in model.metadata_props}
     assert props["version"] == "1.0.0" and props["user.dataset"] == "synthetic" and "com.modelbuild.version" in props
+
+
+def test_explain_names_the_overflowing_module_and_its_way_out_fixes_it(built_examples: Path, tmp_path: Path) -> None:
+    # As shipped, the example keeps model.norm in float32 and verifies.
+    fixed = run_cli(built_examples, "explain", "rmsnorm")
+    assert fixed.returncode == 0 and "stays within tolerance of its float32 shadow at every op" in fixed.stdout, fixed.stdout + fixed.stderr
+    assert stage_entry(built_examples, "rmsnorm", "coreml.verify")["info"]["verdict"] == "pass"
+    # Without the switch the float16 program overflows: the failed verification says where.
+    root = copy_examples(tmp_path)
+    manifest = root / "manifests" / "rmsnorm.yaml"
+    manifest.write_text(manifest.read_text().replace("    float32_modules: [model.norm]\n", "").replace("  coreml:\n", "  coreml: {}\n"))
+    failed = run_cli(root, "build", "manifests/rmsnorm.yaml", "--no-bench")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    notes = stage_entry(root, "rmsnorm", "coreml.verify")["notes"]
+    assert any(n.startswith("explain: first op that departs: mul ") and "module model.norm (RMSNorm)" in n and "past ±65504" in n for n in notes), notes
+    assert any("way out: targets.coreml.float32_modules: [model.norm]" in n for n in notes), notes
+    explained = run_cli(root, "explain", "rmsnorm", "manifests/rmsnorm.yaml")
+    assert explained.returncode == 0 and "(float16 overflow: past ±65504)" in explained.stdout, explained.stdout + explained.stderr

@@ -60,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
         help="an input: an image (.png/.jpg) or an array (.npy); repeatable; all=FILE.npz gives every input",
     )
     predict.add_argument("--out", default=None, help="where to save the outputs (.npz; default: <package name>.outputs.npz in the current folder)")
+    explain = sub.add_parser("explain", help="where a built Core ML program departs from float32: the first op, its module, the way out")
+    explain.add_argument("name", metavar="MODEL", help="a model with a Core ML target, built at least once")
+    explain.add_argument("paths", nargs="*", default=["manifests"], help="manifest files or folders (default: manifests)")
+    explain.add_argument("--shape", default=None, help="only the reference samples of this shape (default, min, max, ...)")
     sub.add_parser("schema", help="print the manifest JSON Schema")
     clean = sub.add_parser("clean", help="remove build/ (and the cache with --cache)")
     clean.add_argument("--cache", action="store_true", help="also remove the cache folder")
@@ -368,6 +372,52 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Run the model's last built Core ML program on its reference samples, as it is and as its
+    float32 shadow, and print where they part (``mil.explain``)."""
+    from modelbuild.checks.cases import model_feeds, read_cases
+    from modelbuild.manifest.project import load_project
+    from modelbuild.mil.explain import locate
+    from modelbuild.store.objects import ObjectStore
+    from modelbuild.store.state import StateDB
+
+    args.model, args.target = [args.name], []
+    _project, models, _plan = _graph(args)
+    model = next(m for m in models if m.name == args.name)
+    if "coreml" not in model.data["targets"]:
+        raise UserError(f"explain: {args.name} has no Core ML target (targets: {', '.join(sorted(model.data['targets']))})")
+    if model.data["targets"]["coreml"]["format"] != "mlprogram":
+        raise UserError(f"explain: {args.name} is a neuralnetwork package; the locator reads ML programs (format: mlprogram)")
+    project = load_project()
+    state = project.cache_dir / "state.sqlite"
+    if not state.is_file():
+        raise UserError(f"explain: nothing is built yet; run `modelbuild build --model {args.name}` first")
+    db = StateDB(state, read_only=True)
+    try:
+        program, reference = db.last_stage(args.name, "coreml.optimize"), db.last_stage(args.name, "reference")
+    finally:
+        db.close()
+    if program is None or reference is None:
+        raise UserError(f"explain: {args.name} has no built Core ML program yet; run `modelbuild build --model {args.name}` first")
+    store = ObjectStore(project.cache_dir)
+    package = store.path(program[2]) / "model.mlpackage"
+    cases, _names = read_cases(store.path(reference[2]))
+    cases = [c for c in cases if args.shape is None or c.shape == args.shape]
+    if not cases:
+        raise UserError(f"explain: no reference sample of shape {args.shape!r}")
+    inputs = model.data["inputs"]
+    for case in cases:
+        feeds = dict(zip([i["name"] for i in inputs], model_feeds(inputs, case.raw)))
+        feeds.update({i["name"]: case.raw[i["name"]] for i in inputs if i["kind"] == "image"})  # pixels: the package preprocesses them
+        explanation = locate(package, feeds)
+        print(f"{args.name}, {case.shape} sample {case.id}:")
+        for line in explanation.lines():
+            print(f"  {line}")
+        if explanation.first is not None:
+            return 0  # the first sample that departs says it; the others would repeat it
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from modelbuild.manifest.schema import schema
 
@@ -411,6 +461,7 @@ COMMANDS = {
     "check": cmd_check,
     "graph": cmd_graph,
     "predict": cmd_predict,
+    "explain": cmd_explain,
     "schema": cmd_schema,
     "clean": cmd_clean,
 }

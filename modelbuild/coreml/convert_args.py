@@ -54,4 +54,11 @@ def convert_kwargs(ct: Any, coreml: dict[str, Any]) -> dict[str, Any]:
     }
     if coreml["format"] == "mlprogram":
         kwargs["compute_precision"] = ct.precision.FLOAT16 if coreml["precision"] == "float16" else ct.precision.FLOAT32
+        kept = list(coreml.get("float32_modules") or [])
+        if coreml["precision"] == "float16" and kept:
+            from modelbuild.coreml.origins import inside_modules
+
+            # coremltools' float16 pass skips the ops the selector refuses: the ops converted
+            # from those modules stay float32, with casts around them.
+            kwargs["compute_precision"] = ct.transform.FP16ComputePrecision(op_selector=lambda op: not inside_modules(op, kept))
     return kwargs

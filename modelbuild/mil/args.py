@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -22,11 +23,32 @@ _DTYPES = {
 }
 
 
+_SHADOW = {"float32": False}  # see float32_shadow
+
+
+@contextmanager
+def float32_shadow() -> Iterator[None]:
+    """Evaluate a float16 program as if every float16 were float32: the same ops, the same
+    (float16-rounded) weights, float32 arithmetic. Comparing the two runs op by op shows where
+    float16 loses the result (``mil.explain``)."""
+    previous = _SHADOW["float32"]
+    _SHADOW["float32"] = True
+    try:
+        yield
+    finally:
+        _SHADOW["float32"] = previous
+
+
+def dtype_named(name: str) -> torch.dtype:
+    """The torch dtype of a MIL dtype name ("fp16"), float32 for float16 in a shadow run."""
+    dtype = _DTYPES[name]
+    return torch.float32 if _SHADOW["float32"] and dtype == torch.float16 else dtype
+
+
 def torch_dtype(mil_dtype: Any) -> torch.dtype:
     from coremltools.converters.mil.mil import types
 
-    name = types.builtin_to_string(mil_dtype)
-    return _DTYPES[name]
+    return dtype_named(types.builtin_to_string(mil_dtype))
 
 
 def constant(var: Any) -> Any:

@@ -120,7 +120,8 @@ class ProgramRunner:
         self.output_names = [o.name for o in self.spec.description.output]
         self.image_inputs = {i.name for i in self.spec.description.input if i.type.WhichOneof("Type") == "imageType"}
 
-    def run(self, feeds: dict[str, Any]) -> dict[str, Any]:
+    def run(self, feeds: dict[str, Any], keep: bool = False) -> dict[str, Any]:
+        """Outputs by name; with ``keep``, every value the program computed, by var name."""
         values = []
         for name, var in self.function.inputs.items():
             value = torch.as_tensor(np.array(feeds[name]))  # a copy: inputs may be read-only arrays
@@ -130,6 +131,8 @@ class ProgramRunner:
         env: dict[str, Any] = {}
         with torch.no_grad():
             outputs = run_block(self.function, env, values, where=self.package.name)
+        if keep:
+            return env
         return dict(zip([v.name for v in self.function.outputs], outputs))
 
     def class_labels(self) -> list[str]:

@@ -49,6 +49,12 @@ class Runtime:
         executor)."""
         return [], {}
 
+    def explain_mismatch(self, feeds: list[np.ndarray], raw: dict[str, np.ndarray]) -> list[str]:
+        """After a failed verification: where inside the artifact the outputs part from the
+        reference, for the summary (Core ML: the first float16 op that departs). Empty when
+        the runtime cannot look inside its artifact."""
+        return []
+
     def prepare_call(self, feeds: list[np.ndarray], raw: dict[str, np.ndarray]) -> Any:
         """A zero-argument callable that runs one inference, with conversions done up front,
         so a benchmark times the runtime and not our numpy plumbing."""

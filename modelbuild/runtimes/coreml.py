@@ -121,6 +121,14 @@ class CoreMLRuntime(Runtime):
             delta = np.abs(np.asarray(value, dtype=np.float64).reshape(-1) - other.double().numpy().reshape(-1)).max()
             self.cross_check_max = max(self.cross_check_max, float(delta))
 
+    def explain_mismatch(self, feeds: list[np.ndarray], raw: dict[str, np.ndarray]) -> list[str]:
+        if sys.platform == "darwin" or self.artifact is None or type(self.runner).__name__ != "ProgramRunner":
+            return []
+        from modelbuild.mil.explain import locate
+
+        named = {i["name"]: (raw[i["name"]] if i["kind"] == "image" else f) for i, f in zip(self.context["inputs"], feeds)}
+        return [f"explain: {line}" for line in locate(self.artifact, named).lines()]
+
     def verification_notes(self) -> tuple[list[str], dict[str, Any]]:
         if self.cross_runner is None:
             return [], {}

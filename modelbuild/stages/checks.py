@@ -69,6 +69,7 @@ class VerifyStage(Stage):
         runtime = RUNTIMES.get(target.runtime)(_artifact_path(job, target), job.node.context, threads=1)
         per_output: dict[str, list[Any]] = {name: [] for name in names}
         failed_cases = []
+        first_failure: Any = None
         for case in cases:
             try:
                 got = runtime.run(model_feeds(job.node.context["inputs"], case.raw), case.raw)
@@ -81,6 +82,7 @@ class VerifyStage(Stage):
                 per_output[name].append(error)
                 if not error.passed:
                     failed_cases.append(case.shape)
+                    first_failure = first_failure or case
         runtime_notes, runtime_figures = runtime.verification_notes()
         job.notes += runtime_notes
         job.info.update(runtime_figures)
@@ -94,11 +96,24 @@ class VerifyStage(Stage):
         job.info.update({"verdict": verdict, "summary": summary, "atol": atol, "rtol": rtol, "samples": len(cases), "outputs": [f.to_json() for f in figures]})
         (job.out / "verify.json").write_text(json.dumps(job.info, indent=1, sort_keys=True))
         if not passed:
+            job.notes += _explained(runtime, job, first_failure)
             shapes = ", ".join(sorted(set(failed_cases)))
             message = f"verification failed at shape(s) {shapes}: {text} exceeds atol {atol:g} + rtol {rtol:g}·|reference|"
             if verdict == "fail":
                 raise StageFailure(message + " (validate.on_failure: warn reports without failing)")
             job.notes.append(message + " (on_failure: warn)")
+
+
+def _explained(runtime: Any, job: StageJob, case: Any) -> list[str]:
+    """Where inside the artifact the first failing sample departs (the runtime's own locator);
+    a locator that fails costs a note, never the verification's verdict."""
+    from modelbuild.checks.cases import model_feeds
+
+    try:
+        return runtime.explain_mismatch(model_feeds(job.node.context["inputs"], case.raw), case.raw)
+    except Exception as exc:  # noqa: BLE001
+        job.log.warning("explain failed", exc_info=True)
+        return [f"explain: could not locate the departing op ({type(exc).__name__}: {first_line(exc)})"]
 
 
 class BenchStage(Stage):

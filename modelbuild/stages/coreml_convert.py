@@ -22,7 +22,7 @@ from modelbuild.usercode.plugins import plugin_params
 @STAGES.register
 class CoreMLConvertStage(Stage):
     name = "coreml.convert"
-    version = 3  # v3: coremltools' symbol counter reset before each conversion (bytes independent of the worker's history)
+    version = 4  # v4: writes ops.json, each op's torch module, for the op-level locator
     tools = ("coremltools", "torch", "numpy")
     deps = ("capture",)
 
@@ -90,6 +90,10 @@ class CoreMLConvertStage(Stage):
         drop_conversion_date(spec)
         weights = Path(mlmodel.weights_dir) if options["format"] == "mlprogram" else None
         write_package(spec, weights, job.out / "model.mlpackage")
+        from modelbuild.coreml.origins import op_origins
+
+        # Each op's torch module, for the op-level locator (mil.explain): not part of the artifact.
+        (job.out / "ops.json").write_text(json.dumps(op_origins(mlmodel), indent=1, sort_keys=True) + "\n")
         job.info["inputs"] = [i.name for i in spec.description.input]
         job.info["outputs"] = [o.name for o in spec.description.output]
 

@@ -8,6 +8,7 @@ without importing coremltools.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ PACKAGE = "model.mlpackage"
 @STAGES.register
 class CoreMLOptimizeStage(Stage):
     name = "coreml.optimize"
-    version = 3  # v3: coremltools' symbol counter reset first (bytes independent of the worker's history)
+    version = 4  # v4: carries ops.json (each op's torch module) on from the conversion
     tools = ("coremltools", "numpy", "scikit-learn")
     deps = ("coreml.convert",)
 
@@ -46,6 +47,9 @@ class CoreMLOptimizeStage(Stage):
 
         steps = job.node.params["targets"]["coreml"]["optimize"]
         source = job.inputs["coreml.convert"] / PACKAGE
+        origins = job.inputs["coreml.convert"] / "ops.json"
+        if origins.is_file():  # compression keeps op names: the locator still finds each op's module
+            shutil.copyfile(origins, job.out / "ops.json")
         if not steps:
             rewrite_package(source, job.out / PACKAGE)
             return

@@ -100,6 +100,11 @@ class CoreMLTarget(Target):
         "deployment_target": {"enum": DEPLOYMENT_TARGETS},
         "precision": {"enum": ["float16", "float32"]},
         "compute_units": {"enum": ["all", "cpu_only", "cpu_and_gpu", "cpu_and_ne"]},
+        "float32_modules": {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1},
+            "description": "torch modules (paths as `modelbuild explain` prints them, e.g. model.norm) whose ops compute in float32 in a float16 program",
+        },
         "optimize": {
             "type": "array",
             "description": "post-conversion compression steps, applied in order (coremltools.optimize.coreml)",
@@ -127,6 +132,7 @@ class CoreMLTarget(Target):
         coreml.setdefault("deployment_target", "iOS15" if program else "iOS13")
         coreml.setdefault("precision", "float16" if program else "float32")
         coreml.setdefault("compute_units", "all")
+        coreml.setdefault("float32_modules", [])
         coreml.setdefault("optimize", [])
         coreml["compat"] = {**{name: True for name in COMPAT.names()}, **coreml.get("compat", {})}
         return coreml
@@ -162,6 +168,12 @@ class CoreMLTarget(Target):
                     "targets.coreml.precision",
                     "expected float32 with format 'neuralnetwork' (float16 precision applies to ML programs); use 'mlprogram' or quantize in optimize",
                 )
+        if coreml["float32_modules"] and (coreml["format"] != "mlprogram" or coreml["precision"] != "float16"):
+            fail(
+                "targets.coreml.float32_modules",
+                "expected a float16 ML program (format mlprogram, precision float16) for float32_modules, "
+                f"got format {coreml['format']!r}, precision {coreml['precision']!r}: everything computes in float32 already",
+            )
         _check_optimize(coreml, fail)
         for i, out in enumerate(data.get("outputs") or []):
             if out["kind"] == "image" and any("shape" in inp and has_unbounded(inp) for inp in data["inputs"]):

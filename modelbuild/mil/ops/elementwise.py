@@ -11,7 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from modelbuild.mil.args import _DTYPES, Args
+from modelbuild.mil.args import _DTYPES, Args, dtype_named
 from modelbuild.mil.registry import implements
 
 _BINARY = {
@@ -175,7 +175,7 @@ def thresholded_relu(args: Args) -> torch.Tensor:
 @implements("cast")
 def cast(args: Args) -> torch.Tensor:
     dtype = args.value("dtype")
-    target = _DTYPES.get(dtype, torch.float32)
+    target = dtype_named(dtype) if dtype in _DTYPES else torch.float32
     x = args.tensor("x")
     if not target.is_floating_point and x.is_floating_point():
         x = torch.trunc(x)  # MIL casts float to int toward zero
