@@ -50,7 +50,7 @@ class ExecuTorchExportStage(Stage):
         from executorch.exir import to_edge_transform_and_lower
 
         from modelbuild.manifest.shapes import has_unbounded
-        from modelbuild.torch_side.capture import dynamic_shapes, has_recurrent_layers
+        from modelbuild.torch_side.capture import dynamic_shapes, export_sample, has_recurrent_layers
         from modelbuild.torch_side.eager import build_prepared
         from modelbuild.torch_side.samples import make_inputs
 
@@ -76,6 +76,8 @@ class ExecuTorchExportStage(Stage):
             fixed = job.node.params["targets"]["executorch"]["fixed_shapes"]
             bound = job.node.params["targets"]["executorch"]["unbounded_max"]
             shapes = None if fixed else {"inputs": dynamic_shapes(ctx["inputs"], unbounded_max=bound)}
+            if shapes is not None:
+                example = export_sample(example, ctx["inputs"])
             if not fixed and any(has_unbounded(i) for i in ctx["inputs"] if "shape" in i):
                 job.notes.append(f"dimensions without a max are planned up to {bound} (targets.executorch.unbounded_max)")
             try:

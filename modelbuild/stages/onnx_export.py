@@ -48,7 +48,7 @@ class OnnxExportStage(Stage):
         import onnx
         import torch
 
-        from modelbuild.torch_side.capture import dynamic_shapes
+        from modelbuild.torch_side.capture import dynamic_shapes, export_sample
         from modelbuild.torch_side.eager import build_prepared, flatten
         from modelbuild.torch_side.samples import make_inputs
         from modelbuild.usercode.plugins import import_plugins, onnx_translations
@@ -69,6 +69,8 @@ class OnnxExportStage(Stage):
             with torch.no_grad():
                 count = len(flatten(source(*example)))
             shapes = None if fixed else {"inputs": dynamic_shapes(inputs)}
+            if shapes is not None:
+                example = export_sample(example, inputs)
         names = output_names(ctx["outputs"], count)
         proto, problem = None, ""
         try:

@@ -32,14 +32,40 @@ def trace(module: Any, example: list[Any]) -> tuple[Any, list[str]]:
     import torch
 
     fresh_type_names()
-    with warnings.catch_warnings(record=True) as caught:
+    found: set[str] = set()
+
+    def record(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        if issubclass(category, torch.jit.TracerWarning):
+            # Where the user's code made the call: torch and libraries such as transformers
+            # raise these warnings from their own lines, which say nothing to the user.
+            filename, lineno = _user_frame(filename, lineno)
+            found.add(f"{_display(filename)}:{lineno}: {str(message).splitlines()[0]}")
+
+    with warnings.catch_warnings():
         warnings.simplefilter("always", torch.jit.TracerWarning)
+        warnings.showwarning = record
         # _store_inputs=False: the example tensors would otherwise ship inside the artifact.
         traced = torch.jit.trace(module, tuple(example), check_trace=False, strict=False, _store_inputs=False)
-    messages = sorted(
-        {f"{_display(w.filename)}:{w.lineno}: {str(w.message).splitlines()[0]}" for w in caught if issubclass(w.category, torch.jit.TracerWarning)}
-    )
-    return traced, messages
+    return traced, sorted(found)
+
+
+def _user_frame(filename: str, lineno: int) -> tuple[str, int]:
+    """The innermost frame of the current stack in the user's own code: not the standard
+    library, an installed package (torch, transformers, ...) or modelbuild itself."""
+    import sysconfig
+    import traceback
+
+    libraries = tuple(str(Path(p).resolve()) for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    ours = str(Path(__file__).resolve().parents[1])
+    for frame in reversed(traceback.extract_stack()):
+        path = frame.filename
+        if path.startswith("<") or "site-packages" in path or "dist-packages" in path:
+            continue
+        resolved = str(Path(path).resolve())
+        if resolved.startswith(libraries) or resolved.startswith(ours):
+            continue
+        return path, frame.lineno or lineno
+    return filename, lineno
 
 
 _SNAPSHOT = re.compile(r"[/\\]objects[/\\][0-9a-f]{2}[/\\][0-9a-f]{64}[/\\]tree[/\\](.+)$")
@@ -129,12 +155,30 @@ def dynamic_shapes(inputs: list[dict[str, Any]], unbounded_max: int | None = Non
     return tuple(spec)
 
 
+def export_sample(example: list[Any], inputs: list[dict[str, Any]]) -> list[Any]:
+    """The example torch.export traces with. torch.export specialises a size of 1, so a
+    flexible dimension whose default is 1 (a flexible batch) would violate its own range
+    ("Constraints violated"): such a dimension is sampled at 2 instead (its min if larger),
+    repeating the values along it so token ids and pixels stay valid."""
+    sample = []
+    for tensor, inp in zip(example, inputs):
+        for axis, d in enumerate(dims(inp)):
+            wanted = max(2, d.min)
+            if d.flexible and tensor.shape[axis] == 1 and (d.max is None or wanted <= d.max):
+                repeats = [1] * tensor.dim()
+                repeats[axis] = wanted
+                tensor = tensor.repeat(repeats)
+        sample.append(tensor)
+    return sample
+
+
 def export(prepared: Any, example: list[Any], inputs: list[dict[str, Any]], where: Callable[[str], Location]) -> Any:
     import torch
 
     try:
         # Prepared.forward takes *inputs: its dynamic shapes are keyed by that parameter's name.
-        return torch.export.export(prepared, tuple(example), dynamic_shapes={"inputs": dynamic_shapes(inputs)}, strict=False)
+        sample = export_sample(example, inputs)
+        return torch.export.export(prepared, tuple(sample), dynamic_shapes={"inputs": dynamic_shapes(inputs)}, strict=False)
     except Exception as exc:  # noqa: BLE001
         first = str(exc).strip().splitlines()[0]
         raise UserError(f"{where('capture.mode')}: torch.export failed: {first}; see the log, or use mode 'trace'") from exc

@@ -70,3 +70,50 @@ def test_script_without_bias_and_export_of_lstm_convert(tmp_path: Path) -> None:
     assert any("recurrent layers" in n for n in recurrent)
     for name in ("nobias", "recurrent"):
         assert (tmp_path / "build" / name / f"{name}.mlpackage" / "Manifest.json").is_file()
+
+
+def test_tracer_notes_point_at_the_users_line_not_the_librarys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A TracerWarning raised inside an installed package (transformers' masking code does
+    this) is reported at the line of the user's model that called into it."""
+    import importlib
+    import sys
+
+    import torch
+
+    from modelbuild.torch_side.capture import trace
+
+    library = tmp_path / "site-packages" / "fakelib"
+    library.mkdir(parents=True)
+    (library / "__init__.py").write_text("def length(x):\n    return int(x.shape[-1] * x.sum().item() * 0 + x.shape[-1])\n")
+    user = tmp_path / "project" / "usermodel.py"
+    user.parent.mkdir()
+    user.write_text(
+        "import torch\nimport fakelib\n\n\nclass M(torch.nn.Module):\n    def forward(self, x):\n        n = fakelib.length(x)\n        return x * n\n"
+    )
+    monkeypatch.syspath_prepend(str(library.parent))
+    monkeypatch.syspath_prepend(str(user.parent))
+    module = importlib.import_module("usermodel")
+    try:
+        _traced, messages = trace(module.M(), [torch.ones(1, 3)])
+    finally:
+        sys.modules.pop("usermodel", None)
+        sys.modules.pop("fakelib", None)
+    assert messages and all(":7: " in m and m.split(":7: ")[0].endswith("usermodel.py") for m in messages), messages
+
+
+def test_export_of_a_flexible_batch_whose_default_is_one(tmp_path: Path) -> None:
+    """torch.export specialises a size of 1: a flexible batch at its default of 1 used to fail
+    with 'Constraints violated'. The export sample takes 2 there; the program stays flexible."""
+    import torch
+
+    from modelbuild.errors import Location
+    from modelbuild.torch_side.capture import export
+
+    class Prepared(torch.nn.Module):
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            return inputs[0].sum(dim=-1, keepdim=True) * 2
+
+    inputs = [{"name": "x", "kind": "tensor", "dtype": "float32", "shape": [{"min": 1, "max": 8, "default": 1}, 4]}]
+    program = export(Prepared(), [torch.ones(1, 4)], inputs, lambda field: Location("m.yaml", None, field))
+    for batch in (1, 3, 8):
+        assert program.module()(torch.ones(batch, 4)).shape == (batch, 1)
