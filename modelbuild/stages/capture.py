@@ -88,7 +88,7 @@ def target_options(model: ModelSpec, target: str) -> dict[str, Any]:
 @STAGES.register
 class CaptureStage(Stage):
     name = "capture"
-    version = 4
+    version = 5  # v5: scripted modules are frozen in eval mode (no training-only branches)
     tools = ("torch",)
     deps = ("source",)
 

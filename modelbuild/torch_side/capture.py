@@ -125,6 +125,13 @@ def script(
         raise UserError(
             f"{where('capture.mode')}: torch.jit.script failed: {first}; trace the offending submodule with capture.trace_submodules, or use mode 'trace'"
         ) from exc
+    # Frozen in eval mode: parameters become constants and the training-only branches go
+    # (BatchNorm's ``if self.training``, dropout). coremltools cannot convert those branches
+    # ("cond ... expects bool ... got str"), and an inference artifact never takes them.
+    try:
+        scripted = torch.jit.freeze(scripted.eval())
+    except Exception as exc:  # noqa: BLE001 - a module freezing cannot handle still ships, unfrozen
+        notes.append(f"script: torch.jit.freeze failed ({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); kept unfrozen")
     if prepared.selectors is None and not any(prepared.scaled):
         return scripted, notes
     # Output selection and normalisation folding live in the Prepared wrapper; tracing it keeps

@@ -1,4 +1,6 @@
-"""Capture modes on small models: script with a bias-less convolution, export of an LSTM."""
+"""Capture modes on small models that used to dead-end: script with a bias-less convolution or
+BatchNorm training branches, export of an LSTM or of a flexible batch whose default is 1,
+channels-last memory format inside forward."""
 
 from __future__ import annotations
 
@@ -34,9 +36,56 @@ class Recurrent(nn.Module):
         return self.lstm(x)[0][:, -1]
 
 
+class Normed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.drop = nn.Dropout(0.1)
+
+    def forward(self, x):
+        return self.drop(torch.relu(self.bn(self.conv(x))))
+
+
+class ChannelsLast(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x.contiguous(memory_format=torch.channels_last))
+        return torch.relu(y).contiguous(memory_format=torch.channels_last)
+
+
+class Batch(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return torch.softmax(self.fc(x), dim=-1)
+
+
 def nobias():
     torch.manual_seed(0)
     return NoBias()
+
+
+def normed():
+    torch.manual_seed(0)
+    model = Normed()
+    model.bn.running_mean.uniform_(-0.5, 0.5)
+    return model
+
+
+def channels_last():
+    torch.manual_seed(0)
+    return ChannelsLast()
+
+
+def batch():
+    torch.manual_seed(0)
+    return Batch()
 
 
 def recurrent():
@@ -54,22 +103,39 @@ models:
     source: {factory: "models.small:recurrent"}
     capture: {mode: export}
     inputs: [{name: x, shape: [1, {min: 2, max: 32, default: 8}, 4]}]
+  - name: normed
+    source: {factory: "models.small:normed"}
+    capture: {mode: script}
+    inputs: [{name: x, shape: [1, 3, 16, 16]}]
+    targets: {coreml: {}, torchscript: {}}
+  - name: channels-last
+    source: {factory: "models.small:channels_last"}
+    inputs: [{name: x, shape: [1, 3, {min: 8, max: 32, default: 16}, 16]}]
+    targets: {coreml: {}, onnx: {}, executorch: {}, torchscript: {}}
+  - name: batch
+    source: {factory: "models.small:batch"}
+    capture: {mode: export}
+    inputs: [{name: x, shape: [{min: 1, max: 8, default: 1}, 4]}]
+    targets: {coreml: {}, onnx: {}, executorch: {}, torchscript: {}}
 """
 
 
-def test_script_without_bias_and_export_of_lstm_convert(tmp_path: Path) -> None:
+def test_captures_that_used_to_dead_end_convert_and_verify(tmp_path: Path) -> None:
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "small.py").write_text(MODELS)
     (tmp_path / "small.yaml").write_text(MANIFESTS)
-    result = run_cli(tmp_path, "build", "small.yaml")
+    result = run_cli(tmp_path, "build", "small.yaml", "--no-bench")
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((tmp_path / "build" / "report.json").read_text())
     nobias = report["models"]["nobias"]["stages"]["capture"]["notes"]
     assert any("bias-less convolution" in n for n in nobias)
     recurrent = report["models"]["recurrent"]["stages"]["capture"]["notes"]
     assert any("recurrent layers" in n for n in recurrent)
-    for name in ("nobias", "recurrent"):
+    for name in ("nobias", "recurrent", "normed", "channels-last", "batch"):
         assert (tmp_path / "build" / name / f"{name}.mlpackage" / "Manifest.json").is_file()
+        for stage, entry in report["models"][name]["stages"].items():
+            if stage.endswith(".verify"):
+                assert entry["info"]["verdict"] == "pass", (name, stage, entry)
 
 
 def test_tracer_notes_point_at_the_users_line_not_the_librarys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
