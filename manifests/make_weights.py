@@ -1,7 +1,12 @@
 """Write the example models' weights and validation samples (seeded, so the shipped files
 can be re-made exactly).
 
-    python manifests/make_weights.py
+    python manifests/make_weights.py [NAME ...]   (all models when no name is given)
+
+Random initialisation is not the same on every CPU (torch's vectorised uniform_ rounds the
+last bit differently under AVX2 and without it), which is why the examples ship these files
+instead of initialising in their factories: a factory's random weights would make another
+machine's build differ, and `modelbuild build --locked` would say so.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from safetensors.torch import save_file
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from models import classifier, generator, gpt, lstm, mobilenet, segmenter  # noqa: E402
+from models import classifier, generator, gpt, lstm, mobilenet, rmsnorm, segmenter  # noqa: E402
 
 MODELS = {
     "classifier": lambda: classifier.build(num_classes=10, width=16),
@@ -24,14 +29,17 @@ MODELS = {
     "gpt": lambda: gpt.build(vocab_size=512, dim=64, heads=4, layers=2, max_len=128),
     "lstm": lambda: lstm.build(features=8, hidden=32, num_classes=3),
     "mobilenet": lambda: mobilenet.build(num_classes=1000),
+    "rmsnorm": lambda: rmsnorm.LoudBlock(),
 }
-SEEDS = {"classifier": 1000, "generator": 1001, "gpt": 1002, "lstm": 1003, "segmenter": 1004, "mobilenet": 1005}
+SEEDS = {"classifier": 1000, "generator": 1001, "gpt": 1002, "lstm": 1003, "segmenter": 1004, "mobilenet": 1005, "rmsnorm": 1006}
 
 
-def main() -> None:
+def main(only: list[str]) -> None:
     out = HERE / "weights"
     out.mkdir(exist_ok=True)
     for name, make in sorted(MODELS.items()):
+        if only and name not in only:
+            continue
         torch.manual_seed(SEEDS[name])
         model = make()
         # Non-trivial batch-norm statistics, so folding and conversion are really exercised.
@@ -42,7 +50,8 @@ def main() -> None:
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(out / f"{name}.safetensors"))
         print(f"{name}: {sum(v.numel() for v in state.values())} values")
-    make_samples()
+    if not only:
+        make_samples()
 
 
 def make_samples() -> None:
@@ -62,4 +71,4 @@ def make_samples() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
