@@ -297,3 +297,22 @@ def test_explain_names_the_overflowing_module_and_its_way_out_fixes_it(built_exa
     assert any("way out: targets.coreml.float32_modules: [model.norm]" in n for n in notes), notes
     explained = run_cli(root, "explain", "rmsnorm", "manifests/rmsnorm.yaml")
     assert explained.returncode == 0 and "(float16 overflow: past ±65504)" in explained.stdout, explained.stdout + explained.stderr
+
+
+def test_a_generation_loop_converts_to_a_while_loop_and_generates_the_same_tokens(built_examples: Path, tmp_path: Path) -> None:
+    for target in ("coreml", "torchscript"):
+        verify = stage_entry(built_examples, "generate", f"{target}.verify")["info"]
+        assert verify["verdict"] == "pass" and verify["samples"] == 6, verify
+        assert verify["outputs"][0]["max_abs"] == 0  # greedy decoding: the same tokens, one for one
+    from modelbuild.coreml.package_io import read_spec
+
+    spec = read_spec(built_examples / "build" / "generate" / "generate.mlpackage")
+    assert b"while_loop" in spec.SerializeToString()
+    # Graph formats that torch.export feeds cannot hold a loop whose length is computed: said so.
+    root = copy_examples(tmp_path)
+    manifest = root / "manifests" / "generate.yaml"
+    manifest.write_text(manifest.read_text().replace("  torchscript: {}\n", "  torchscript: {}\n  onnx: {}\n  executorch: {}\n"))
+    result = run_cli(root, "build", "manifests/generate.yaml", "--target", "onnx", "--target", "executorch", "--keep-going", "--no-bench")
+    assert result.returncode == 1, result.stdout + result.stderr
+    for target in ("ONNX", "ExecuTorch"):
+        assert f"torch.export cannot capture it, so {target} cannot hold it" in result.stderr, result.stderr

@@ -19,7 +19,7 @@ from modelbuild.usercode.plugins import plugin_params
 @STAGES.register
 class OnnxExportStage(Stage):
     name = "onnx.export"
-    version = 5  # v5: static int8 calibration ranges rounded outward (scales independent of the CPU's kernels)
+    version = 6  # v6: no TorchScript-exporter fallback for data-dependent control flow (it would bake one pass of a loop in)
     tools = ("torch", "onnx", "onnxscript")
     deps = ("source", "capture")
     # No artifact of its own: onnx.package stamps the metadata and writes {model}.onnx.
@@ -48,7 +48,7 @@ class OnnxExportStage(Stage):
         import onnx
         import torch
 
-        from modelbuild.torch_side.capture import dynamic_shapes, export_sample
+        from modelbuild.torch_side.capture import data_dependent_flow, data_dependent_message, dynamic_shapes, export_sample
         from modelbuild.torch_side.eager import build_prepared, flatten
         from modelbuild.torch_side.samples import make_inputs
         from modelbuild.usercode.plugins import import_plugins, onnx_translations
@@ -95,6 +95,11 @@ class OnnxExportStage(Stage):
                 proto = None
         except Exception as exc:  # noqa: BLE001
             job.log.warning("dynamo exporter failed", exc_info=True)
+            condition = data_dependent_flow(exc)
+            if condition is not None:
+                # The TorchScript-based exporter would trace one pass of the loop and bake it
+                # in: a wrong model, so no fallback here.
+                raise StageFailure(data_dependent_message(condition, "ONNX")) from exc
             problem = f"torch.onnx.export failed: {first_line(exc)}"
         if proto is None:
             if "program" in captured and not fixed:

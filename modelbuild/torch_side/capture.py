@@ -27,11 +27,14 @@ def fresh_type_names() -> None:
     torch.jit._state._clear_class_state()
 
 
-def trace(module: Any, example: list[Any]) -> tuple[Any, list[str]]:
-    """torch.jit.trace, with its TracerWarnings collected for the summary instead of the terminal."""
+def trace(module: Any, example: list[Any], fresh: bool = True) -> tuple[Any, list[str]]:
+    """torch.jit.trace, with its TracerWarnings collected for the summary instead of the terminal.
+    ``fresh=False`` keeps the class types already registered (the traced submodules of a
+    script capture live on in the module about to be scripted)."""
     import torch
 
-    fresh_type_names()
+    if fresh:
+        fresh_type_names()
     found: set[str] = set()
 
     def record(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
@@ -99,6 +102,7 @@ def script(
     notes: list[str] = []
     seen: dict[str, tuple[Any, ...]] = {}
     handles = []
+    fresh_type_names()  # once, first: clearing later would free the traced submodules' types (a crash in torch.jit.script)
     for index, name in enumerate(submodules):
         try:
             sub = model.get_submodule(name)
@@ -112,11 +116,10 @@ def script(
     for index, name in enumerate(submodules):
         if name not in seen:
             raise UserError(f"{where(f'capture.trace_submodules[{index}]')}: submodule {name!r} is not called in a forward pass of the example inputs")
-        traced, messages = trace(model.get_submodule(name), list(seen[name]))
+        traced, messages = trace(model.get_submodule(name), list(seen[name]), fresh=False)
         notes += [f"{name}: {m}" for m in messages]
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, traced)
-    fresh_type_names()
     notes += before_script(model)
     try:
         scripted = torch.jit.script(model)
@@ -137,7 +140,7 @@ def script(
     # Output selection and normalisation folding live in the Prepared wrapper; tracing it keeps
     # the scripted model inside intact (control flow included).
     prepared.model = scripted
-    traced, messages = trace(prepared, example)
+    traced, messages = trace(prepared, example, fresh=False)  # the scripted model inside keeps its types
     return traced, notes + messages
 
 
@@ -283,3 +286,30 @@ def renumber_mangled_names(records: dict[str, bytes]) -> dict[str, bytes]:
         return _MANGLED.sub(lambda m: b"___torch_mangle_" + order[m.group(1)], blob)
 
     return {rename(name.encode()).decode(): rename(data) if (name.endswith(".pkl") or name.endswith(".py")) else data for name, data in records.items()}
+
+
+def data_dependent_flow(exc: BaseException) -> str | None:
+    """The condition torch.export could not decide when it failed on control flow that depends
+    on values the model computes (a generation loop's stop test), or None for other failures."""
+    texts, seen = [], set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        texts.append(str(current))
+        current = current.__cause__ or current.__context__
+    text = "\n".join(texts)
+    guard = re.search(r"Could not guard on data-dependent expression ([^\n]+?)(?: \(unhinted|\n|$)", text)
+    if guard:
+        return guard.group(1).strip()
+    return "" if ("GuardOnDataDependentSymNode" in text or "data-dependent" in text) else None
+
+
+def data_dependent_message(condition: str, target: str) -> str:
+    """Why a graph format cannot hold a loop whose length the model computes, and what to do."""
+    detail = f" ({condition})" if condition else ""
+    return (
+        f"the model's forward has a loop or branch that depends on values it computes{detail}, as a generation loop does: "
+        f"torch.export cannot capture it, so {target} cannot hold it. Build {target} from the single step instead "
+        "(a manifest whose factory returns the step module), or leave the target out; Core ML (a while_loop) and "
+        "TorchScript keep the loop"
+    )
