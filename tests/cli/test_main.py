@@ -55,4 +55,4 @@ def test_check_lists_every_example(tmp_path: Path, capsys: pytest.CaptureFixture
     copy_examples(tmp_path)
     monkeypatch.chdir(tmp_path)
     assert main(["check", "manifests"]) == 0
-    assert capsys.readouterr().out.strip().endswith("10 models valid")  # 7 manifests; mobilenet has 3 variants
+    assert capsys.readouterr().out.strip().endswith("12 models valid")  # 9 manifests; mobilenet has 3 variants

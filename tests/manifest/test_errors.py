@@ -44,6 +44,7 @@ def test_good_manifest_loads_with_defaults(tmp_path: Path) -> None:
             "deployment_target": "iOS15",
             "precision": "float16",
             "compute_units": "all",
+            "float32_modules": [],
             "optimize": [],
             "compat": {"float16_pruning": True, "resize_to_input": True, "script_conv_bias": True},
             "validate": {"atol": 0.05, "rtol": 0.05, "on_failure": "error"},

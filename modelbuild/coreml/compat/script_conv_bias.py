@@ -12,7 +12,10 @@ class ScriptConvBias(Compat):
     name = "script_conv_bias"
     phase = "capture"
     fixes = "capture.mode script of a convolution with bias=False: coremltools fails with 'bias has dtype str'"
-    does = "gives bias-less convolutions an exact zero bias before scripting"
+    does = (
+        "gives bias-less convolutions an exact zero bias before scripting (freezing, which every script capture does, "
+        "fixes this too; this stays for a module torch.jit.freeze refuses)"
+    )
 
     @classmethod
     def before_script(cls, module: Any) -> list[str]:
