@@ -45,8 +45,10 @@ def test_every_artifact_is_built_and_verified_against_pytorch(built_examples: Pa
         verify = stage_entry(built_examples, name, f"{target}.verify")
         assert verify["info"]["verdict"] == "pass", verify
         assert verify["info"]["samples"] >= 2
+        # The generator's outputs are pixel values (0..255): the same relative error is 255 times larger.
+        bound = 5e-2 if name == "generator" else 1e-2
         for output in verify["info"]["outputs"]:
-            assert output["max_abs"] <= 1e-2 and output["cosine"] > 0.9999
+            assert output["max_abs"] <= bound and output["cosine"] > 0.9999
     # Core ML packages of both formats run in the Linux executors, from the package bytes:
     # no coreml.verify of any example is skipped.
     coreml = stage_entry(built_examples, name, "coreml.verify")

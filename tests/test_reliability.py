@@ -194,6 +194,7 @@ def test_two_releases_from_empty_caches_are_byte_identical(built_examples: Path,
     bundles = sorted(p.name for p in (tmp_path / "one").iterdir())
     assert bundles == [
         "classifier-1.0.0",
+        "generate-1.0.0",
         "generator-1.0.0",
         "gpt-0.1.0",
         "lstm-1.0.0",
@@ -201,6 +202,7 @@ def test_two_releases_from_empty_caches_are_byte_identical(built_examples: Path,
         "mobilenet-int8-1.0.0",
         "mobilenet-palettized-1.0.0",
         "mobilenet-pruned-1.0.0",
+        "rmsnorm-1.0.0",
         "segmenter-1.0.0",
         "smooth-1.0.0",
     ]

@@ -4,8 +4,8 @@ the program."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import sys
 import warnings
 from pathlib import Path
 
@@ -15,12 +15,23 @@ import torch
 
 ct = pytest.importorskip("coremltools")
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "manifests"))
-from models.rmsnorm import build  # noqa: E402
-
 from modelbuild.coreml.convert_args import convert_kwargs  # noqa: E402
 from modelbuild.coreml.origins import op_origins  # noqa: E402
 from modelbuild.mil.explain import locate  # noqa: E402
+
+
+def _example_module() -> object:
+    """manifests/models/rmsnorm.py under a name of its own: importing it as ``models.rmsnorm``
+    would leave a ``models`` package in sys.modules for every later test's own ``models``."""
+    path = Path(__file__).resolve().parents[2] / "manifests" / "models" / "rmsnorm.py"
+    spec = importlib.util.spec_from_file_location("explain_example_rmsnorm", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build = _example_module().build  # type: ignore[attr-defined]
 
 OPTIONS = {"format": "mlprogram", "deployment_target": "iOS15", "compute_units": "all", "precision": "float16"}
 
