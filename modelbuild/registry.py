@@ -81,3 +81,35 @@ class Registry(Generic[T]):
             yield
         finally:
             self._entries = saved
+
+
+class FunctionTable:
+    """Functions registered by name, one decorator line each: the MIL ops and NeuralNetwork
+    layers the Linux executors implement. A name registered twice is an error, so two
+    modules can never silently shadow each other; a name missing is the caller's to report
+    (the executors name the op or layer and the package, never compute zeros)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.entries: dict[str, Callable[..., object]] = {}
+
+    def implements(self, *names: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        def register(function: Callable[..., T]) -> Callable[..., T]:
+            for name in names:
+                if name in self.entries:
+                    raise ValueError(f"{self.kind} {name!r} is implemented twice")
+                self.entries[name] = function
+            return function
+
+        return register
+
+    def markdown(self, intro: str, families: dict[str, str], column: str) -> str:
+        """A docs page: ``intro``, then one table row per family (the module a function lives
+        in, titled by ``families``) listing its names."""
+        grouped: dict[str, list[str]] = {}
+        for name in sorted(self.entries):
+            grouped.setdefault(self.entries[name].__module__.rsplit(".", 1)[1], []).append(name)
+        lines = [intro, f"| family | {column} |", "| --- | --- |"]
+        for module, title in families.items():
+            lines.append(f"| {title} | " + ", ".join(f"`{name}`" for name in grouped.get(module, [])) + " |")
+        return "\n".join(lines) + "\n"

@@ -6,7 +6,7 @@ person reads is the table the code implements.
 
 from __future__ import annotations
 
-from modelbuild.mil.registry import OPS, supported_ops
+from modelbuild.mil.registry import TABLE, supported_ops
 
 FAMILIES = {
     "elementwise": "Elementwise, activations, comparisons, cast",
@@ -39,13 +39,8 @@ tolerance (5e-2) allows for it. Recurrent layers are unrolled step by step.
 
 
 def markdown() -> str:
-    families: dict[str, list[str]] = {}
-    for name in supported_ops():
-        families.setdefault(OPS[name].__module__.rsplit(".", 1)[1], []).append(name)
-    lines = [INTRO, "| family | ops |", "| --- | --- |"]
-    for module, title in FAMILIES.items():
-        lines.append(f"| {title} | " + ", ".join(f"`{op}`" for op in families.get(module, [])) + " |")
-    return "\n".join(lines) + "\n"
+    supported_ops()  # registers every implementation
+    return TABLE.markdown(INTRO, FAMILIES, "ops")
 
 
 if __name__ == "__main__":

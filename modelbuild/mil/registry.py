@@ -5,19 +5,12 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from modelbuild.registry import FunctionTable
+
 Impl = Callable[..., Any]
-OPS: dict[str, Impl] = {}
-
-
-def implements(*names: str) -> Callable[[Impl], Impl]:
-    def register(function: Impl) -> Impl:
-        for name in names:
-            if name in OPS:
-                raise ValueError(f"MIL op {name!r} is implemented twice")
-            OPS[name] = function
-        return function
-
-    return register
+TABLE = FunctionTable("MIL op")
+OPS = TABLE.entries
+implements = TABLE.implements
 
 
 def supported_ops() -> list[str]:

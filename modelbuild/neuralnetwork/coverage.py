@@ -4,7 +4,7 @@ the page equal to the registry)."""
 
 from __future__ import annotations
 
-from modelbuild.neuralnetwork.registry import LAYERS, supported_layers
+from modelbuild.neuralnetwork.registry import TABLE, supported_layers
 
 FAMILIES = {
     "convolution": "Convolution and deconvolution, padding, pooling, upsampling, crop",
@@ -30,13 +30,8 @@ to ML programs). Regenerate with `python -m modelbuild.neuralnetwork.coverage > 
 
 
 def markdown() -> str:
-    families: dict[str, list[str]] = {}
-    for name in supported_layers():
-        families.setdefault(LAYERS[name].__module__.rsplit(".", 1)[1], []).append(name)
-    lines = [INTRO, "| family | layers |", "| --- | --- |"]
-    for module, title in FAMILIES.items():
-        lines.append(f"| {title} | " + ", ".join(f"`{layer}`" for layer in families.get(module, [])) + " |")
-    return "\n".join(lines) + "\n"
+    supported_layers()  # registers every implementation
+    return TABLE.markdown(INTRO, FAMILIES, "layers")
 
 
 if __name__ == "__main__":

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from modelbuild.registry import FunctionTable
 
-Impl = Callable[..., Any]
-LAYERS: dict[str, Impl] = {}
-
-
-def implements(*names: str) -> Callable[[Impl], Impl]:
-    def register(function: Impl) -> Impl:
-        for name in names:
-            if name in LAYERS:
-                raise ValueError(f"neuralnetwork layer {name!r} is implemented twice")
-            LAYERS[name] = function
-        return function
-
-    return register
+TABLE = FunctionTable("neuralnetwork layer")
+LAYERS = TABLE.entries
+implements = TABLE.implements
 
 
 def supported_layers() -> list[str]:

@@ -9,7 +9,6 @@ validated by the generated schema, its defaults and checks applied, a derived ``
 
 from __future__ import annotations
 
-import concurrent.futures as futures
 import contextlib
 import json
 import shutil
@@ -33,6 +32,7 @@ from modelbuild.store.objects import ObjectStore
 from modelbuild.store.state import StateDB
 from modelbuild.targets import TARGETS
 from modelbuild.targets.base import Fail, Target
+from tests.graph.test_executor import ThreadPool  # in-process workers: the fake registrations exist only here
 
 
 class FakeTarget(Target):
@@ -94,13 +94,6 @@ def write_project(root: Path, options: str = "{}") -> Path:
     (root / "models" / "tiny.py").write_text("import torch\n\n\ndef build():\n    torch.manual_seed(0)\n    return torch.nn.Linear(4, 2)\n")
     (root / "m.yaml").write_text(MANIFEST.format(options=options))
     return root / "m.yaml"
-
-
-class ThreadPool(futures.ThreadPoolExecutor):
-    """In-process workers: the fake registrations exist only in this interpreter."""
-
-    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> futures.Future:
-        return super().submit(fn, *args, redirect=False, **kwargs)
 
 
 def test_the_generated_schema_takes_a_registered_target_and_forgets_it_after() -> None:
