@@ -375,9 +375,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     """Run the model's last built Core ML program on its reference samples, as it is and as its
     float32 shadow, and print where they part (``mil.explain``)."""
+    import torch
+
     from modelbuild.checks.cases import model_feeds, read_cases
     from modelbuild.manifest.project import load_project
-    from modelbuild.mil.explain import locate
+    from modelbuild.mil.explain import compare_modules, locate, torch_module_outputs
     from modelbuild.store.objects import ObjectStore
     from modelbuild.store.state import StateDB
 
@@ -406,8 +408,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if not cases:
         raise UserError(f"explain: no reference sample of shape {args.shape!r}")
     inputs = model.data["inputs"]
+    eager: Any = None
     for case in cases:
-        feeds = dict(zip([i["name"] for i in inputs], model_feeds(inputs, case.raw)))
+        tensors = model_feeds(inputs, case.raw)
+        feeds = dict(zip([i["name"] for i in inputs], tensors))
         feeds.update({i["name"]: case.raw[i["name"]] for i in inputs if i["kind"] == "image"})  # pixels: the package preprocesses them
         explanation = locate(package, feeds)
         print(f"{args.name}, {case.shape} sample {case.id}:")
@@ -415,7 +419,32 @@ def cmd_explain(args: argparse.Namespace) -> int:
             print(f"  {line}")
         if explanation.first is not None:
             return 0  # the first sample that departs says it; the others would repeat it
+        # float16 explains nothing here: compare the package with the PyTorch modules themselves.
+        eager = eager or _eager_model(args.name, _plan, db_path=state, store=store)
+        outputs = torch_module_outputs(eager, [torch.from_numpy(t) for t in tensors])
+        rtol = 1e-2 if explanation.float16 else 1e-3  # a float16 program carries float16's rounding everywhere
+        for line in compare_modules(package, feeds, outputs, rtol=rtol):
+            print(f"  {line}")
     return 0
+
+
+def _eager_model(name: str, plan: Any, db_path: Path, store: Any) -> Any:
+    """The model as PyTorch runs it, built from its last ``source`` output (the snapshot of its
+    code and weights the package was converted from)."""
+    from modelbuild.errors import Location
+    from modelbuild.store.state import StateDB
+    from modelbuild.torch_side.eager import build_prepared
+
+    db = StateDB(db_path, read_only=True)
+    try:
+        source = db.last_stage(name, "source")
+    finally:
+        db.close()
+    if source is None:
+        raise UserError(f"explain: {name} has no built source yet; run `modelbuild build --model {name}` first")
+    context = plan.nodes[f"{name}:capture"]["node"].context
+    prepared, _model, _notes = build_prepared(context, store.path(source[2]), context["wrapper"], lambda field: Location(context["manifest"], None, field))
+    return prepared.eval()
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -42,7 +42,7 @@ class Explanation:
 
     def lines(self) -> list[str]:
         if not self.float16:
-            return ["the package computes in float32: float16 is not the cause; compare with precision float32 and the capture"]
+            return ["the package computes in float32: float16 is not the cause"]
         if self.first is None:
             return ["the float16 program stays within tolerance of its float32 shadow at every op"]
         first = self.first
@@ -134,3 +134,72 @@ def describe_origin(entry: dict[str, Any]) -> str:
     if kind:
         text += f" ({kind})"
     return text + (f", torch op {torch_op}" if torch_op else "")
+
+
+@dataclass(frozen=True)
+class ModuleFinding:
+    module: str  # "model.norm"
+    op: str  # the last op converted from it, whose value is the module's output
+    max_abs_error: float
+    scale: float  # the largest magnitude of the module's PyTorch output
+
+
+def compare_modules(package: Path, feeds: dict[str, Any], module_outputs: dict[str, torch.Tensor], rtol: float = 1e-3, atol: float = 1e-4) -> list[str]:
+    """Where names map, the package against the PyTorch model itself: each torch module's
+    output (``module_outputs``, by module path) against the value of the last op converted
+    from that module. Returns lines naming the first module that departs (in program
+    order), or saying that none does. Finds conversion errors that float16 does not explain."""
+    from modelbuild.mil.program import ProgramRunner
+
+    runner = ProgramRunner(package)
+    values = runner.run(feeds, keep=True)
+    _words, modules = _origins(package)
+    last: dict[str, str] = {}  # module path -> the name of the last op var converted from it
+    for op in runner.function.operations:
+        path = modules.get(op.name, "")
+        if path and op.outputs and isinstance(values.get(op.outputs[0].name), torch.Tensor):
+            last[path] = op.outputs[0].name
+    order = {name: index for index, name in enumerate(values)}
+    compared = 0
+    for path, var in sorted(last.items(), key=lambda item: order.get(item[1], 0)):
+        expected = module_outputs.get(path)
+        got = values[var]
+        if expected is None or not got.is_floating_point() or expected.numel() != got.numel():
+            continue
+        compared += 1
+        want, have = expected.double().reshape(-1), got.double().reshape(-1)
+        scale = float(want.abs().max()) if want.numel() else 0.0
+        error = float((want - have).abs().max()) if want.numel() else 0.0
+        if not error <= atol + rtol * scale:
+            finding = ModuleFinding(path, var, error, scale)
+            return [
+                f"first torch module whose converted output departs from PyTorch: {finding.module} (op {finding.op!r}): "
+                f"max abs difference {finding.max_abs_error:.3g} on values up to {finding.scale:.3g}; "
+                "look at its conversion (a compat conversion, a plugin, or wrapper.replace for that module)"
+            ]
+    if not compared:
+        return ["no torch module's output could be matched to an op of the package (the conversion kept no module scopes)"]
+    return [f"all {compared} torch modules whose outputs map to ops of the package agree with PyTorch within tolerance"]
+
+
+def torch_module_outputs(prepared: Any, example: list[Any]) -> dict[str, torch.Tensor]:
+    """Every named submodule's output on ``example`` (the first tensor of a tuple output)."""
+    outputs: dict[str, torch.Tensor] = {}
+    handles = []
+    for name, module in prepared.named_modules():
+        if not name:
+            continue
+
+        def keep(_module: Any, _args: Any, result: Any, name: str = name) -> None:
+            first = result[0] if isinstance(result, (tuple, list)) and result else result
+            if isinstance(first, torch.Tensor):
+                outputs[name] = first.detach()
+
+        handles.append(module.register_forward_hook(keep))
+    try:
+        with torch.no_grad():
+            prepared(*example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return outputs

@@ -75,3 +75,17 @@ def test_keeping_the_named_module_in_float32_fixes_the_program(tmp_path: Path) -
 def test_a_float32_program_is_not_blamed_on_float16(tmp_path: Path) -> None:
     explanation = locate(convert(tmp_path / "f32", precision="float32"), {"x": np.zeros((1, 16, 32), np.float32)})
     assert not explanation.float16 and "float16 is not the cause" in explanation.lines()[0]
+
+
+def test_a_converted_module_that_departs_from_pytorch_is_named_first(tmp_path: Path) -> None:
+    from modelbuild.mil.explain import compare_modules, torch_module_outputs
+
+    package = convert(tmp_path / "f32", precision="float32")
+    x = torch.randn(1, 16, 32, generator=torch.Generator().manual_seed(0))
+    outputs = torch_module_outputs(build().eval(), [x])
+    agree = compare_modules(package, {"x": x.numpy()}, outputs)
+    assert agree == ["all 3 torch modules whose outputs map to ops of the package agree with PyTorch within tolerance"]
+    # A module whose conversion computed something else: it is the one named, not those after it.
+    wrong = {**outputs, "norm": outputs["norm"] + 1.0}
+    [line] = compare_modules(package, {"x": x.numpy()}, wrong)
+    assert line.startswith("first torch module whose converted output departs from PyTorch: norm (op ")
