@@ -403,6 +403,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise UserError(f"explain: {args.name} has no built Core ML program yet; run `modelbuild build --model {args.name}` first")
     store = ObjectStore(project.cache_dir)
     package = store.path(program[2]) / "model.mlpackage"
+    if not package.is_dir() or not store.path(reference[2]).is_dir():
+        raise UserError(f"explain: the cached build of {args.name} is gone (cache gc or clean?); run `modelbuild build --model {args.name}` first")
     cases, _names = read_cases(store.path(reference[2]))
     cases = [c for c in cases if args.shape is None or c.shape == args.shape]
     if not cases:

@@ -72,17 +72,21 @@ def check_image_size(name: str, height: int, width: int, image_type: Any) -> Non
 def predict(package: Path, pairs: list[str], out: Path | None) -> tuple[list[str], Path]:
     """Run the package; return the lines to print and where the outputs were saved."""
     import numpy as np
+    from google.protobuf.message import DecodeError
 
     from modelbuild.coreml.executors import package_runner, unsupported_errors
 
-    if not (package / "Manifest.json").is_file():
-        raise UserError(f"{package}: not an .mlpackage (no Manifest.json)")
+    bare_model = package.suffix == ".mlmodel" and package.is_file()
+    if not bare_model and not (package / "Manifest.json").is_file():
+        raise UserError(f"{package}: not an .mlpackage (no Manifest.json) or an .mlmodel file")
     try:
         runner = package_runner(package)
     except unsupported_errors() as exc:
         raise UserError(f"{package.name}: {exc}") from None
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    except DecodeError:
+        raise UserError(f"{package}: the model spec is not a Core ML model (truncated or corrupt); build it again") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{package}: {exc}") from None
     named = parse_inputs(pairs)
     descriptions = {d.name: d for d in runner.spec.description.input}
     if len(named) == 1 and next(iter(named.values())).suffix == ".npz" and next(iter(named)) == "all":

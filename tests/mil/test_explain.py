@@ -89,3 +89,12 @@ def test_a_converted_module_that_departs_from_pytorch_is_named_first(tmp_path: P
     wrong = {**outputs, "norm": outputs["norm"] + 1.0}
     [line] = compare_modules(package, {"x": x.numpy()}, wrong)
     assert line.startswith("first torch module whose converted output departs from PyTorch: norm (op ")
+
+
+def test_a_damaged_origin_record_costs_the_module_names_only(tmp_path: Path) -> None:
+    package = convert(tmp_path / "plain")
+    (package.parent / "ops.json").write_text("{not json")
+    x = torch.randn(1, 16, 32, generator=torch.Generator().manual_seed(0)).numpy()
+    explanation = locate(package, {"x": x})
+    assert explanation.first is not None and explanation.first.overflow and explanation.first.module == ""
+    assert "way out: targets.coreml.precision: float32 (the ops' modules are not known for this capture)" in explanation.lines()[1]
