@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +82,8 @@ def _range(x: torch.Tensor) -> tuple[float, float]:
 def locate(package: Path, feeds: dict[str, Any], rtol: float = 1e-2, atol: float = 1e-3) -> Explanation:
     """Run ``package`` on ``feeds`` as it is and as its float32 shadow; compare op by op."""
     from modelbuild.mil.args import float32_shadow
-    from modelbuild.mil.program import ProgramRunner
 
-    runner = ProgramRunner(package)
+    runner = _runner(package)
     low = runner.run(feeds, keep=True)
     with float32_shadow():
         high = runner.run(feeds, keep=True)
@@ -114,6 +114,16 @@ def locate(package: Path, feeds: dict[str, Any], rtol: float = 1e-2, atol: float
     return Explanation(float16, first, overflowing)
 
 
+@lru_cache(maxsize=2)
+def _runner(package: Path) -> Any:
+    """One loaded program per package: ``explain`` runs it for every sample, twice each, and
+    loading (the milproto reader, the weights) costs more than running."""
+    from modelbuild.mil.program import ProgramRunner
+
+    return ProgramRunner(package)
+
+
+@lru_cache(maxsize=2)
 def _origins(package: Path) -> tuple[dict[str, str], dict[str, str]]:
     """op name -> its origin in words, and op name -> its module path, from the ops.json the
     conversion wrote beside the package."""
@@ -149,9 +159,7 @@ def compare_modules(package: Path, feeds: dict[str, Any], module_outputs: dict[s
     output (``module_outputs``, by module path) against the value of the last op converted
     from that module. Returns lines naming the first module that departs (in program
     order), or saying that none does. Finds conversion errors that float16 does not explain."""
-    from modelbuild.mil.program import ProgramRunner
-
-    runner = ProgramRunner(package)
+    runner = _runner(package)
     values = runner.run(feeds, keep=True)
     _words, modules = _origins(package)
     last: dict[str, str] = {}  # module path -> the name of the last op var converted from it
