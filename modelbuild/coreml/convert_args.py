@@ -11,14 +11,27 @@ NUMPY_DTYPES = {"float32": "float32", "float16": "float16", "int32": "int32", "i
 COMPUTE_UNITS = {"all": "ALL", "cpu_only": "CPU_ONLY", "cpu_and_gpu": "CPU_AND_GPU", "cpu_and_ne": "CPU_AND_NE"}
 
 
-def ct_shape(ct: Any, inp: dict[str, Any]) -> Any:
+def ct_shape(ct: Any, inp: dict[str, Any], shared: dict[str, Any] | None = None) -> Any:
+    """The coremltools shape of an input. ``shared`` holds one ``RangeDim`` per named dimension:
+    the same object in several inputs is one symbol in the program, so coremltools knows the
+    sizes are equal (two equal ranges would be two unrelated symbols)."""
+    shared = {} if shared is None else shared
     if "shapes" in inp:
         default = inp.get("default_shape", inp["shapes"][0])
         return ct.EnumeratedShapes(shapes=[tuple(s) for s in inp["shapes"]], default=tuple(default))
     axes = []
     for raw in inp["shape"]:
         d = Dim.parse(raw)
-        axes.append(d.min if not d.flexible else ct.RangeDim(lower_bound=d.min, upper_bound=d.max if d.max is not None else -1, default=d.default))
+        if not d.flexible:
+            axes.append(d.min)
+            continue
+        if d.name is None or d.name not in shared:
+            dim = ct.RangeDim(lower_bound=d.min, upper_bound=d.max if d.max is not None else -1, default=d.default)
+            if d.name is None:
+                axes.append(dim)
+                continue
+            shared[d.name] = dim
+        axes.append(shared[d.name])
     return ct.Shape(shape=tuple(axes))
 
 
@@ -26,8 +39,9 @@ def ct_inputs(ct: Any, inputs: list[dict[str, Any]]) -> list[Any]:
     import numpy as np
 
     result = []
+    shared: dict[str, Any] = {}
     for inp in inputs:
-        shape = ct_shape(ct, inp)
+        shape = ct_shape(ct, inp, shared)
         if inp["kind"] == "image":
             pre = image_preprocessing(inp)
             bias: Any = list(pre.bias) if inp["color_layout"] != "GRAYSCALE" else pre.bias[0]

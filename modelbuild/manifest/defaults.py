@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from modelbuild.manifest.shapes import resolve_named
+
 VALIDATE = {"samples": 2, "shapes": ["default", "min", "max"], "atol": 1e-3, "rtol": 1e-3, "on_failure": "error"}
 BENCHMARK = {"runs": 100, "warmup": 10, "shapes": ["default"], "threads": 1}
 
@@ -45,6 +47,7 @@ def apply_defaults(model: dict[str, Any]) -> dict[str, Any]:
                 inp.setdefault("bias", 0.0)
         else:
             inp.setdefault("dtype", "float32")
+    resolve_named(data)
     for out in data.get("outputs", []) or []:
         kind = out.setdefault("kind", "tensor")
         if kind == "image":

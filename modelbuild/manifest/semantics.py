@@ -23,6 +23,8 @@ def check_model(model: ModelSpec) -> list[str]:
         problems.append(problem(model.where(field), message))
 
     data = model.data
+    if not _check_dims(data, fail):
+        return problems  # the shape checks below assume every named dimension resolved
     _check_source(model, data["source"], fail)
     _check_wrapper(data, fail)
     _check_inputs(data["inputs"], fail)
@@ -74,6 +76,29 @@ def _check_shape_choices(inputs: list[dict[str, Any]], choices: list[Any], block
                     bound = f"{dim.min}..{dim.max}" if dim.max is not None else f"{dim.min} or more"
                     fail(at, f"expected dimension {axis} within {bound}, got {size}")
                     break
+        _check_shared_sizes(inputs, choice, f"{block}.shapes[{index}]", fail)
+
+
+def _check_shared_sizes(inputs: list[dict[str, Any]], choice: dict[str, Any], at: str, fail: Any) -> None:
+    """Inputs that share a named dimension get one size in a concrete shape choice (an input the
+    choice leaves out is at its default shape)."""
+    sizes: dict[str, tuple[int, str]] = {}
+    for inp in inputs:
+        if "shape" not in inp:
+            continue
+        shape = choice.get(inp["name"])
+        declared = [Dim.parse(d) for d in inp["shape"]]
+        if shape is not None and len(shape) != len(declared):
+            continue  # reported above
+        for axis, dim in enumerate(declared):
+            if dim.name is None:
+                continue
+            size = shape[axis] if shape is not None else dim.default
+            source = f"{inp['name']}[{axis}]" + ("" if shape is not None else " (its default)")
+            first = sizes.setdefault(dim.name, (size, source))
+            if first[0] != size:
+                fail(at, f"expected one size for dimension {dim.name!r}, got {first[0]} for {first[1]} and {size} for {source}")
+                return
 
 
 def _require_file(model: ModelSpec, field: str, relative: str, fail: Any, folder: bool = False) -> None:
@@ -181,6 +206,53 @@ def _check_code_inside(model: ModelSpec, fail: Any) -> None:
                     f"{path.resolve()}; copy the module into the project (links that lead out of it are not followed)",
                 )
                 return
+
+
+def _check_dims(data: dict[str, Any], fail: Any) -> bool:
+    """Named dimensions: each declared one is a valid range, each reference names a declared
+    one, and one name means one range wherever it is used (inline ``name:`` included), so that
+    every converter can give the inputs that share it one symbol."""
+    ok = True
+    declared = data.get("dims") or {}
+    for name, raw in declared.items():
+        dim = Dim.parse(raw)
+        if dim.max is not None and dim.min > dim.max:
+            fail(f"dims.{name}", f"expected min <= max, got min {dim.min} > max {dim.max}")
+            ok = False
+        elif not (dim.min <= dim.default and (dim.max is None or dim.default <= dim.max)):
+            fail(f"dims.{name}.default", f"expected a default within [{dim.min}, {'unbounded' if dim.max is None else dim.max}], got {dim.default}")
+            ok = False
+    seen: dict[str, tuple[Dim, str]] = {}
+    unnamed: dict[str, str] = {}
+    for i, inp in enumerate(data.get("inputs", [])):
+        for j, raw in enumerate(inp.get("shape", [])):
+            at = f"inputs[{i}].shape[{j}]"
+            if isinstance(raw, str):
+                known = ", ".join(sorted(declared)) or "none"
+                fail(at, f"expected a dimension declared under dims (declared: {known}), got {raw!r}")
+                ok = False
+                continue
+            dim = Dim.parse(raw)
+            if dim.name is None:
+                unnamed[f"{inp['name']}_{j}"] = at
+                continue
+            first = seen.setdefault(dim.name, (dim, at))
+            if (first[0].min, first[0].max, first[0].default) != (dim.min, dim.max, dim.default):
+                fail(
+                    at,
+                    f"expected dimension {dim.name!r} to be {_range_text(first[0])} as at {first[1]}, got {_range_text(dim)}; "
+                    "declare it once under dims and use its name",
+                )
+                ok = False
+    for name, (_dim, at) in seen.items():
+        if name in unnamed:
+            fail(at, f"expected a dimension name other than {name!r}: it is the generated name of {unnamed[name]}; rename it")
+            ok = False
+    return ok
+
+
+def _range_text(dim: Dim) -> str:
+    return f"{{min: {dim.min}, max: {'unbounded' if dim.max is None else dim.max}, default: {dim.default}}}"
 
 
 def _check_wrapper(data: dict[str, Any], fail: Any) -> None:

@@ -11,6 +11,7 @@ class Dim:
     min: int
     max: int | None  # None: unbounded
     default: int
+    name: str | None = None  # a dimension named under ``dims:`` (or inline): one symbol wherever it is used
 
     @property
     def flexible(self) -> bool:
@@ -20,8 +21,40 @@ class Dim:
     def parse(cls, raw: Any) -> "Dim":
         if isinstance(raw, int):
             return cls(raw, raw, raw)
+        if isinstance(raw, str):
+            # A name resolve_named could not resolve: the manifest check reports it before
+            # anything is built, so only defaults computed before that check see this.
+            return cls(1, 1, 1, raw)
         low = raw["min"]
-        return cls(low, raw.get("max"), raw.get("default", low))
+        return cls(low, raw.get("max"), raw.get("default", low), raw.get("name"))
+
+    def symbol(self, inp: dict[str, Any], axis: int) -> str:
+        """The dimension's name in exported programs: torch.export's ``Dim``, the ONNX
+        ``dim_param``. A named dimension keeps its name, so inputs that share it share one
+        symbol; an unnamed one is ``<input>_<axis>``."""
+        return self.name or f"{inp['name']}_{axis}"
+
+
+NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"  # a dimension name: an identifier, as torch.export and ONNX need
+
+
+def resolve_named(data: dict[str, Any]) -> None:
+    """Replace each reference to a ``dims:`` entry in an input's shape by the entry itself,
+    named, so that everything downstream (samples, keys, converters) sees one kind of
+    dimension. A reference to an undeclared name is left for the manifest check to report."""
+    declared = data.get("dims") or {}
+    for inp in data.get("inputs", []):
+        if "shape" not in inp:
+            continue
+        shape = []
+        for raw in inp["shape"]:
+            if isinstance(raw, str) and isinstance(declared.get(raw), dict):
+                entry = declared[raw]
+                raw = {"min": entry["min"], "max": entry.get("max"), "default": entry.get("default", entry["min"]), "name": raw}
+                if raw["max"] is None:
+                    del raw["max"]
+            shape.append(raw)
+        inp["shape"] = shape
 
 
 def dims(inp: dict[str, Any]) -> list[Dim]:

@@ -50,7 +50,14 @@ class ExecuTorchExportStage(Stage):
         from executorch.exir import to_edge_transform_and_lower
 
         from modelbuild.manifest.shapes import has_unbounded
-        from modelbuild.torch_side.capture import data_dependent_flow, data_dependent_message, dynamic_shapes, export_sample, has_recurrent_layers
+        from modelbuild.torch_side.capture import (
+            data_dependent_flow,
+            data_dependent_message,
+            dynamic_shapes,
+            export_failure,
+            export_sample,
+            has_recurrent_layers,
+        )
         from modelbuild.torch_side.eager import build_prepared
         from modelbuild.torch_side.samples import make_inputs
 
@@ -105,7 +112,7 @@ class ExecuTorchExportStage(Stage):
                 condition = data_dependent_flow(exc)
                 if condition is not None:
                     raise StageFailure(data_dependent_message(condition, "ExecuTorch")) from exc
-                raise StageFailure(f"torch.export (needed by ExecuTorch) failed: {first}; see the log") from exc
+                raise StageFailure(f"torch.export (needed by ExecuTorch) failed: {export_failure(exc, ctx['inputs'])}; see the log") from exc
             if fixed:
                 job.notes.append("fixed_shapes: the program takes the default shapes only")
         try:

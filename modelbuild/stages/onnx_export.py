@@ -48,7 +48,7 @@ class OnnxExportStage(Stage):
         import onnx
         import torch
 
-        from modelbuild.torch_side.capture import data_dependent_flow, data_dependent_message, dynamic_shapes, export_sample
+        from modelbuild.torch_side.capture import data_dependent_flow, data_dependent_message, dynamic_shapes, export_failure, export_sample
         from modelbuild.torch_side.eager import build_prepared, flatten
         from modelbuild.torch_side.samples import make_inputs
         from modelbuild.usercode.plugins import import_plugins, onnx_translations
@@ -100,7 +100,7 @@ class OnnxExportStage(Stage):
                 # The TorchScript-based exporter would trace one pass of the loop and bake it
                 # in: a wrong model, so no fallback here.
                 raise StageFailure(data_dependent_message(condition, "ONNX")) from exc
-            problem = f"torch.onnx.export failed: {first_line(exc)}"
+            problem = f"torch.onnx.export failed: {export_failure(exc, inputs)}"
         if proto is None:
             if "program" in captured and not fixed:
                 raise StageFailure(f"{problem} (full text in the log)")
@@ -173,7 +173,7 @@ def legacy_export(module: Any, example: list[Any], inputs: list[dict[str, Any]],
 
     from modelbuild.manifest.shapes import dims
 
-    axes = {} if fixed else {i["name"]: {a: f"{i['name']}_{a}" for a, d in enumerate(dims(i)) if d.flexible} for i in inputs}
+    axes = {} if fixed else {i["name"]: {a: d.symbol(i, a) for a, d in enumerate(dims(i)) if d.flexible} for i in inputs}
     buffer = io.BytesIO()
     with torch.no_grad():
         torch.onnx.export(

@@ -153,14 +153,18 @@ def dynamic_shapes(inputs: list[dict[str, Any]], unbounded_max: int | None = Non
     from torch.export import Dim
 
     spec = []
+    shared: dict[str, Any] = {}  # one torch Dim per symbol: inputs that name a dimension share it
     for inp in inputs:
         axes = {}
         for axis, d in enumerate(dims(inp)):
             if d.flexible:
-                # torch.export specialises sizes 0 and 1; a range starting at 1 starts at 2 there.
-                low = max(d.min, 2)
-                high = d.max if d.max is not None else unbounded_max
-                axes[axis] = Dim(f"{inp['name']}_{axis}", min=low, max=high) if high is not None else Dim(f"{inp['name']}_{axis}", min=low)
+                name = d.symbol(inp, axis)
+                if name not in shared:
+                    # torch.export specialises sizes 0 and 1; a range starting at 1 starts at 2 there.
+                    low = max(d.min, 2)
+                    high = d.max if d.max is not None else unbounded_max
+                    shared[name] = Dim(name, min=low, max=high) if high is not None else Dim(name, min=low)
+                axes[axis] = shared[name]
         spec.append(axes or None)
     return tuple(spec)
 
@@ -190,8 +194,7 @@ def export(prepared: Any, example: list[Any], inputs: list[dict[str, Any]], wher
         sample = export_sample(example, inputs)
         return torch.export.export(prepared, tuple(sample), dynamic_shapes={"inputs": dynamic_shapes(inputs)}, strict=False)
     except Exception as exc:  # noqa: BLE001
-        first = str(exc).strip().splitlines()[0]
-        raise UserError(f"{where('capture.mode')}: torch.export failed: {first}; see the log, or use mode 'trace'") from exc
+        raise UserError(f"{where('capture.mode')}: torch.export failed: {export_failure(exc, inputs)}; see the log, or use mode 'trace'") from exc
 
 
 def has_recurrent_layers(model: Any) -> bool:
@@ -288,16 +291,22 @@ def renumber_mangled_names(records: dict[str, bytes]) -> dict[str, bytes]:
     return {rename(name.encode()).decode(): rename(data) if (name.endswith(".pkl") or name.endswith(".py")) else data for name, data in records.items()}
 
 
-def data_dependent_flow(exc: BaseException) -> str | None:
-    """The condition torch.export could not decide when it failed on control flow that depends
-    on values the model computes (a generation loop's stop test), or None for other failures."""
+def _chain_text(exc: BaseException) -> str:
+    """The text of an exception and of those it was raised from: exporters wrap torch.export's
+    error, whose detail is what the user needs."""
     texts, seen = [], set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         texts.append(str(current))
         current = current.__cause__ or current.__context__
-    text = "\n".join(texts)
+    return "\n".join(texts)
+
+
+def data_dependent_flow(exc: BaseException) -> str | None:
+    """The condition torch.export could not decide when it failed on control flow that depends
+    on values the model computes (a generation loop's stop test), or None for other failures."""
+    text = _chain_text(exc)
     guard = re.search(r"Could not guard on data-dependent expression ([^\n]+?)(?: \(unhinted|\n|$)", text)
     if guard:
         return guard.group(1).strip()
@@ -313,3 +322,40 @@ def data_dependent_message(condition: str, target: str) -> str:
         "(a manifest whose factory returns the step module), or leave the target out; Core ML (a while_loop) and "
         "TorchScript keep the loop"
     )
+
+
+_INPUT_SIZE = re.compile(r"L\['inputs'\]\[(\d+)\]\.size\(\)\[(\d+)\]")
+
+
+def export_failure(exc: BaseException, inputs: list[dict[str, Any]]) -> str:
+    """torch.export's failure in the manifest's terms: the first line, then the lines that say
+    which sizes must be equal and torch's "Suggested fixes", with tensor paths as input names
+    (``L['inputs'][1].size()[1]`` reads ``attention_mask.shape[1]``). Sizes torch found equal
+    are what a named dimension under ``dims:`` declares, so the message says so."""
+    first = str(exc).strip().splitlines() or [type(exc).__name__]
+    text = _chain_text(exc)
+    lines = text.splitlines()
+
+    def named(line: str) -> str:
+        def one(match: re.Match[str]) -> str:
+            index, axis = int(match.group(1)), match.group(2)
+            return f"{inputs[index]['name']}.shape[{axis}]" if index < len(inputs) else match.group(0)
+
+        return _INPUT_SIZE.sub(one, line.strip(" -"))
+
+    equal = [named(line) for line in lines if "must always be equal" in line or "must be specialized" in line]
+    fixes: list[str] = []
+    if "Suggested fixes:" in text:
+        for line in text.split("Suggested fixes:", 1)[1].splitlines()[1:]:
+            if not line.strip() or not line.startswith(" "):
+                break
+            fixes.append(named(line))
+    parts = [named(first[0])] + list(dict.fromkeys(equal))
+    if fixes:
+        parts.append("torch suggests: " + "; ".join(fixes))
+    if any("must always be equal" in line for line in equal):
+        parts.append(
+            "inputs whose sizes must be equal share a named dimension: declare it under dims "
+            "(e.g. dims: {seq: {min: 1, max: 128}}) and write its name in each input's shape"
+        )
+    return ". ".join(p.rstrip(".") for p in parts)

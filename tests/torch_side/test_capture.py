@@ -183,3 +183,56 @@ def test_export_of_a_flexible_batch_whose_default_is_one(tmp_path: Path) -> None
     program = export(Prepared(), [torch.ones(1, 4)], inputs, lambda field: Location("m.yaml", None, field))
     for batch in (1, 3, 8):
         assert program.module()(torch.ones(batch, 4)).shape == (batch, 1)
+
+
+class _Masked:
+    """Two inputs whose lengths the model multiplies together, so torch.export must find them equal."""
+
+    @staticmethod
+    def module() -> object:
+        import torch
+
+        class Masked(torch.nn.Module):
+            def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+                ids, mask = inputs
+                return (ids * mask).sum(-1)
+
+        return Masked()
+
+
+def _text_inputs(second: dict) -> list[dict]:
+    return [
+        {"name": "input_ids", "kind": "tensor", "dtype": "int32", "shape": [1, {"min": 2, "max": 64, "default": 8}]},
+        {"name": "attention_mask", "kind": "tensor", "dtype": "int32", "shape": [1, second]},
+    ]
+
+
+def test_export_failure_names_the_inputs_and_says_to_share_a_dimension() -> None:
+    import torch
+
+    from modelbuild.torch_side.capture import dynamic_shapes, export_failure
+
+    inputs = _text_inputs({"min": 2, "max": 64, "default": 8})
+    sample = (torch.ones(1, 8, dtype=torch.int32), torch.ones(1, 8, dtype=torch.int32))
+    with pytest.raises(Exception) as info:
+        torch.export.export(_Masked.module(), sample, dynamic_shapes={"inputs": dynamic_shapes(inputs)}, strict=False)
+    message = export_failure(info.value, inputs)
+    assert message.startswith("Constraints violated (attention_mask_1)!")
+    assert "attention_mask.shape[1] and input_ids_1 = input_ids.shape[1] must always be equal" in message
+    assert "torch suggests: attention_mask_1 = input_ids_1" in message
+    assert "declare it under dims" in message
+
+
+def test_a_shared_dimension_is_one_torch_export_dim() -> None:
+    import torch
+
+    from modelbuild.torch_side.capture import dynamic_shapes
+
+    named = {"min": 2, "max": 64, "default": 8, "name": "seq"}
+    inputs = [{**i, "shape": [1, named]} for i in _text_inputs(named)]
+    spec = dynamic_shapes(inputs)
+    assert spec[0][1] is spec[1][1] and spec[0][1].__name__ == "seq"
+    sample = (torch.ones(1, 8, dtype=torch.int32), torch.ones(1, 8, dtype=torch.int32))
+    program = torch.export.export(_Masked.module(), sample, dynamic_shapes={"inputs": spec}, strict=False)
+    out = program.module()(torch.ones(1, 5, dtype=torch.int32), torch.ones(1, 5, dtype=torch.int32))
+    assert out.tolist() == [5]
