@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from models import classifier, generate, generator, gpt, lstm, mobilenet, rmsnorm, segmenter  # noqa: E402
+from models import classifier, generate, generator, gpt, lstm, mobilenet, rmsnorm, segmenter, textclassifier  # noqa: E402
 
 MODELS = {
     "classifier": lambda: classifier.build(num_classes=10, width=16),
@@ -31,8 +31,9 @@ MODELS = {
     "mobilenet": lambda: mobilenet.build(num_classes=1000),
     "rmsnorm": lambda: rmsnorm.LoudBlock(),
     "generate": lambda: generate.build(max_new=12),
+    "textclassifier": lambda: textclassifier.build(vocab_size=1024, dim=64, layers=2, heads=4, max_len=128, num_labels=3),
 }
-SEEDS = {"classifier": 1000, "generator": 1001, "gpt": 1002, "lstm": 1003, "segmenter": 1004, "mobilenet": 1005, "rmsnorm": 1006, "generate": 1007}
+SEEDS = {"classifier": 1000, "generator": 1001, "gpt": 1002, "lstm": 1003, "segmenter": 1004, "mobilenet": 1005, "rmsnorm": 1006, "generate": 1007, "textclassifier": 1008}
 
 
 def main(only: list[str]) -> None:

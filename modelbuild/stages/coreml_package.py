@@ -39,7 +39,7 @@ def conversion_date() -> str | None:
 @STAGES.register
 class CoreMLPackageStage(Stage):
     name = "coreml.package"
-    version = 1
+    version = 2  # class labels of a non-classifier in user-defined metadata
     deps = ("coreml.optimize",)
     artifacts = ("{model}.mlpackage",)
     heavy = False
@@ -84,6 +84,13 @@ class CoreMLPackageStage(Stage):
                 user[PREVIEW_KEY] = PREVIEW_TYPES[meta["preview"]]
                 if meta["preview"] == "segmentation" and meta.get("classes"):
                     user[PREVIEW_PARAMS] = json.dumps({"labels": meta["classes"]})
+            if meta.get("classes") and "classifier" not in meta and meta.get("preview") != "segmentation":
+                # Not a classifier, so no class-label field takes them: never drop them silently.
+                user["classes"] = json.dumps(meta["classes"])
+                job.notes.append(
+                    f"metadata.classes ({len(meta['classes'])} labels) stored as the user-defined metadata 'classes' (JSON): "
+                    "add metadata.classifier: {probabilities: <output>} to make a Core ML classifier that returns labels"
+                )
             for feature in description.input:
                 feature.shortDescription = params["descriptions"]["inputs"].get(feature.name, feature.shortDescription)
             for feature in description.output:

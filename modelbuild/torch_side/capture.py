@@ -84,7 +84,11 @@ def _display(filename: str) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
-        return path.name if "site-packages" not in filename else filename
+        for marker in ("site-packages", "dist-packages"):
+            if marker in path.parts:
+                # An installed library's line (transformers' masking code): its import path reads best.
+                return "/".join(path.parts[path.parts.index(marker) + 1 :])
+        return path.name
 
 
 def script(

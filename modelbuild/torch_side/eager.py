@@ -17,15 +17,18 @@ def build_prepared(
     the module built without ``changes``."""
     from modelbuild.torch_side import prepare as preparation
     from modelbuild.torch_side.loading import build_module
+    from modelbuild.torch_side.samples import make_inputs
     from modelbuild.torch_side.wrapper import prepare, replace_modules
     from modelbuild.usercode.source_tree import SourceTree
 
     model = build_module(context["source"], SourceTree.of(source), where)
     notes = [f"replaced {r}" for r in replace_modules(model, wrapper["replace"], where)]
     model.eval()
+    prepared = prepare(model, context["inputs"], context["outputs"], wrapper, where, channels_last=bool(changes and changes.get("channels_last")))
     if changes:
-        notes += preparation.apply(model, changes)
-    prepared = prepare(model, context["inputs"], context["outputs"], wrapper, where)
+        # Prepared holds the model itself, so the in-place rewrites below reach it; the probe
+        # runs it once for the checks of explicit fusion groups.
+        notes += preparation.apply(model, changes, probe=lambda: prepared(*make_inputs(context["inputs"], "default", seed=0)), where=where)
     return prepared, model, notes
 
 

@@ -8,26 +8,93 @@ float16 TorchScript file never changes the Core ML conversion, which has its own
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
+
+from modelbuild.errors import Location, UserError
 
 CONVS = ("Conv1d", "Conv2d", "Conv3d")
 
 
-def apply(model: Any, options: dict[str, Any]) -> list[str]:
-    """Rewrite ``model`` in place; return notes saying what changed."""
+def apply(model: Any, options: dict[str, Any], probe: Callable[[], Any] | None = None, where: Callable[[str], Location] | None = None) -> list[str]:
+    """Rewrite ``model`` in place; return notes saying what changed. ``probe`` runs the model
+    once on a sample: explicit fusion groups are checked against the data flow it shows."""
     import torch
 
     notes = []
-    if options.get("fold_batchnorm") or options.get("fuse"):
+    fuse = options.get("fuse")
+    if options.get("fold_batchnorm") or fuse is True:
         folded = _fold_batchnorms(model)
         notes.append(f"prepare: folded {folded} batch norm(s) into the layer before them")
-    if options.get("fuse"):
+    if fuse is True:
         fused = _fuse_relus(model)
         notes.append(f"prepare: fused {fused} conv/linear + ReLU pair(s)")
+    elif fuse:
+        notes.append(fuse_groups(model, fuse, probe, where or (lambda field: Location("", None, field))))
     if options.get("channels_last"):
         model.to(memory_format=torch.channels_last)
-        notes.append("prepare: channels-last weights")
+        notes.append("prepare: channels-last weights and 4-D inputs")
     return notes
+
+
+def fuse_groups(model: Any, groups: list[list[str]], probe: Callable[[], Any] | None, where: Callable[[str], Location]) -> str:
+    """Fuse named module groups (``[[conv, bn, relu]]``) with ``torch.ao.quantization.fuse_modules``.
+
+    fuse_modules checks only the modules' types: fusing a convolution with a ReLU that is
+    applied to something else would silently change the model. So each module of a group must
+    take exactly the previous one's output in a sample run, or the group is refused."""
+    from torch.ao.quantization import fuse_modules
+
+    modules = dict(model.named_modules())
+    for index, group in enumerate(groups):
+        missing = [name for name in group if name not in modules or not name]
+        if missing:
+            known = ", ".join(sorted(n for n in modules if n and "." not in n)[:12])
+            raise UserError(f"{where(f'prepare.fuse[{index}]')}: expected module names of the model, got {missing[0]!r} (top-level modules: {known})")
+    if probe is not None:
+        _check_flow(model, groups, probe, where)
+    try:
+        fuse_modules(model, groups, inplace=True)
+    except AssertionError as exc:
+        kinds = str(exc).replace("did not find fuser method for: ", "").strip()
+        raise UserError(
+            f"{where('prepare.fuse')}: torch.ao.quantization.fuse_modules cannot fuse {kinds}; "
+            "it fuses conv+bn(+relu), conv+relu, linear+bn, linear+relu and bn+relu"
+        ) from exc
+    return f"prepare: fused {len(groups)} module group(s): " + "; ".join("+".join(group) for group in groups)
+
+
+def _check_flow(model: Any, groups: list[list[str]], probe: Callable[[], Any], where: Callable[[str], Location]) -> None:
+    import torch
+
+    wanted = {name for group in groups for name in group}
+    # name -> (input tensors, output tensors) of its first call; holding the tensors (not their
+    # ids) keeps a freed tensor's address from being taken for another's.
+    seen: dict[str, tuple[list[Any], list[Any]]] = {}
+    handles = []
+    for name, module in model.named_modules():
+        if name in wanted:
+
+            def hook(module: Any, args: Any, output: Any, name: str = name) -> None:
+                ins = [a for a in args if isinstance(a, torch.Tensor)]
+                seen.setdefault(name, (ins, [output] if isinstance(output, torch.Tensor) else []))
+
+            handles.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            probe()
+    finally:
+        for handle in handles:
+            handle.remove()
+    for index, group in enumerate(groups):
+        for before, after in zip(group, group[1:]):
+            if before not in seen or after not in seen:
+                unused = before if before not in seen else after
+                raise UserError(f"{where(f'prepare.fuse[{index}]')}: module {unused!r} is not called in a forward pass, so it cannot be fused")
+            if not any(a is b for a in seen[after][0] for b in seen[before][1]):
+                raise UserError(
+                    f"{where(f'prepare.fuse[{index}]')}: expected {after!r} to take {before!r}'s output in the forward pass, "
+                    "but it takes another tensor; fusing them would change what the model computes"
+                )
 
 
 def _pairs(model: Any) -> list[tuple[Any, int]]:

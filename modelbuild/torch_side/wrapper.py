@@ -69,8 +69,18 @@ def check_selectors(output: Any, outputs: list[dict[str, Any]] | None, where: Ca
             ) from None
 
 
-def prepare(model: Any, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]] | None, wrapper: dict[str, Any], where: Callable[[str], Location]) -> Any:
-    """The module that is captured: the user's model plus selection and folded normalisation."""
+def prepare(
+    model: Any,
+    inputs: list[dict[str, Any]],
+    outputs: list[dict[str, Any]] | None,
+    wrapper: dict[str, Any],
+    where: Callable[[str], Location],
+    channels_last: bool = False,
+) -> Any:
+    """The module that is captured: the user's model plus selection and folded normalisation.
+    With ``channels_last`` (``prepare.channels_last``), its 4-D inputs are made channels-last
+    on entry, as PyTorch's mobile recipe does with the input tensor: the captured program then
+    carries the layout, and backends that compute in NHWC (XNNPACK) need no transposes."""
     if "class" in wrapper:
         user_wrapper = import_object(wrapper["class"], where("wrapper.class"), what="wrapper class")
         try:
@@ -84,7 +94,8 @@ def prepare(model: Any, inputs: list[dict[str, Any]], outputs: list[dict[str, An
     selectors = [str(out.get("select", i)) for i, out in enumerate(outputs)] if outputs else None
     if selectors == ["0"] and outputs and "select" not in outputs[0]:
         selectors = None  # one output, no selector: pass the model's output through
-    return Prepared(model, factors, selectors).eval()
+    layouts = [channels_last and len(inp.get("shape") or inp.get("default_shape") or inp["shapes"][0]) == 4 for inp in inputs]
+    return Prepared(model, factors, selectors, layouts).eval()
 
 
 @functools.cache
@@ -92,9 +103,10 @@ def _prepared_class() -> type:
     import torch
 
     class Prepared(torch.nn.Module):
-        def __init__(self, model: Any, factors: list[Any], selectors: list[str] | None) -> None:
+        def __init__(self, model: Any, factors: list[Any], selectors: list[str] | None, channels_last: list[bool] | None = None) -> None:
             super().__init__()
             self.model = model
+            self.channels_last = channels_last or [False] * len(factors)
             self.selectors = selectors
             self.scaled = [f is not None for f in factors]
             for index, f in enumerate(factors):
@@ -104,6 +116,7 @@ def _prepared_class() -> type:
         def raw(self, *inputs: Any) -> Any:
             """The user's model output before selection (selector checks read it)."""
             args = [x * getattr(self, f"channel_factors_{i}") if self.scaled[i] else x for i, x in enumerate(inputs)]
+            args = [x.contiguous(memory_format=torch.channels_last) if self.channels_last[i] else x for i, x in enumerate(args)]
             return self.model(*args)
 
         def forward(self, *inputs: Any) -> Any:
@@ -116,5 +129,5 @@ def _prepared_class() -> type:
     return Prepared
 
 
-def Prepared(model: Any, factors: list[Any], selectors: list[str] | None) -> Any:  # noqa: N802 - a lazy class
-    return _prepared_class()(model, factors, selectors)
+def Prepared(model: Any, factors: list[Any], selectors: list[str] | None, channels_last: list[bool] | None = None) -> Any:  # noqa: N802 - a lazy class
+    return _prepared_class()(model, factors, selectors, channels_last)

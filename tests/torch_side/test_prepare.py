@@ -64,3 +64,52 @@ def test_dtype_casts_weights_but_keeps_a_float32_interface() -> None:
     out = half(x)
     assert out.dtype == torch.float32 and half.inner[0].weight.dtype == torch.bfloat16
     assert 0 < (out - expected).abs().max().item() < 0.1  # bfloat16 arithmetic: close, not equal
+
+
+class Branchy(nn.Module):
+    """Named modules outside an nn.Sequential, one ReLU applied to the head, not the convolution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(4, 2)
+        self.act = nn.ReLU()
+        self.bn.running_mean.uniform_(-0.5, 0.5)
+        self.bn.running_var.uniform_(0.5, 2.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.fc(self.relu(self.bn(self.conv(x))).mean((2, 3))))
+
+
+def _fuse(groups: list) -> tuple[nn.Module, list[str]]:
+    net, x = Branchy().eval(), torch.randn(2, 3, 8, 8)
+    return net, prepare.apply(net, {"fuse": groups}, probe=lambda: net(x))
+
+
+def test_explicit_fuse_groups_follow_fuse_modules_and_keep_the_outputs() -> None:
+    import torch.ao.nn.intrinsic as nni
+
+    x = torch.randn(2, 3, 8, 8)
+    expected = Branchy().eval()(x)
+    net, notes = _fuse([["conv", "bn", "relu"], ["fc", "act"]])
+    assert notes == ["prepare: fused 2 module group(s): conv+bn+relu; fc+act"]
+    assert isinstance(net.conv, nni.ConvReLU2d) and isinstance(net.fc, nni.LinearReLU)
+    assert isinstance(net.bn, nn.Identity) and isinstance(net.act, nn.Identity)
+    assert torch.allclose(net(x), expected, atol=1e-5)
+
+
+def test_a_group_whose_modules_do_not_feed_each_other_is_refused() -> None:
+    import pytest
+
+    from modelbuild.errors import UserError
+
+    # fuse_modules alone would accept this (the types fit) and apply act's ReLU to the convolution.
+    with pytest.raises(UserError, match=r"prepare.fuse\[0\]: expected 'act' to take 'conv''s output"):
+        _fuse([["conv", "act"]])
+    with pytest.raises(UserError, match=r"prepare.fuse\[1\]: expected module names of the model, got 'head'"):
+        _fuse([["conv", "bn"], ["head", "act"]])
+    with pytest.raises(UserError, match=r"cannot fuse \(<class 'torch.nn.modules.linear.Linear'>, <class 'torch.nn.modules.conv.Conv2d'>\)"):
+        prepare.apply(Branchy().eval(), {"fuse": [["fc", "conv"]]})  # no probe: the types alone are refused
