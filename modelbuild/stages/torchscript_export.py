@@ -66,6 +66,9 @@ class TorchScriptExportStage(Stage):
             cap.save_torchscript(module, path)
             cap.fresh_type_names()  # the lite file is written from the saved bytes: no paths, stable names
             module = torch.jit.load(str(path), map_location="cpu")
+        mobile = job.node.params["targets"]["torchscript"].get("optimize_for_mobile")
+        if mobile:
+            module = _optimize_for_mobile(job, module, path, {} if mobile is True else mobile, example)
         if not job.node.params["targets"]["torchscript"].get("lite"):
             return
         lite = job.out / f"{model}.ptl"
@@ -85,3 +88,41 @@ class TorchScriptExportStage(Stage):
         if any(not torch.allclose(a, b, atol=1e-5, rtol=1e-5) for a, b in zip(want, got)):
             raise StageFailure(f"the lite-interpreter file {model}.ptl computes something else than {model}.pt on the default sample")
         job.notes.append(f"lite: {model}.ptl written; the lite interpreter matches {model}.pt on the default sample")
+
+
+def _optimize_for_mobile(job: StageJob, module: Any, path: Any, options: dict[str, Any], example: list[Any]) -> Any:
+    """The module after torch's mobile optimizer, saved over ``path`` (what a mobile app loads),
+    with the op counts it changed. Verification and benchmarks then run this file."""
+    import torch
+    from torch.utils.mobile_optimizer import MobileOptimizerType, optimize_for_mobile
+
+    from modelbuild.torch_side import capture as cap
+
+    blocklist = {getattr(MobileOptimizerType, name) for name in options.get("blocklist", [])}
+    before = _op_count(module)
+    try:
+        optimized = optimize_for_mobile(module, optimization_blocklist=blocklist, preserved_methods=list(options.get("preserved_methods", [])))
+    except RuntimeError as exc:
+        if "XNNPACK is not enabled" in str(exc):
+            raise StageFailure(
+                f"{job.where('targets.torchscript.optimize_for_mobile')}: this torch build ({torch.__version__}) has no XNNPACK, "
+                "which torch's mobile optimizer needs for every pass; build on a machine whose torch has it, or set optimize_for_mobile: false"
+            ) from exc
+        raise StageFailure(f"optimize_for_mobile failed: {first_line(exc)}") from exc
+    cap.save_torchscript(optimized, path)
+    cap.fresh_type_names()
+    loaded = torch.jit.load(str(path), map_location="cpu")
+    with torch.no_grad():
+        loaded(*example)  # fails here, not on a phone, if the optimized module cannot run
+    job.notes.append(
+        f"optimize_for_mobile: {before} → {_op_count(loaded)} graph nodes"
+        + (f" (skipped: {', '.join(sorted(options['blocklist']))})" if options.get("blocklist") else "")
+    )
+    return loaded
+
+
+def _op_count(module: Any) -> int:
+    try:
+        return sum(1 for _ in module.graph.nodes())
+    except (AttributeError, RuntimeError):
+        return -1

@@ -45,3 +45,28 @@ def test_executorch_target_without_executorch_names_the_extra(tmp_path: Path, mo
     job = StageJob(node, {}, tmp_path, logging.getLogger("test"))
     with pytest.raises(StageFailure, match=r"needs ExecuTorch: executorch is not installed: pip install 'modelbuild\[executorch\]'"):
         STAGES.get("executorch.export")().run(job)
+
+
+def test_optimize_for_mobile_runs_torch_s_optimizer_or_says_why_it_cannot(tmp_path: Path) -> None:
+    import torch
+
+    from modelbuild.errors import Location
+    from modelbuild.stages.torchscript_export import _optimize_for_mobile
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU()).eval()
+    example = [torch.randn(1, 3, 8, 8)]
+    module = torch.jit.freeze(torch.jit.trace(net, tuple(example)))
+    node = StageNode("m", "torchscript.export", {}, {}, (), {})
+    job = StageJob(node, {}, tmp_path, logging.getLogger("test"))
+    job.where = lambda field: Location("m.yaml", 9, field)
+    path = tmp_path / "m.pt"
+    try:
+        optimized = _optimize_for_mobile(job, module, path, {}, example)
+    except StageFailure as exc:
+        # This machine's torch 2.13 CPU build has no XNNPACK: the stage must say so, not ship the unoptimized module.
+        assert "m.yaml:9: targets.torchscript.optimize_for_mobile: this torch build" in str(exc)
+        assert "has no XNNPACK" in str(exc)
+        assert not path.exists()
+        return
+    assert torch.allclose(optimized(*example), net(*example), atol=1e-5)
+    assert job.notes[0].startswith("optimize_for_mobile: ")
