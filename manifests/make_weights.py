@@ -54,6 +54,8 @@ def main(only: list[str]) -> None:
         print(f"{name}: {sum(v.numel() for v in state.values())} values")
     if not only:
         make_samples()
+    if not only or "onnxsegmenter" in only:
+        make_onnx()
 
 
 def make_samples() -> None:
@@ -70,6 +72,25 @@ def make_samples() -> None:
     image = np.stack([red, green, blue], axis=-1).round().clip(0, 255).astype(np.uint8)
     np.savez(out / "segmenter.npz", image=image)
     print(f"samples/segmenter.npz: image {list(image.shape)} uint8")
+
+
+def make_onnx() -> None:
+    """models/segmenter.onnx: the segmenter with its weights, as a user who only has an ONNX
+    file would have it (the TorchScript-based exporter, opset 17, 256x256), for onnxsegmenter.yaml."""
+    import io
+    import warnings
+
+    from safetensors.torch import load_file
+
+    model = segmenter.build(num_classes=4)
+    model.load_state_dict(load_file(str(HERE / "weights" / "segmenter.safetensors")))
+    model.eval()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.rand(1, 3, 256, 256),), buffer, dynamo=False, opset_version=17, input_names=["image"], output_names=["out", "aux"])
+    (HERE / "models" / "segmenter.onnx").write_bytes(buffer.getvalue())
+    print(f"models/segmenter.onnx: {len(buffer.getvalue())} bytes")
 
 
 if __name__ == "__main__":

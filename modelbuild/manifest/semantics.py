@@ -151,10 +151,10 @@ def _require_file(model: ModelSpec, field: str, relative: str, fail: Any, folder
 
 
 def _check_source(model: ModelSpec, source: dict[str, Any], fail: Any) -> None:
-    kinds = [k for k in ("factory", "torchscript", "exported_program") if k in source]
+    kinds = [k for k in ("factory", "torchscript", "exported_program", "onnx") if k in source]
     if len(kinds) != 1:
         found = "none" if not kinds else " and ".join(kinds)
-        fail("source", f"expected exactly one of factory, torchscript, exported_program, got {found}")
+        fail("source", f"expected exactly one of factory, torchscript, exported_program, onnx, got {found}")
         return
     if kinds[0] == "factory":
         _check_factory_module(model, source["factory"], fail)
@@ -163,6 +163,8 @@ def _check_source(model: ModelSpec, source: dict[str, Any], fail: Any) -> None:
             if key in source:
                 fail(f"source.{key}", f"expected {key} only with source.factory, got it with source.{kinds[0]}")
         _require_file(model, f"source.{kinds[0]}", source[kinds[0]], fail)
+        if kinds[0] == "onnx" and not source["onnx"].endswith(".onnx"):
+            fail("source.onnx", f"expected an .onnx file, got {source['onnx']!r}")
     if "weights" in source:
         weights = source["weights"]
         if not weights.endswith((".safetensors", ".pt", ".pth", ".bin")):

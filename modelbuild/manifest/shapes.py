@@ -95,3 +95,10 @@ def is_flexible(inp: dict[str, Any]) -> bool:
 
 def has_unbounded(inp: dict[str, Any]) -> bool:
     return "shapes" not in inp and any(d.max is None for d in dims(inp))
+
+
+def fixed_shapes(inputs: list[dict[str, Any]]) -> dict[str, list[int]] | None:
+    """Every input's shape by name when none is flexible, else None."""
+    if any(is_flexible(i) for i in inputs):
+        return None
+    return {i["name"]: shape_at(i, "default") for i in inputs}

@@ -31,7 +31,12 @@ class ReferenceStage(Stage):
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
         validate = model.data["validate"]
-        return {"validate": {k: validate[k] for k in ("samples", "shapes") if k in validate}, **module_params(model)}
+        params = {"validate": {k: validate[k] for k in ("samples", "shapes") if k in validate}, **module_params(model)}
+        if "onnx" in model.data["source"]:
+            from modelbuild.graph.keys import tool_version
+
+            params["onnxruntime"] = tool_version("onnxruntime")  # computes this reference
+        return params
 
     @classmethod
     def files(cls, model: ModelSpec) -> dict[str, str]:
@@ -47,7 +52,8 @@ class ReferenceStage(Stage):
         ctx = job.node.context
         params = job.node.params
         inputs = ctx["inputs"]
-        prepared, _model, _notes = build_prepared(ctx, job.inputs["source"], params["wrapper"], job.where)
+        # An ONNX source is checked against ONNX Runtime on the user's file, not the module made from it.
+        prepared, _model, _notes = build_prepared(ctx, job.inputs["source"], params["wrapper"], job.where, runtime="onnx" in ctx["source"])
         cases: list[Case] = []
         for position, choice in enumerate(shape_choices(inputs, params["validate"]["shapes"], enumerated=True)):
             for sample in range(params["validate"]["samples"]):

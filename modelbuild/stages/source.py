@@ -13,7 +13,7 @@ from modelbuild.manifest.spec import ModelSpec
 from modelbuild.stages import STAGES
 from modelbuild.stages.base import Stage, StageJob
 from modelbuild.usercode.discover import imported_package_versions, local_module_files
-from modelbuild.usercode.source_tree import layout_of
+from modelbuild.usercode.source_tree import SOURCE_FILES, layout_of
 from modelbuild.usercode.tree import folder_label, label_of
 
 
@@ -28,7 +28,7 @@ class SourceStage(Stage):
         source = model.data["source"]
         params = {k: v for k, v in source.items() if k in ("factory", "args", "strict")}
         params["packages"] = imported_package_versions([Path(p) for p in cls.files(model).values()], [model.folder, model.root])
-        labels = {key: label_of(model.resolve_path(source[key]), model.root) for key in ("weights", "torchscript", "exported_program") if key in source}
+        labels = {key: label_of(model.resolve_path(source[key]), model.root) for key in SOURCE_FILES if key in source}
         params["layout"] = layout_of(source, labels, folder_label(model.folder, model.root))
         return {"source": params}
 
@@ -39,11 +39,12 @@ class SourceStage(Stage):
         output's tree, and every later stage loads the model from there."""
         source = model.data["source"]
         paths = local_module_files(user_modules(model), [model.folder, model.root])
-        paths += [model.resolve_path(source[key]) for key in ("weights", "torchscript", "exported_program") if key in source]
+        paths += [model.resolve_path(source[key]) for key in SOURCE_FILES if key in source]
         paths += [model.resolve_path(code) for code in source.get("code", [])]
         return {label_of(path, model.root): str(path) for path in paths}
 
     def run(self, job: StageJob) -> None:
+        from modelbuild.manifest.shapes import fixed_shapes
         from modelbuild.torch_side.loading import build_module
         from modelbuild.usercode.source_tree import SourceTree as Tree
         from modelbuild.usercode.tree import lay_out
@@ -52,7 +53,12 @@ class SourceStage(Stage):
         blobs = {field: job.files[label] for field, label in layout.items() if field != "folder"}
         lay_out({label: path for label, path in job.files.items() if label not in {layout[f] for f in blobs}}, job.out / "tree")
         tree = Tree(job.out / "tree", layout, blobs)
-        module = build_module(job.node.context["source"], tree, job.where)
+        if "onnx" in job.node.context["source"]:
+            from modelbuild.torch_side.onnx_source import check_inputs, read_model
+
+            shown = Path(layout["onnx"]).name
+            check_inputs(read_model(tree.path("onnx"), job.where("source.onnx"), shown), job.node.context["inputs"], job.where, shown)
+        module = build_module(job.node.context["source"], tree, job.where, fixed=fixed_shapes(job.node.context["inputs"]))
         state = module.state_dict()
         job.info["parameters"] = int(sum(t.numel() for t in state.values()))
         fingerprint = {

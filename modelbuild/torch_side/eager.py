@@ -9,19 +9,26 @@ from modelbuild.errors import Location
 
 
 def build_prepared(
-    context: dict[str, Any], source: Path, wrapper: dict[str, Any], where: Callable[[str], Location], changes: dict[str, Any] | None = None
+    context: dict[str, Any],
+    source: Path,
+    wrapper: dict[str, Any],
+    where: Callable[[str], Location],
+    changes: dict[str, Any] | None = None,
+    runtime: bool = False,
 ) -> tuple[Any, Any, list[str]]:
     """(prepared module, the user's module, notes): built from the ``source`` stage's output
     (its snapshot of code and weights), classes replaced, eval mode, fp32; with ``changes``
     (the manifest's ``prepare``) folded and fused as asked. The reference outputs come from
-    the module built without ``changes``."""
+    the module built without ``changes``, and for an ONNX source from ONNX Runtime on the file
+    (``runtime``)."""
+    from modelbuild.manifest.shapes import fixed_shapes
     from modelbuild.torch_side import prepare as preparation
     from modelbuild.torch_side.loading import build_module
     from modelbuild.torch_side.samples import make_inputs
     from modelbuild.torch_side.wrapper import prepare, replace_modules
     from modelbuild.usercode.source_tree import SourceTree
 
-    model = build_module(context["source"], SourceTree.of(source), where)
+    model = build_module(context["source"], SourceTree.of(source), where, runtime=runtime, fixed=fixed_shapes(context["inputs"]))
     notes = [f"replaced {r}" for r in replace_modules(model, wrapper["replace"], where)]
     model.eval()
     prepared = prepare(model, context["inputs"], context["outputs"], wrapper, where, channels_last=bool(changes and changes.get("channels_last")))

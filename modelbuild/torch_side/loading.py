@@ -70,9 +70,13 @@ def load_state_dict(path: Path, where: Location, name: str | None = None) -> dic
     return state
 
 
-def build_module(source: dict[str, Any], tree: "SourceTree", where: Callable[[str], Location]) -> Any:
+def build_module(
+    source: dict[str, Any], tree: "SourceTree", where: Callable[[str], Location], runtime: bool = False, fixed: dict[str, list[int]] | None = None
+) -> Any:
     """The user's model, weights loaded, in eval mode (always, before any capture), built from
-    the source snapshot ``tree``: its code imported from there, its weights read from there."""
+    the source snapshot ``tree``: its code imported from there, its weights read from there.
+    ``runtime``: for an ONNX source, ONNX Runtime on the file itself (what references trust);
+    ``fixed``: the input shapes when none is flexible (an ONNX graph's shape arithmetic folds)."""
     import torch
 
     tree.importable()
@@ -83,6 +87,13 @@ def build_module(source: dict[str, Any], tree: "SourceTree", where: Callable[[st
         except Exception as exc:  # noqa: BLE001
             raise UserError(f"{where('source.torchscript')}: cannot load {Path(tree.layout['torchscript']).name} as TorchScript: {exc}") from exc
         return module.eval()
+    if "onnx" in source:
+        from modelbuild.torch_side import onnx_source
+
+        shown = Path(tree.layout["onnx"]).name
+        if runtime:
+            return onnx_source.runtime_module(tree.path("onnx"), where("source.onnx"), shown)
+        return onnx_source.to_module(tree.path("onnx"), where("source.onnx"), shown, fixed)
     if "exported_program" in source:
         path = tree.path("exported_program")
         try:

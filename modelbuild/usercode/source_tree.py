@@ -45,10 +45,14 @@ class SourceTree:
                 sys.path.insert(0, str(root))
 
 
+# The source fields that name a file the model is built from (snapshotted with its code).
+SOURCE_FILES = ("weights", "torchscript", "exported_program", "onnx")
+
+
 def layout_of(source: dict[str, Any], labels: dict[str, str], folder_label: str) -> dict[str, str]:
     """Which label each of the manifest's source fields names (for ``SourceTree.path``)."""
     layout = {"folder": folder_label}
-    for key in ("weights", "torchscript", "exported_program"):
+    for key in SOURCE_FILES:
         if key in source:
             layout[key] = labels[key]
     return layout
