@@ -33,7 +33,17 @@ MODELS = {
     "generate": lambda: generate.build(max_new=12),
     "textclassifier": lambda: textclassifier.build(vocab_size=1024, dim=64, layers=2, heads=4, max_len=128, num_labels=3),
 }
-SEEDS = {"classifier": 1000, "generator": 1001, "gpt": 1002, "lstm": 1003, "segmenter": 1004, "mobilenet": 1005, "rmsnorm": 1006, "generate": 1007, "textclassifier": 1008}
+SEEDS = {
+    "classifier": 1000,
+    "generator": 1001,
+    "gpt": 1002,
+    "lstm": 1003,
+    "segmenter": 1004,
+    "mobilenet": 1005,
+    "rmsnorm": 1006,
+    "generate": 1007,
+    "textclassifier": 1008,
+}
 
 
 def main(only: list[str]) -> None:
