@@ -67,7 +67,13 @@ def generate(inputs: list[dict[str, Any]], shapes: dict[str, list[int]], seed: i
             raw[inp["name"]] = rng.integers(0, 256, size=(n, h, w, c), dtype=np.uint8)
             continue
         dtype = np.dtype(inp["dtype"])
-        if dtype.kind == "f":
+        if inp.get("values") == "padding_mask":
+            # What a tokenizer's attention mask looks like: ones for a random length (at least
+            # one token), then padding. A fully padded row is no real input, and runtimes
+            # disagree on what it gives.
+            lengths = rng.integers(1, shape[-1] + 1, size=shape[:-1])
+            raw[inp["name"]] = (np.arange(shape[-1]) < lengths[..., None]).astype(dtype)
+        elif dtype.kind == "f":
             low, high = inp.get("range", [-1.0, 1.0])
             raw[inp["name"]] = (rng.random(shape) * (high - low) + low).astype(dtype)
         elif dtype.kind == "b":

@@ -304,6 +304,8 @@ def _check_inputs(inputs: list[dict[str, Any]], fail: Any) -> set[str]:
             _check_image(inp, at, rank, channels, fail)
         elif any(k in inp for k in ("scale", "bias", "normalize", "color_layout")):
             fail(at, "expected scale, bias, normalize and color_layout only with kind: image")
+        if inp["kind"] == "image" and "values" in inp:
+            fail(f"{at}.values", "expected values only with kind: tensor (image samples are random pixels)")
         if "range" in inp and inp["range"][0] > inp["range"][1]:
             fail(f"{at}.range", f"expected [low, high] with low <= high, got {inp['range']}")
         elif "range" in inp and inp.get("dtype", "float32") in ("int32", "int64") and inp["range"][0] >= inp["range"][1]:

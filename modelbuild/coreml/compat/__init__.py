@@ -38,6 +38,7 @@ BUILTIN = [
     "modelbuild.coreml.compat.resize_to_input",
     "modelbuild.coreml.compat.script_conv_bias",
     "modelbuild.coreml.compat.float16_pruning",
+    "modelbuild.coreml.compat.transformers_ops",
 ]
 
 COMPAT.load(BUILTIN)
