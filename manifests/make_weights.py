@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from models import classifier, generate, generator, gpt, lstm, mobilenet, rmsnorm, segmenter, textclassifier  # noqa: E402
+from models import classifier, generate, generator, gpt, imageclassifier, lstm, mobilenet, rmsnorm, segmenter, textclassifier  # noqa: E402
 
 MODELS = {
     "classifier": lambda: classifier.build(num_classes=10, width=16),
@@ -32,6 +32,7 @@ MODELS = {
     "rmsnorm": lambda: rmsnorm.LoudBlock(),
     "generate": lambda: generate.build(max_new=12),
     "textclassifier": lambda: textclassifier.build(vocab_size=1024, dim=64, layers=2, heads=4, max_len=128, num_labels=3),
+    "imageclassifier": lambda: imageclassifier.build(num_labels=5, width=16, depths=(1, 1, 1)),
 }
 SEEDS = {
     "classifier": 1000,
@@ -43,6 +44,7 @@ SEEDS = {
     "rmsnorm": 1006,
     "generate": 1007,
     "textclassifier": 1008,
+    "imageclassifier": 1009,
 }
 
 
