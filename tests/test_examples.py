@@ -318,3 +318,47 @@ def test_a_generation_loop_converts_to_a_while_loop_and_generates_the_same_token
     assert result.returncode == 1, result.stdout + result.stderr
     for target in ("ONNX", "ExecuTorch"):
         assert f"torch.export cannot capture it, so {target} cannot hold it" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("name", ["textclassifier", "imageclassifier", "onnxsegmenter"])
+def test_real_world_examples_verify_every_target_at_every_shape(built_examples: Path, name: str) -> None:
+    """The transformers examples (text with two inputs sharing `seq`, a flexible-size ResNet) and
+    the ONNX-file example pass Core ML, ONNX and ExecuTorch verification at min, default and max."""
+    shapes = {"default", "min", "max"} if name != "onnxsegmenter" else {"default"}
+    for target in ("coreml", "onnx", "executorch"):
+        verify = stage_entry(built_examples, name, f"{target}.verify")
+        assert verify["info"]["verdict"] == "pass", verify
+    cases = json.loads((built_examples / "cache" / "objects").joinpath(*_reference_path(built_examples, name)).read_text())
+    assert {c["shape"] for c in cases["cases"]} == shapes
+
+
+def test_a_shared_dimension_is_one_symbol_in_every_artifact(built_examples: Path) -> None:
+    import onnx
+
+    from modelbuild.coreml.package_io import read_spec
+
+    graph = onnx.load(str(built_examples / "build" / "textclassifier" / "textclassifier.onnx")).graph
+    assert [[d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input] == [[1, "seq"], [1, "seq"]]
+    spec = read_spec(built_examples / "build" / "textclassifier" / "textclassifier.mlpackage")
+    ranges = [[(r.lowerBound, r.upperBound) for r in i.type.multiArrayType.shapeRange.sizeRanges] for i in spec.description.input]
+    assert ranges == [[(1, 1), (1, 128)], [(1, 1), (1, 128)]]
+    # transformers' masking code converted without a plugin (new_ones and friends are built in).
+    assert stage_entry(built_examples, "textclassifier", "coreml.convert")["status"] in ("built", "cached")
+
+
+def test_an_onnx_source_is_verified_against_onnx_runtime_on_the_file(built_examples: Path) -> None:
+    import numpy as np
+    import onnxruntime as ort
+
+    from modelbuild.checks.cases import pixels_to_tensor, read_cases
+
+    digest = stage_entry(built_examples, "onnxsegmenter", "reference")["output"]
+    cases, names = read_cases(built_examples / "cache" / "objects" / digest[:2] / digest)
+    assert names == ["logits"]
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # as the reference stage runs it
+    session = ort.InferenceSession(str(built_examples / "manifests" / "models" / "segmenter.onnx"), options, providers=["CPUExecutionProvider"])
+    image = {"kind": "image", "scale": 0.00392156862745098, "bias": [0.0, 0.0, 0.0], "color_layout": "RGB"}
+    for case in cases:
+        [out, _aux] = session.run(None, {"image": pixels_to_tensor(image, case.raw["image"])})
+        assert np.array_equal(case.expected[0], out)  # the reference is ONNX Runtime's "out" itself

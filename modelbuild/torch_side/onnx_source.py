@@ -25,6 +25,7 @@ HIGHEST_OPSET = 17
 
 def read_model(path: Path, where: Location, shown: str) -> Any:
     import onnx
+    import onnx.inliner
 
     try:
         model = onnx.load(str(path))
@@ -144,7 +145,7 @@ def _python_names(graph: Any) -> Any:
     import re
 
     taken = {name for name, _ in graph.named_children()}
-    renames = {}
+    renames: dict[str, str] = {}
     for name in sorted(taken):
         clean = re.sub(r"\W", "_", name)
         if clean != name:

@@ -60,7 +60,9 @@ def test_the_manifest_inputs_must_be_the_graph_inputs_in_order(tmp_path: Path) -
     path = _write(tmp_path, nodes, [_tensor("a", [1, "n"]), _tensor("b", [1, "n"])], [_tensor("y", [1, "n"])])
     model = onnx_source.read_model(path, WHERE, "m.onnx")
     onnx_source.check_inputs(model, [{"name": "a"}, {"name": "b"}], lambda field: Location("m.yaml", 7, field), "m.onnx")
-    with pytest.raises(UserError, match=r"m.yaml:7: inputs: expected the inputs of m.onnx in its order: a \(float32 \[1, 'n'\]\), b \(float32 \[1, 'n'\]\); got b, a"):
+    with pytest.raises(
+        UserError, match=r"m.yaml:7: inputs: expected the inputs of m.onnx in its order: a \(float32 \[1, 'n'\]\), b \(float32 \[1, 'n'\]\); got b, a"
+    ):
         onnx_source.check_inputs(model, [{"name": "b"}, {"name": "a"}], lambda field: Location("m.yaml", 7, field), "m.onnx")
 
 
