@@ -41,6 +41,21 @@ class BiaslessConv(nn.Module):
         return torch.relu(self.conv(x))
 
 
+class Masking(nn.Module):
+    """The mask arithmetic of Hugging Face's masking_utils: new_ones/new_zeros with a dtype (one
+    of a run-time size, one empty), boolean |, ^ and &, and where with a scalar."""
+
+    def forward(self, x):
+        keep = x.new_ones(x.shape[-2:], dtype=torch.bool)
+        nothing = x.new_zeros((), dtype=torch.bool)
+        mask = ((x[0, 0] > 0) | nothing) ^ (x[0, 1] > 0.5)
+        return torch.where(mask & keep, x[0, 2], 0.0)
+
+
+def masking():
+    return Masking()
+
+
 def resize(mode: str = "bilinear"):
     torch.manual_seed(0)
     return ResizeToInput(mode)
@@ -69,6 +84,8 @@ CASES = [  # name, factory, args, capture mode, compat switch, the raw failure
     ("bilinear-export", "resize", "{mode: bilinear}", "export", "resize_to_input", "cannot map torch_upsample_bilinear"),
     ("nearest-trace", "resize", "{mode: nearest}", "trace", "resize_to_input", "cannot map torch_upsample_nearest_neighbor"),
     ("biasless-script", "biasless", "{}", "script", "script_conv_bias", "bias has dtype str"),
+    ("masking-trace", "masking", "{}", "trace", "transformers_ops", "'new_ones'"),
+    ("masking-export", "masking", "{}", "export", "transformers_ops", "new_ones"),
 ]
 
 
