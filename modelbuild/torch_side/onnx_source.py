@@ -28,9 +28,25 @@ def read_model(path: Path, where: Location, shown: str) -> Any:
     import onnx.inliner
 
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001
         raise UserError(f"{where}: cannot read {shown} as an ONNX model: {first_line(exc)}") from exc
+    external = sorted(
+        {
+            entry.value
+            for tensor in model.graph.initializer
+            if tensor.data_location == onnx.TensorProto.EXTERNAL
+            for entry in tensor.external_data
+            if entry.key == "location"
+        }
+    )
+    if external:
+        # Those files are not part of the source snapshot or its fingerprint: new weights there
+        # would rebuild nothing, and a location may point anywhere on the disk.
+        raise UserError(
+            f"{where}: expected a self-contained ONNX file, got one whose weights are in external data ({', '.join(external[:3])}); "
+            "save it with onnx.save(model, path, save_as_external_data=False)"
+        )
     if model.functions:
         model = onnx.inliner.inline_local_functions(model)  # onnx2torch does not read local functions
     return model

@@ -71,3 +71,18 @@ def test_a_file_that_is_not_onnx_is_a_user_error(tmp_path: Path) -> None:
     path.write_bytes(b"\x00not a model")
     with pytest.raises(UserError, match=r"m.yaml:4: source.onnx: cannot read m.onnx as an ONNX model"):
         onnx_source.to_module(path, WHERE, "m.onnx")
+
+
+def test_weights_in_external_data_are_refused_not_read_from_outside_the_snapshot(tmp_path: Path) -> None:
+    import numpy as np
+
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [4, 3], np.ones(12, dtype=np.float32).tolist())
+    weight.ClearField("float_data")
+    weight.data_location = TensorProto.EXTERNAL  # a hand-made file can point anywhere
+    for key, value in (("location", "../../secret.bin"), ("offset", "0"), ("length", "48")):
+        entry = weight.external_data.add()
+        entry.key, entry.value = key, value
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"])]
+    _write(tmp_path, nodes, [_tensor("x", [1, 4])], [_tensor("y", [1, 3])], initializers=[weight])
+    with pytest.raises(UserError, match=r"expected a self-contained ONNX file, got one whose weights are in external data \(\.\./\.\./secret\.bin\)"):
+        onnx_source.to_module(tmp_path / "m.onnx", WHERE, "m.onnx")
