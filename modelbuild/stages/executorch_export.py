@@ -70,11 +70,17 @@ class ExecuTorchExportStage(Stage):
         reusable = not options["fixed_shapes"] and not any(has_unbounded(i) for i in ctx["inputs"] if "shape" in i)
         quantize = options.get("quantize")
         reusable = reusable and not quantize and job.node.params["prepare"].get("dtype", "float32") == "float32"
+        reusable = reusable and not job.node.params["prepare"].get("channels_last")
         if "program" in captured and reusable:
             program = torch.export.load(str(job.inputs["capture"] / captured["program"]))
         else:
             prepared, model, notes = build_prepared(ctx, job.inputs["source"], ctx["wrapper"], job.where, job.node.params["prepare"])
             job.notes += [n for n in notes if n.startswith("prepare:")]
+            if job.node.params["prepare"].get("channels_last"):
+                # XNNPACK packs weights in its own layout and its lowering expects them NCHW
+                # ("Expected ..._weight to be NCHW in channels last reshape pass").
+                model.to(memory_format=torch.contiguous_format)
+                job.notes.append("channels_last: weights stay NCHW for XNNPACK, which lays them out itself; inputs are made channels-last")
             if job.node.params["prepare"].get("dtype", "float32") != "float32":
                 from modelbuild.torch_side.prepare import cast_module
 

@@ -112,6 +112,11 @@ models:
     source: {factory: "models.small:channels_last"}
     inputs: [{name: x, shape: [1, 3, {min: 8, max: 32, default: 16}, 16]}]
     targets: {coreml: {}, onnx: {}, executorch: {}, torchscript: {}}
+  - name: prepared-channels-last
+    source: {factory: "models.small:nobias"}
+    prepare: {channels_last: true}
+    inputs: [{name: x, shape: [1, 3, {min: 8, max: 32, default: 16}, 16]}]
+    targets: {coreml: {}, onnx: {}, executorch: {}, torchscript: {}}
   - name: batch
     source: {factory: "models.small:batch"}
     capture: {mode: export}
@@ -131,7 +136,9 @@ def test_captures_that_used_to_dead_end_convert_and_verify(tmp_path: Path) -> No
     assert any("bias-less convolution" in n for n in nobias)
     recurrent = report["models"]["recurrent"]["stages"]["capture"]["notes"]
     assert any("recurrent layers" in n for n in recurrent)
-    for name in ("nobias", "recurrent", "normed", "channels-last", "batch"):
+    prepared = report["models"]["prepared-channels-last"]["stages"]["capture"]["notes"]
+    assert "prepare: channels-last weights and 4-D inputs" in prepared
+    for name in ("nobias", "recurrent", "normed", "channels-last", "prepared-channels-last", "batch"):
         assert (tmp_path / "build" / name / f"{name}.mlpackage" / "Manifest.json").is_file()
         for stage, entry in report["models"][name]["stages"].items():
             if stage.endswith(".verify"):
