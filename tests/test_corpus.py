@@ -47,6 +47,9 @@ CASES = {
     "cases/mlprogram_unbounded.yaml": "cases/mlprogram_unbounded.yaml:7: inputs[0].shape[1]: expected a max for every flexible dimension with targets.coreml.format 'mlprogram'",
     "cases/classifier_output.yaml": "cases/classifier_output.yaml:12: metadata.classifier.probabilities: expected the name of an output (y), got 'nope'",
     "cases/validate_shape_label.yaml": "cases/validate_shape_label.yaml:12: validate.shapes[0]: expected 'default', 'min', 'max', or {input name: [concrete shape]}, got 'largest'",
+    "cases/dims_unknown.yaml": "cases/dims_unknown.yaml:9: inputs[1].shape[1]: expected a dimension declared under dims (declared: seq), got 'sequence'",
+    "cases/dims_conflict.yaml": "cases/dims_conflict.yaml:7: inputs[1].shape[1]: expected dimension 'seq' to be {min: 1, max: 64, default: 1} as at inputs[0].shape[1]",
+    "cases/onnx_not_onnx.yaml": "cases/onnx_not_onnx.yaml:3: source.onnx: expected an .onnx file, got '../weights/tiny.safetensors'",
     "cases/benchmark_backend.yaml": "cases/benchmark_backend.yaml:12: benchmark.backends[0]: expected 'torch' or a target of this model (torchscript), got 'onnx'",
     "cases/tolerance_negative.yaml": "cases/tolerance_negative.yaml:12: validate.atol: expected at least 0, got -1",
     # Found only when the model is built (torch runs in a worker), still one message and exit 2:
@@ -71,6 +74,7 @@ CASES = {
     "cases/pickle_with_code.yaml": "cases/pickle_with_code.yaml:4: source.weights: code.pt is not a tensor-only checkpoint: loading it would run code from the pickle, which modelbuild never does",
     "cases/mismatched_keys.yaml": "cases/mismatched_keys.yaml:4: source.weights: the weights do not match the model: missing 2 key(s): linear.bias, linear.weight; unexpected 2 key(s): encoder.bias, encoder.weight",
     "cases/selector_missing.yaml": "cases/selector_missing.yaml:10: outputs[0].select: selector 'logits' does not exist in the model's output (dict with keys 'out')",
+    "cases/onnx_unsupported.yaml": "cases/onnx_unsupported.yaml:3: source.onnx: onnx2torch cannot convert 1 node(s) of custom_op.onnx: node 'warp/apply': Warp (domain ai.example, opset 1)",
     "cases/trace_submodule_missing.yaml": "cases/trace_submodule_missing.yaml:12: capture.trace_submodules[0]: the model has no submodule 'decoder'",
 }
 

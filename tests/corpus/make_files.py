@@ -35,3 +35,12 @@ header = json.dumps(
     {"linear.weight": {"dtype": "F32", "shape": [1000000, 4], "data_offsets": [0, 32]}, "linear.bias": {"dtype": "F32", "shape": [2], "data_offsets": [32, 40]}}
 ).encode()
 (weights / "lying_header.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 40)
+
+# An ONNX graph with an operator of a custom domain, which no converter knows.
+import onnx  # noqa: E402
+from onnx import TensorProto, helper  # noqa: E402
+
+nodes = [helper.make_node("Relu", ["x"], ["h"], name="act"), helper.make_node("Warp", ["h"], ["y"], name="warp/apply", domain="ai.example")]
+graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.example", 1)])
+onnx.save(model, str(weights / "custom_op.onnx"))
