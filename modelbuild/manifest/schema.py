@@ -63,8 +63,19 @@ def _assembled(registered: tuple[tuple[str, int], ...]) -> dict[str, Any]:
 
 
 def _target_schema(target: Any, tolerance: dict[str, Any]) -> dict[str, Any]:
-    validate = {"type": "object", "additionalProperties": False, "properties": {**tolerance, **target.validate_options}}
-    return {"type": ["object", "null"], "additionalProperties": False, "properties": {**copy.deepcopy(target.options), "validate": validate}}
+    validate = {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "this target's verification settings, over the model's validate",
+        "properties": {**tolerance, **target.validate_options},
+    }
+    summary = (target.__doc__ or target.name).strip().splitlines()[0]
+    return {
+        "type": ["object", "null"],
+        "additionalProperties": False,
+        "description": summary,
+        "properties": {**copy.deepcopy(target.options), "validate": validate},
+    }
 
 
 @lru_cache(maxsize=4)

@@ -95,9 +95,14 @@ def int8_quantize(description: str, **extra: Any) -> dict[str, Any]:
         "additionalProperties": False,
         "description": description,
         "properties": {
-            "dtype": {"enum": ["int8"]},
-            "per_channel": {"type": "boolean"},
-            "calibration_samples": {"type": "integer", "minimum": 1, "maximum": 1024},
+            "dtype": {"enum": ["int8"], "description": "the integer type of weights (and static activations)"},
+            "per_channel": {"type": "boolean", "description": "one scale per output channel of a weight (else per tensor)"},
+            "calibration_samples": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 1024,
+                "description": "samples the quantiser observes: validate.data first, then seeded samples at the default, min and max shapes",
+            },
             **extra,
         },
     }

@@ -50,30 +50,42 @@ OPTIMIZE_STEP = {
     "properties": {
         "quantize": _step(
             {
-                "dtype": {"enum": ["int8", "uint8"]},
-                "mode": {"enum": ["linear", "linear_symmetric"]},
-                "granularity": {"enum": ["per_tensor", "per_channel", "per_block"]},
-                "block_size": {"type": "integer", "minimum": 1},
+                "dtype": {"enum": ["int8", "uint8"], "description": "weights' integer type"},
+                "mode": {"enum": ["linear", "linear_symmetric"], "description": "with or without a zero point"},
+                "granularity": {
+                    "enum": ["per_tensor", "per_channel", "per_block"],
+                    "description": "one scale per tensor, output channel or block (per_block: iOS18)",
+                },
+                "block_size": {"type": "integer", "minimum": 1, "description": "with per_block: weights per block"},
             }
         ),
         "palettize": _step(
             {
-                "nbits": {"type": "integer", "minimum": 1, "maximum": 8},
-                "mode": {"enum": ["kmeans", "uniform"]},
-                "granularity": {"enum": ["per_tensor", "per_grouped_channel"]},
-                "group_size": {"type": "integer", "minimum": 1},
+                "nbits": {"type": "integer", "minimum": 1, "maximum": 8, "description": "bits per weight: a lookup table of 2^nbits values"},
+                "mode": {"enum": ["kmeans", "uniform"], "description": "how the table is chosen (kmeans needs the compress extra)"},
+                "granularity": {"enum": ["per_tensor", "per_grouped_channel"], "description": "one table per tensor or per group of channels (iOS18)"},
+                "group_size": {"type": "integer", "minimum": 1, "description": "with per_grouped_channel: channels per table"},
             },
             required=["nbits"],
         ),
         "prune": _step(
             {
-                "sparsity": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "x-expected": "a fraction of weights to zero, 0 < sparsity <= 1"},
+                "sparsity": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": 1,
+                    "x-expected": "a fraction of weights to zero, 0 < sparsity <= 1",
+                    "description": "the fraction of weights set to zero (the smallest in magnitude)",
+                },
                 "threshold": {"type": "number", "minimum": 0, "description": "zero weights whose magnitude is at most this"},
-                "block_size": {"type": "integer", "minimum": 1},
+                "block_size": {"type": "integer", "minimum": 1, "description": "prune whole blocks of this many weights"},
             }
         ),
     },
 }
+OPTIMIZE_STEP["properties"]["quantize"]["description"] = "linear weight quantisation (coremltools.optimize.coreml.linear_quantize_weights)"
+OPTIMIZE_STEP["properties"]["palettize"]["description"] = "weight palettization (coremltools.optimize.coreml.palettize_weights)"
+OPTIMIZE_STEP["properties"]["prune"]["description"] = "magnitude pruning (coremltools.optimize.coreml.prune_weights): sparsity or threshold"
 
 
 def _compat_switches() -> dict[str, Any]:
@@ -90,16 +102,27 @@ def _compat_switches() -> dict[str, Any]:
 
 @TARGETS.register
 class CoreMLTarget(Target):
+    """Core ML: a .mlpackage (or .mlmodel) converted by coremltools from the captured module."""
+
     name = "coreml"
     stages = ("coreml.convert", "coreml.optimize", "coreml.package")
     runtime = "coreml"
     verified = ("coreml.optimize", "model.mlpackage")
     trace_for_recurrent = True
     options = {
-        "format": {"enum": ["mlprogram", "neuralnetwork"]},
-        "deployment_target": {"enum": DEPLOYMENT_TARGETS},
-        "precision": {"enum": ["float16", "float32"]},
-        "compute_units": {"enum": ["all", "cpu_only", "cpu_and_gpu", "cpu_and_ne"]},
+        "format": {
+            "enum": ["mlprogram", "neuralnetwork"],
+            "description": "ML program (.mlpackage with weights) or the older neural network; default mlprogram unless an input is unbounded",
+        },
+        "deployment_target": {
+            "enum": DEPLOYMENT_TARGETS,
+            "description": "the oldest OS the model runs on (minimum_deployment_target); default iOS15, iOS13 for neuralnetwork",
+        },
+        "precision": {"enum": ["float16", "float32"], "description": "compute precision of an ML program (float16 default; neuralnetwork is float32)"},
+        "compute_units": {
+            "enum": ["all", "cpu_only", "cpu_and_gpu", "cpu_and_ne"],
+            "description": "the units Core ML may use when modelbuild runs the model (predict, benchmarks)",
+        },
         "float32_modules": {
             "type": "array",
             "items": {"type": "string", "minLength": 1},

@@ -9,11 +9,13 @@ from modelbuild.targets.base import FIXED_SHAPES, Fail, Target, int8_quantize
 
 @TARGETS.register
 class ExecuTorchTarget(Target):
+    """ExecuTorch: a .pte program from torch.export, lowered to a delegate (XNNPACK by default)."""
+
     name = "executorch"
     stages = ("executorch.export",)
     runtime = "executorch"
     options = {
-        "backend": {"enum": ["xnnpack", "portable", "coreml"]},
+        "backend": {"enum": ["xnnpack", "portable", "coreml"], "description": "the delegate the program is lowered to (portable: no delegate)"},
         "fixed_shapes": FIXED_SHAPES,
         "unbounded_max": {
             "type": "integer",

@@ -6,6 +6,8 @@ from modelbuild.targets.base import Target
 
 @TARGETS.register
 class TorchScriptTarget(Target):
+    """TorchScript: the captured module as .pt (and .ptl for the lite interpreter)."""
+
     name = "torchscript"
     stages = ("torchscript.export",)
     runtime = "torchscript"
@@ -28,8 +30,13 @@ class TorchScriptTarget(Target):
                             "type": "array",
                             "uniqueItems": True,
                             "items": {"enum": ["CONV_BN_FUSION", "INSERT_FOLD_PREPACK_OPS", "REMOVE_DROPOUT", "FUSE_ADD_RELU", "HOIST_CONV_PACKED_PARAMS"]},
+                            "description": "optimizer passes to skip (torch.utils.mobile_optimizer.MobileOptimizerType names)",
                         },
-                        "preserved_methods": {"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}},
+                        "preserved_methods": {
+                            "type": "array",
+                            "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+                            "description": "methods besides forward to keep in the optimized module",
+                        },
                     },
                 },
             ],

@@ -41,6 +41,8 @@ import onnx  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
 nodes = [helper.make_node("Relu", ["x"], ["h"], name="act"), helper.make_node("Warp", ["h"], ["y"], name="warp/apply", domain="ai.example")]
-graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+graph = helper.make_graph(
+    nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])]
+)
 model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.example", 1)])
 onnx.save(model, str(weights / "custom_op.onnx"))
