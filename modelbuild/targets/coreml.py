@@ -41,7 +41,7 @@ def _step(properties: dict[str, Any], required: list[str] | None = None) -> dict
     return step
 
 
-OPTIMIZE_STEP = {
+OPTIMIZE_STEP: dict[str, Any] = {
     "type": "object",
     "minProperties": 1,
     "maxProperties": 1,
