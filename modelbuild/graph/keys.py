@@ -80,9 +80,37 @@ def _diff(a: Any, b: Any, path: str) -> list[tuple[str, Any, Any]]:
             sub = f"{path}.{key}" if path else str(key)
             out += _diff(a.get(key, UNSET), b.get(key, UNSET), sub)
         return out
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        out = []
-        for index, (x, y) in enumerate(zip(a, b)):
-            out += _diff(x, y, f"{path}[{index}]")
-        return out
+    if isinstance(a, list) and isinstance(b, list):
+        return _diff_lists(a, b, path)
     return [] if a == b else [(path, a, b)]
+
+
+def _diff_lists(a: list[Any], b: list[Any], path: str) -> list[tuple[str, Any, Any]]:
+    """Lists by element, so a reason names what changed: named tables (inputs, outputs) by
+    name (``inputs[attention_mask]``), others by position, with the elements added or removed
+    at the end (``optimize[1]``); a list of plain values that only grew or shrank names the
+    values themselves."""
+    names_a, names_b = _names(a), _names(b)
+    if names_a is not None and names_b is not None and names_a != names_b:
+        by_a, by_b = dict(zip(names_a, a)), dict(zip(names_b, b))
+        out = []
+        for name in names_a + [n for n in names_b if n not in by_a]:
+            out += _diff(by_a.get(name, UNSET), by_b.get(name, UNSET), f"{path}[{name}]")
+        return out
+    if len(a) != len(b) and all(isinstance(x, (str, int, float, bool)) for x in a + b):
+        gone = [(f"{path}[{i}]", x, UNSET) for i, x in enumerate(a) if x not in b]
+        new = [(f"{path}[{i}]", UNSET, x) for i, x in enumerate(b) if x not in a]
+        if gone or new:
+            return gone + new
+    out = []
+    for index in range(max(len(a), len(b))):
+        out += _diff(a[index] if index < len(a) else UNSET, b[index] if index < len(b) else UNSET, f"{path}[{index}]")
+    return out
+
+
+def _names(items: list[Any]) -> list[str] | None:
+    """The ``name`` of every element when each is a table with a distinct one, else None."""
+    names = [x.get("name") for x in items if isinstance(x, dict)]
+    if len(names) != len(items) or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        return None
+    return names

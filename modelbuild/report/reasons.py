@@ -62,6 +62,10 @@ def _words(reason: Reason) -> str:
     if why is Why.FILE:
         return f"{subject} {reason.change}"
     if why is Why.FIELD:
+        if subject.endswith("]") and reason.before == UNSET:
+            return f"{subject} added: {_short(reason.after)}"
+        if subject.endswith("]") and reason.after == UNSET:
+            return f"{subject} removed: {_short(reason.before)}"
         return f"{subject}: {_short(reason.before)} → {_short(reason.after)}"
     if why is Why.INPUT:
         return f"{subject} output changed"

@@ -185,6 +185,9 @@ def test_cli_check_exit_code_2_without_traceback(tmp_path: Path, capsys: pytest.
     err = capsys.readouterr().err
     assert "error: m.yaml:7: metdata: unknown field" in err
     assert "Traceback" not in err
+    assert "nothing was built" not in err  # check builds nothing in any case
+    assert main(["build", "m.yaml"]) == 2
+    assert "nothing was built (--keep-going builds the valid models)." in capsys.readouterr().err
 
 
 def test_check_never_imports_torch(tmp_path: Path) -> None:
