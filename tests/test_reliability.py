@@ -197,14 +197,17 @@ def test_two_releases_from_empty_caches_are_byte_identical(built_examples: Path,
         "generate-1.0.0",
         "generator-1.0.0",
         "gpt-0.1.0",
+        "imageclassifier-1.0.0",
         "lstm-1.0.0",
         "mobilenet-1.0.0",
         "mobilenet-int8-1.0.0",
         "mobilenet-palettized-1.0.0",
         "mobilenet-pruned-1.0.0",
+        "onnxsegmenter-1.0.0",
         "rmsnorm-1.0.0",
         "segmenter-1.0.0",
         "smooth-1.0.0",
+        "textclassifier-1.0.0",
     ]
     for bundle in bundles:
         one, two = tree(tmp_path / "one" / bundle), tree(tmp_path / "two" / bundle)

@@ -350,8 +350,14 @@ def cmd_graph(args: argparse.Namespace) -> int:
     _project, _models, graph = _graph(args)
     if args.dot:
         print("digraph modelbuild {\n  rankdir=LR;")
+        by_model: dict[str, list[Any]] = {}
         for node in ordered_nodes(graph):
-            print(f'  "{node.id}" [label="{node.model}\\n{node.stage}"];')
+            by_model.setdefault(node.model, []).append(node)
+        for model, nodes in by_model.items():  # one box per model: a project's graph stays readable
+            print(f'  subgraph "cluster_{model}" {{\n    label="{model}";')
+            for node in nodes:
+                print(f'    "{node.id}" [label="{node.stage}"];')
+            print("  }")
         for a, b in sorted(graph.edges):
             print(f'  "{a}" -> "{b}";')
         print("}")

@@ -36,6 +36,7 @@ def build_prepared(
         # Prepared holds the model itself, so the in-place rewrites below reach it; the probe
         # runs it once for the checks of explicit fusion groups.
         notes += preparation.apply(model, changes, probe=lambda: prepared(*make_inputs(context["inputs"], "default", seed=0)), where=where)
+        prepared.eval()  # the rewrites add modules (the Identity a folded norm leaves) in training mode
     return prepared, model, notes
 
 

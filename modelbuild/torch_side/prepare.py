@@ -33,6 +33,7 @@ def apply(model: Any, options: dict[str, Any], probe: Callable[[], Any] | None =
     if options.get("channels_last"):
         model.to(memory_format=torch.channels_last)
         notes.append("prepare: channels-last weights and 4-D inputs")
+    model.eval()  # modules the rewrites add (Identity, fused intrinsics) start in training mode; a trace records the flag
     return notes
 
 

@@ -40,8 +40,10 @@ def test_graph_lists_stages_in_order(tmp_path: Path, capsys: pytest.CaptureFixtu
         assert {f"{target}.verify", f"{target}.bench"} <= stages
     assert "torch.bench" in stages and "executorch.export" in stages
     assert "weights/lstm.safetensors" in lines[0]
-    assert main(["graph", "manifests", "--dot", "--model", "gpt"]) == 0
-    assert '"gpt:capture" -> "gpt:coreml.convert";' in capsys.readouterr().out
+    assert main(["graph", "manifests", "--dot", "--model", "gpt", "--model", "lstm"]) == 0
+    dot = capsys.readouterr().out
+    assert '"gpt:capture" -> "gpt:coreml.convert";' in dot
+    assert 'subgraph "cluster_gpt" {\n    label="gpt";' in dot and 'subgraph "cluster_lstm"' in dot  # one box per model
 
 
 def test_unknown_model_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,4 +57,4 @@ def test_check_lists_every_example(tmp_path: Path, capsys: pytest.CaptureFixture
     copy_examples(tmp_path)
     monkeypatch.chdir(tmp_path)
     assert main(["check", "manifests"]) == 0
-    assert capsys.readouterr().out.strip().endswith("12 models valid")  # 9 manifests; mobilenet has 3 variants
+    assert capsys.readouterr().out.strip().endswith("15 models valid")  # 12 manifests; mobilenet has 3 variants

@@ -36,6 +36,7 @@ def test_fold_batchnorm_is_exact_and_removes_every_batch_norm() -> None:
     assert notes == ["prepare: folded 2 batch norm(s) into the layer before them"]
     assert not any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
     assert torch.allclose(net(x), expected, atol=1e-5)
+    assert not any(m.training for m in net.modules())  # the Identity left behind too: a trace records the flag
 
 
 def test_fuse_makes_intrinsic_modules_with_the_same_outputs() -> None:
