@@ -33,6 +33,44 @@ def interleaved(runs: dict[str, Callable[[], Any]], warmup: int, count: int) -> 
     return samples
 
 
+MIN_RUNS = 5  # below this, a spread cannot be estimated
+MAX_RUNS = 1000
+STABLE = 0.01  # stop when the mean is known to 1% (its standard error relative to it)
+
+
+def adaptive(runs: dict[str, Callable[[], Any]], warmup: int, budget_s: float) -> tuple[dict[str, list[float]], str]:
+    """``benchmark.runs: auto``: interleaved rounds until every mean is stable (standard error
+    within 1% of it), the time budget is spent, or MAX_RUNS; at least MIN_RUNS rounds either
+    way, as timeit's autorange and pyperf do. Returns the samples and what stopped them
+    ("stable", "budget" or "limit"), which the report shows beside the figures."""
+    started = time.perf_counter()
+    for _ in range(warmup):
+        for run in runs.values():
+            run()
+        if time.perf_counter() - started > budget_s / 4:
+            break  # a slow model: warming up must not eat the budget
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    while True:
+        for name, run in runs.items():
+            begun = time.perf_counter()
+            run()
+            samples[name].append((time.perf_counter() - begun) * 1000.0)
+        count = len(next(iter(samples.values())))
+        if count < MIN_RUNS:
+            continue
+        if all(_stable(series) for series in samples.values()):
+            return samples, "stable"
+        if time.perf_counter() - started >= budget_s:
+            return samples, "budget"
+        if count >= MAX_RUNS:
+            return samples, "limit"
+
+
+def _stable(series: list[float]) -> bool:
+    mean = statistics.fmean(series)
+    return mean > 0 and statistics.stdev(series) / (len(series) ** 0.5) <= STABLE * mean
+
+
 def stats(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
 

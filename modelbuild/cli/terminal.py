@@ -11,6 +11,7 @@ from typing import Any
 
 from modelbuild.graph.node import StageNode
 from modelbuild.report import BuildReport, StageResult, Status
+from modelbuild.report.bench import runs_text
 from modelbuild.report.bench import times as _times
 
 STATUS_STYLE = {
@@ -164,7 +165,7 @@ class Terminal:
                 f"{row['p50_ms']:.3f}",
                 f"{row['p90_ms']:.3f}",
                 f"{row['min_ms']:.3f}",
-                str(row["runs"]),
+                runs_text(row),
                 human_size(row.get("size")),
                 f"{row['torch_mean_ms']:.3f}",
                 f"{row['speedup']:.2f}×",

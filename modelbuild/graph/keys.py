@@ -111,6 +111,7 @@ def _diff_lists(a: list[Any], b: list[Any], path: str) -> list[tuple[str, Any, A
 def _names(items: list[Any]) -> list[str] | None:
     """The ``name`` of every element when each is a table with a distinct one, else None."""
     names = [x.get("name") for x in items if isinstance(x, dict)]
-    if len(names) != len(items) or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+    strings = [n for n in names if isinstance(n, str)]
+    if len(strings) != len(items) or len(set(strings)) != len(strings):
         return None
-    return names
+    return strings

@@ -9,7 +9,7 @@ from typing import Any
 from modelbuild.manifest.shapes import resolve_named
 
 VALIDATE = {"samples": 2, "shapes": ["default", "min", "max"], "atol": 1e-3, "rtol": 1e-3, "on_failure": "error"}
-BENCHMARK = {"runs": 100, "warmup": 10, "shapes": ["default"], "threads": 1}
+BENCHMARK = {"runs": "auto", "warmup": 10, "time_budget": 20, "shapes": ["default"], "threads": 1}
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -90,6 +90,8 @@ def _resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
 def _type(schema: dict[str, Any], node: dict[str, Any]) -> str:
     if "enum" in node:
         return "one of " + ", ".join(f"`{v}`" for v in node["enum"])
+    if "const" in node:
+        return f"`{node['const']}`"
     if "oneOf" in node:
         return " or ".join(_type(schema, _resolve(schema, branch)) for branch in node["oneOf"])
     kind = node.get("type", "any")

@@ -57,7 +57,8 @@ def to_markdown(report: BuildReport) -> str:
         "# modelbuild bench",
         "",
         f"{machine()}. Threads per backend: {', '.join(map(str, threads)) or '-'}. Each backend is timed in turns with torch "
-        'eager in one process; "vs torch" is the eager mean over the backend mean from that same run.',
+        'eager in one process; "vs torch" is the eager mean over the backend mean from that same run. With runs: auto, '
+        'a figure runs until its mean is known to 1%; "(budget)" marks one whose time budget ran out first.',
         "",
         "| model | backend | shape | mean ± std (ms) | p50 | p90 | min | runs | size | torch, same run (ms) | vs torch | vs float |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -66,7 +67,7 @@ def to_markdown(report: BuildReport) -> str:
         size = f"{r['size'] / 1024:.1f} KB" if r.get("size") else ""
         lines.append(
             f"| {r['model']} | {r['backend']} | {r['shape']} | {r['mean_ms']:.3f} ± {r['std_ms']:.3f} | {r['p50_ms']:.3f} | "
-            f"{r['p90_ms']:.3f} | {r['min_ms']:.3f} | {r['runs']} | {size} | {r['torch_mean_ms']:.3f} | {r['speedup']:.2f}× | "
+            f"{r['p90_ms']:.3f} | {r['min_ms']:.3f} | {runs_text(r)} | {size} | {r['torch_mean_ms']:.3f} | {r['speedup']:.2f}× | "
             f"{times(r.get('vs_float'))} |"
         )
     skipped = skipped_backends(report)
@@ -84,3 +85,10 @@ def write_markdown(report: BuildReport, path: Path) -> None:
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(to_markdown(report), encoding="utf-8")
     os.replace(tmp, path)
+
+
+def runs_text(row: dict[str, Any]) -> str:
+    """The run count, marked when ``runs: auto`` stopped before the estimate was stable: a
+    person should know that figure is rougher than the others."""
+    stopped = row.get("stopped", "count")
+    return f"{row['runs']}" if stopped in ("count", "stable") else f"{row['runs']} ({stopped})"

@@ -141,7 +141,7 @@ class BenchStage(Stage):
 
     def run(self, job: StageJob) -> None:
         from modelbuild.checks.cases import at_default_shapes, generate, model_feeds, shape_choices
-        from modelbuild.checks.timing import interleaved, stats
+        from modelbuild.checks.timing import adaptive, interleaved, stats
 
         ctx = job.node.context
         bench = job.node.params["benchmark"]
@@ -154,7 +154,8 @@ class BenchStage(Stage):
             size = disk_size(artifact)
             runtime = RUNTIMES.get(target.runtime)(artifact, ctx, threads)
         rows = []
-        for choice in shape_choices(ctx["inputs"], bench["shapes"]):
+        choices = shape_choices(ctx["inputs"], bench["shapes"])
+        for choice in choices:
             raw = generate(ctx["inputs"], choice.shapes, seed=0)
             if job.node.params["fixed_shapes"] and not at_default_shapes(ctx["inputs"], raw):
                 job.notes.append(f"fixed_shapes: {choice.label} not benchmarked (the program takes the default shapes only)")
@@ -163,7 +164,11 @@ class BenchStage(Stage):
             calls = {"torch": eager.prepare_call(feeds, raw)}
             if runtime is not None:
                 calls[self.target] = runtime.prepare_call(feeds, raw)
-            samples = interleaved(calls, bench["warmup"], bench["runs"])
+            stopped = "count"
+            if bench["runs"] == "auto":
+                samples, stopped = adaptive(calls, bench["warmup"], bench["time_budget"] / max(len(choices), 1))
+            else:
+                samples = interleaved(calls, bench["warmup"], bench["runs"])
             baseline = stats(samples["torch"])
             mine = stats(samples[self.target]) if runtime is not None else baseline
             rows.append(
@@ -176,6 +181,7 @@ class BenchStage(Stage):
                     "speedup": baseline["mean_ms"] / mine["mean_ms"],
                     "size": size,
                     "threads": threads,
+                    "stopped": stopped,  # runs: auto: stable, budget or limit; count: the runs asked for
                 }
             )
         job.info["bench"] = rows

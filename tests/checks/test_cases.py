@@ -97,3 +97,21 @@ def test_a_single_array_is_not_a_data_file(tmp_path: Path) -> None:
     np.save(tmp_path / "one.npy", np.zeros((16, 16, 3), np.uint8))
     with pytest.raises(ValueError, match="expected an .npz of arrays keyed by input name, got a single array in one.npy"):
         load_data_file(tmp_path / "one.npy", [IMAGE])
+
+
+def test_auto_runs_stop_when_the_mean_is_stable_or_the_budget_is_spent(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelbuild.checks import timing
+
+    clock = [0.0]
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])  # each call advances a fake clock
+
+    def taking(durations: list[float]):
+        cycle = iter(durations * 100000)
+        return lambda: clock.__setitem__(0, clock[0] + next(cycle))
+
+    samples, stopped = timing.adaptive({"a": taking([0.010, 0.0101]), "b": taking([0.002])}, warmup=1, budget_s=5.0)
+    assert stopped == "stable" and len(samples["a"]) == len(samples["b"]) == timing.MIN_RUNS  # spread 0.5%: five runs say it
+    samples, stopped = timing.adaptive({"a": taking([0.0, 0.020])}, warmup=0, budget_s=0.3)  # halves 0 and 20 ms: never known to 1%
+    assert stopped == "budget" and timing.MIN_RUNS <= len(samples["a"]) <= 31
+    samples, stopped = timing.adaptive({"a": taking([0.0, 0.00001])}, warmup=0, budget_s=3600)
+    assert stopped == "limit" and len(samples["a"]) == timing.MAX_RUNS
