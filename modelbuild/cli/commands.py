@@ -65,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("paths", nargs="*", default=["manifests"], help="manifest files or folders (default: manifests)")
     explain.add_argument("--shape", default=None, help="only the reference samples of this shape (default, min, max, ...)")
     sub.add_parser("schema", help="print the manifest JSON Schema")
+    init = sub.add_parser("init", help="write a commented starter manifest (from your factory's model when given)")
+    init.add_argument("factory", nargs="?", default=None, metavar="FACTORY", help="'module:callable' returning your nn.Module, e.g. models.mynet:build")
+    init.add_argument("--out", default=None, help="the manifest to write (default: manifests/<name>.yaml)")
+    init.add_argument("--name", default=None, help="the model's name (default: the factory's module name, or model)")
+    init.add_argument("--args", default=None, help="the factory's keyword arguments as JSON, e.g. '{\"num_classes\": 10}'")
+    init.add_argument("--force", action="store_true", help="replace the file when it exists")
     clean = sub.add_parser("clean", help="remove build/ (and the cache with --cache)")
     clean.add_argument("--cache", action="store_true", help="also remove the cache folder")
     return parser
@@ -463,6 +469,14 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from modelbuild.cli.init import run_init
+
+    for line in run_init(args.factory, args.out, args.name, args.args, args.force):
+        print(line)
+    return 0
+
+
 def cmd_clean(args: argparse.Namespace) -> int:
     """Removes only what modelbuild wrote: out_dir when it carries modelbuild's marker, the
     cache's own entries, under the build lock so a running build is never cut from under."""
@@ -501,5 +515,6 @@ COMMANDS = {
     "predict": cmd_predict,
     "explain": cmd_explain,
     "schema": cmd_schema,
+    "init": cmd_init,
     "clean": cmd_clean,
 }

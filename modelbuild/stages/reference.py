@@ -33,9 +33,12 @@ class ReferenceStage(Stage):
         validate = model.data["validate"]
         params = {"validate": {k: validate[k] for k in ("samples", "shapes") if k in validate}, **module_params(model)}
         if "onnx" in model.data["source"]:
-            from modelbuild.graph.keys import tool_version
+            from importlib import metadata
 
-            params["onnxruntime"] = tool_version("onnxruntime")  # computes this reference
+            try:  # ONNX Runtime computes this reference: its version is part of the key
+                params["onnxruntime"] = metadata.version("onnxruntime")
+            except metadata.PackageNotFoundError:
+                params["onnxruntime"] = "not installed"
         return params
 
     @classmethod
