@@ -21,7 +21,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("paths", nargs="*", default=["manifests"], help="manifest files or folders (default: manifests)")
         p.add_argument("--model", action="append", default=[], help="only this model (repeatable)")
         p.add_argument("--target", action="append", default=[], help="only this target (repeatable), e.g. coreml")
-        p.add_argument("-v", "--verbose", action="store_true", help="tracebacks for build failures")
+        p.add_argument("-v", "--verbose", action="store_true", help="every stage in the summary (cached ones too), and tracebacks for build failures")
         return p
 
     build = with_paths(sub.add_parser("build", help="build what is stale, then print a summary"))
@@ -214,15 +214,24 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
             released = _release(args, project, models, report, lock_problems) if not dry_run else []
         finally:
             db.close()
-    terminal.print(terminal.summary(report, title="modelbuild plan" if dry_run else "modelbuild build"))
-    sizes = None if dry_run else terminal.size_table(report)
-    if sizes is not None:
-        terminal.print(sizes)
-    if getattr(args, "command", "") == "bench":
+    title = "modelbuild plan" if dry_run else f"modelbuild {getattr(args, 'command', 'build')}"
+    quiet = terminal.nothing_to_do(report, title) if not args.verbose and getattr(args, "command", "") != "bench" else None
+    if quiet is not None:
+        terminal.print(quiet)
+    else:
+        for view in (
+            terminal.summary(report, title=title, verbose=args.verbose),
+            None if dry_run else terminal.verify_table(report),
+            None if dry_run else terminal.size_table(report),
+        ):
+            if view is not None:
+                terminal.print(view)
+    if getattr(args, "command", "") == "bench" or (not dry_run and quiet is None and report.by_role("measure")):
         terminal.print(terminal.bench_table(report))
         written = [project.out_dir / "bench.md"] if report.by_role("measure") else []
         terminal.print("written: " + ", ".join(_display(p) for p in written + [project.out_dir / "report.json"]))
-    terminal.print(terminal.totals(report))
+    if quiet is None:
+        terminal.print(terminal.totals(report))
     for warning in report.warnings:
         terminal.error(f"warning: {warning}")
     for line in terminal.failures(report, args.verbose):

@@ -97,14 +97,20 @@ class Terminal:
 
     # -- views ------------------------------------------------------------------------------
 
-    def summary(self, report: BuildReport, title: str = "modelbuild") -> Any:
+    def summary(self, report: BuildReport, title: str = "modelbuild", verbose: bool = True) -> Any:
+        """The stage table: every stage with ``verbose``, else only those that did something
+        (ran, failed, were skipped or would run) — a cached stage has nothing to say, and its
+        figures are in the verify, size and bench tables."""
         from rich.table import Table
         from rich.text import Text
 
+        results = report.results if verbose else [r for r in report.results if r.status != Status.CACHED]
+        if not results:
+            return None
         table = Table(title=title, title_justify="left", show_lines=False)
         for column in ("model", "stage", "status", "seconds", "size", "why"):
             table.add_column(column, justify="right" if column in ("seconds", "size") else "left", overflow="fold", max_width=70 if column == "why" else None)
-        for r in report.results:
+        for r in results:
             why = Text(r.error if r.status == Status.FAILED and r.error else r.reason)
             if r.info.get("summary"):
                 # Figures (verify errors, latencies) show on cached rows too: they are the point.
@@ -120,6 +126,28 @@ class Terminal:
                 why,
             )
         return table
+
+    def verify_table(self, report: BuildReport) -> Any | None:
+        """Each artifact's verification, built now or cached: what a person checks after a build."""
+        from rich.table import Table
+        from rich.text import Text
+
+        rows = [r for r in report.by_role("verify") if r.info.get("summary")]
+        if not rows:
+            return None
+        table = Table(title="verified against PyTorch", title_justify="left")
+        for column in ("model", "target", "verdict", "figures"):
+            table.add_column(column, overflow="fold", max_width=100 if column == "figures" else None)
+        for r in rows:
+            verdict = r.info.get("verdict", "")
+            table.add_row(r.model, r.stage.removesuffix(".verify"), Text(verdict, style=VERDICT_STYLE.get(verdict, "")), r.info["summary"])
+        return table
+
+    def nothing_to_do(self, report: BuildReport, title: str) -> str | None:
+        """One line when every stage was cached and nothing went wrong (a no-op build)."""
+        if report.warnings or any(r.status != Status.CACHED for r in report.results):
+            return None
+        return f"{title}: nothing to do, {len(report.results)} stages up to date ({report.seconds:.2f}s)"
 
     def size_table(self, report: BuildReport) -> Any | None:
         """Compressed and quantised artifacts against their float versions (nothing when none)."""

@@ -58,3 +58,21 @@ def test_check_lists_every_example(tmp_path: Path, capsys: pytest.CaptureFixture
     monkeypatch.chdir(tmp_path)
     assert main(["check", "manifests"]) == 0
     assert capsys.readouterr().out.strip().endswith("15 models valid")  # 12 manifests; mobilenet has 3 variants
+
+
+def test_the_summary_is_compact_and_a_noop_prints_one_line(tmp_path: Path) -> None:
+    from modelbuild.cli.terminal import Terminal
+    from modelbuild.report import BuildReport, StageResult, Status
+
+    def result(stage: str, status: Status, **info: object) -> StageResult:
+        return StageResult("m", stage, status, info=dict(info))
+
+    cached = BuildReport([result("capture", Status.CACHED), result("onnx.verify", Status.CACHED, summary="PASS y: max abs 0", verdict="pass")], seconds=0.1)
+    terminal = Terminal(force_plain=True)
+    assert terminal.nothing_to_do(cached, "modelbuild build") == "modelbuild build: nothing to do, 2 stages up to date (0.10s)"
+    assert terminal.summary(cached, verbose=False) is None and terminal.summary(cached, verbose=True) is not None
+    ran = BuildReport([*cached.results, result("onnx.export", Status.BUILT)], seconds=1.0)
+    assert terminal.nothing_to_do(ran, "modelbuild build") is None
+    table = terminal.summary(ran, verbose=False)
+    assert table.row_count == 1  # only the stage that ran
+    assert terminal.verify_table(ran).row_count == 1  # the cached verification's figures still show
