@@ -88,7 +88,8 @@ class Terminal:
         from rich.table import Table
 
         table = Table.grid(padding=(0, 1))
-        table.add_row(f"modelbuild: {self._done}/{self._total} stages settled")
+        waiting = max(self._total - self._done - len(self._running), 0)
+        table.add_row(f"modelbuild: {self._done}/{self._total} stages settled, {len(self._running)} running, {waiting} waiting")
         now = time.perf_counter()
         for nid, started in self._running.items():
             model, stage = nid.split(":", 1)

@@ -78,6 +78,9 @@ class Executor:
         waiting = {nid: set(self.nodes[nid].deps) & set(self.nodes) for nid in self.order}
         ready = [nid for nid in self.order if not waiting[nid]]
         running: dict[futures.Future, tuple[str, str, dict]] = {}
+        # At most as many stages in the pool as it has workers: a submitted stage then really
+        # runs, so the display's "running" and its timers are true (queued ones stay in ready).
+        decided: dict[str, tuple[str, dict]] = {}
         parked: dict[str, list[str]] = {}  # key -> nodes waiting for a running node with that key
         pool: futures.Executor | None = None
         stopping = False
@@ -87,7 +90,7 @@ class Executor:
                     nid = self._next(ready, running)
                     if nid is None:
                         break
-                    decision = self._decide(nid)
+                    decision = decided.pop(nid, None) or self._decide(nid)
                     if decision is None:
                         ready += self._finish(nid, waiting)
                     elif not STAGES.get(self.nodes[nid].stage).runs_in_worker(self.nodes[nid]):
@@ -103,6 +106,10 @@ class Executor:
                         # The same work is already running for another model (a variant
                         # shares its conversion with its base): wait and take it from the cache.
                         parked.setdefault(decision[0], []).append(nid)
+                    elif len(running) >= self._workers():
+                        decided[nid] = decision
+                        ready.insert(0, nid)
+                        break
                     else:
                         pool = pool or self._pool()
                         running[self._submit(nid, pool)] = (nid, *decision)
@@ -313,8 +320,11 @@ class Executor:
         self.results[nid] = result
         self.listener("done", self.nodes[nid], result)
 
+    def _workers(self) -> int:
+        return max(1, min(self.options.jobs, len({n.model for n in self.nodes.values()})))
+
     def _pool(self) -> futures.Executor:
-        return self.pool_factory(max(1, min(self.options.jobs, len({n.model for n in self.nodes.values()}))))
+        return self.pool_factory(self._workers())
 
     # -- artifacts in build/ -----------------------------------------------------------------
 

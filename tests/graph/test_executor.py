@@ -176,14 +176,20 @@ class Project:
             (folder / "weights.bin").write_bytes(name.encode() + b"-w0")
         self.cache = root / "cache"
 
-    def build(self, **options: Any) -> dict[str, str]:
+    def build(self, listener: Any = None, **options: Any) -> dict[str, str]:
         RUNS.clear()
         models = load_models(sorted(self.root.glob("*/m.yaml")), self.root)
         nodes = ordered_nodes(plan_graph(models))
         db = StateDB(self.cache / "state.sqlite")
         try:
             executor = Executor(
-                nodes, db, ObjectStore(self.cache), self.root / "build", BuildOptions(**options), pool_factory=lambda n: ThreadPool(max_workers=2)
+                nodes,
+                db,
+                ObjectStore(self.cache),
+                self.root / "build",
+                BuildOptions(**options),
+                listener,
+                pool_factory=lambda n: ThreadPool(max_workers=n),
             )
             report = executor.run()
         finally:
@@ -380,3 +386,30 @@ def test_a_stage_that_cannot_run_here_is_skipped_with_its_reason_and_never_cache
     skipped = next(r for r in project.report.results if r.stage == "coreml.verify" and r.model == "alpha")
     assert skipped.reason == "no Core ML here"
     assert project.report.exit_code == 0
+
+
+def test_a_stage_is_started_only_when_a_worker_is_free(project: Project) -> None:
+    """The live display says "running" for what runs: never more worker stages at once than
+    workers (today's bug: every ready stage showed as running while two jobs ran)."""
+    import threading
+
+    lock = threading.Lock()
+    running: set[str] = set()
+    most = [0]
+
+    def listener(event: str, node: Any, result: Any) -> None:
+        if not STAGES.get(node.stage).runs_in_worker(node):
+            return
+        with lock:
+            if event == "start":
+                running.add(node.id)
+                most[0] = max(most[0], len(running))
+            else:
+                running.discard(node.id)
+
+    result = project.build(listener, jobs=1)
+    assert set(result.values()) <= {"built", "skipped"}
+    assert most[0] == 1
+    most[0] = 0
+    project.build(listener, jobs=2, force=True)
+    assert most[0] == 2
