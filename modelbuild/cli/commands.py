@@ -92,6 +92,12 @@ def _run(args: argparse.Namespace) -> int:
     import sqlite3
 
     try:
+        from modelbuild.cli.fastpath import try_noop
+
+        unchanged = try_noop(args)  # before the graph machinery is even imported
+        if unchanged is not None:
+            print(unchanged)
+            return 0
         return COMMANDS[args.command](args)
     except ManifestError as exc:
         _print_problems(exc)
@@ -185,6 +191,10 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
     read_only = dry_run and not _writable(project.cache_dir)
     with build_lock(project.cache_dir, terminal.error, create=not read_only):
         db = StateDB(project.cache_dir / "state.sqlite", read_only=read_only and (project.cache_dir / "state.sqlite").is_file())
+        if not dry_run:
+            from modelbuild.cli import fastpath
+
+            fastpath.forget(project.cache_dir)  # this build may change what the record says
         try:
             project, models, graph = _graph(args, memo=db)
             nodes = ordered_nodes(graph)
@@ -212,6 +222,10 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
             # lock file or bundle with this one's, and `clean` never cuts them from under.
             lock_problems = [] if dry_run else _write_results(args, project, report, terminal)
             released = _release(args, project, models, report, lock_problems) if not dry_run else []
+            if not dry_run and not report.exit_code and not lock_problems and not getattr(args, "manifest_problems", None):
+                from modelbuild.cli import fastpath
+
+                fastpath.remember(args, project, models, nodes, report, ObjectStore(project.cache_dir).path)
         finally:
             db.close()
     title = "modelbuild plan" if dry_run else f"modelbuild {getattr(args, 'command', 'build')}"

@@ -1,0 +1,177 @@
+"""The no-op fast path: ninja's way of deciding that nothing changed.
+
+A successful build records the stat signature (size, mtime, inode, ctime) of everything it
+read or wrote: the manifests and the folders they were found in, the project settings and the
+folders between here and the project root, every file a stage reads (code, weights, data,
+plugins, class labels), every artifact under ``build/`` and every cache entry behind them,
+the folders on ``sys.path`` (installing or upgrading a package changes them), the interpreter,
+modelbuild's version and the environment variables that change a result. The next ``build``
+with the same request compares those signatures before it imports the graph machinery,
+rich, jsonschema or any converter; when all of them match, it prints one line and stops.
+
+Anything else (a signature that differs, another request, a record that is missing or
+unreadable, ``--force``/``--locked``/``-v``) takes the full path, which decides stage by stage
+as before. A build deletes the record before it changes anything and writes it only when it
+ended with nothing failed, so an interrupted build can never leave a record that lies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+RECORD = "noop.json"
+FORMAT = 1
+ENVIRONMENT = ("PYTHONPATH", "ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def request(args: Any) -> dict[str, Any] | None:
+    """What was asked, in a form two invocations can compare; None when the fast path must
+    not answer it."""
+    if getattr(args, "command", "") != "build":
+        return None
+    if any(getattr(args, flag, False) for flag in ("force", "dry_run", "locked", "verbose")):
+        return None
+    if os.environ.get("MODELBUILD_FASTPATH", "1") == "0":
+        return None
+    return {
+        "paths": [str(Path(p) if Path(p).is_absolute() else Path.cwd() / p) for p in args.paths],
+        "model": sorted(args.model),
+        "target": sorted(args.target),
+        "no_bench": bool(getattr(args, "no_bench", False)),
+    }
+
+
+def try_noop(args: Any) -> str | None:
+    """The one line to print when nothing changed since the recorded build, else None."""
+    wanted = request(args)
+    if wanted is None:
+        return None
+    import fcntl
+
+    from modelbuild.manifest.project import load_project
+
+    try:
+        project = load_project()
+        with open(project.cache_dir / "lock", "a+") as lock:
+            # A build running now may be changing what the record says: let it finish first.
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:
+                return _answer(project, wanted)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    except Exception:  # noqa: BLE001 - no usable record, a busy lock: the full path decides
+        return None
+
+
+def _answer(project: Any, wanted: dict[str, Any]) -> str | None:
+    path = project.cache_dir / RECORD
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if record.get("format") != FORMAT or record.get("request") != wanted or record.get("context") != _context():
+        return None
+    watched = record.get("watched", {})
+    for name, signature in watched.items():
+        if _signature(Path(name)) != signature:
+            return None
+    if "report" in record:
+        # report.json says what this run did: every stage up to date, as the full path writes it.
+        report = project.out_dir / "report.json"
+        _replace(report, record.pop("report"))
+        watched[str(report)] = _signature(report)
+        _replace(path, json.dumps(record))
+    return f"modelbuild build: nothing to do, {record['stages']} stages up to date (no file changed since the last build)"
+
+
+def forget(cache_dir: Path) -> None:
+    """Called before a build changes anything: from here on the record would not be true."""
+    try:
+        (cache_dir / RECORD).unlink()
+    except FileNotFoundError:
+        pass
+
+
+def remember(args: Any, project: Any, models: Iterable[Any], nodes: Iterable[Any], report: Any, store_path: Any) -> None:
+    """Record what this (successful) build read and wrote, for the next no-op, with the
+    report.json that no-op must leave (every stage up to date)."""
+    wanted = request(args)
+    if wanted is None:
+        return
+    models, nodes = list(models), list(nodes)
+    files: set[Path] = set()
+    folders: set[Path] = set()
+    for model in models:
+        files.add(model.manifest)
+        folders.update({model.folder, model.root})
+        classes = model.data.get("metadata", {}).get("classes_file")
+        if classes:
+            files.add(model.resolve_path(classes))
+    for node in nodes:
+        files.update(Path(p) for p in node.files.values())
+    if project.settings_file is not None:
+        files.add(project.settings_file)
+    cwd = Path.cwd().resolve()
+    folders.update([cwd, *(p for p in cwd.parents if project.root == p or project.root in p.parents)])
+    for given in wanted["paths"]:
+        path = Path(given)
+        if path.is_dir():
+            folders.update(Path(root) for root, dirs, _ in os.walk(path) if "__pycache__" not in root)
+        files.add(path)
+    folders.update(Path(p) for p in sys.path if p and Path(p).is_dir())
+    built = {r.model for r in report.results}
+    trees = [project.out_dir / name for name in built] + [store_path(r.output) for r in report.results if r.output]
+    files.update([project.out_dir / "report.json", project.out_dir / "bench.md", project.root / "modelbuild.lock"])
+    for tree in trees:
+        folders.add(Path(tree))
+        for root, dirs, names in os.walk(tree):
+            folders.update(Path(root) / d for d in dirs)
+            files.update(Path(root) / n for n in names)
+    watched = {str(p): _signature(p) for p in sorted(files | folders)}
+    record: dict[str, Any] = {"format": FORMAT, "request": wanted, "context": _context(), "stages": len(report.results), "watched": watched}
+    if any(r.status != "cached" for r in report.results):
+        record["report"] = _noop_report(report)
+    _replace(project.cache_dir / RECORD, json.dumps(record))
+
+
+def _noop_report(report: Any) -> str:
+    """report.json as the full path would write it for a build with nothing to do."""
+    import dataclasses
+
+    from modelbuild.report.document import to_json
+    from modelbuild.report.reasons import Reason, Why
+    from modelbuild.report.results import Status
+
+    def settled(result: Any) -> Any:
+        if result.status != Status.BUILT:
+            return result
+        return dataclasses.replace(result, status=Status.CACHED, reasons=[Reason(Why.UP_TO_DATE)], seconds=0.0)
+
+    quiet = dataclasses.replace(report, results=[settled(r) for r in report.results], seconds=0.0, warnings=[])
+    return json.dumps(to_json(quiet), indent=2, sort_keys=True) + "\n"
+
+
+def _replace(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _context() -> dict[str, Any]:
+    from modelbuild import __version__
+
+    return {
+        "modelbuild": __version__,
+        "package": str(Path(__file__).resolve().parents[1]),
+        "python": [sys.executable, sys.version],
+        "environment": {name: os.environ.get(name) for name in sorted(ENVIRONMENT) + sorted(k for k in os.environ if k.startswith("MODELBUILD_"))},
+    }
+
+
+def _signature(path: Path) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{st.st_mode}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_ctime_ns}"
