@@ -109,7 +109,12 @@ def remember(args: Any, project: Any, models: Iterable[Any], nodes: Iterable[Any
         if classes:
             files.add(model.resolve_path(classes))
     for node in nodes:
-        files.update(Path(p) for p in node.files.values())
+        for declared in map(Path, node.files.values()):
+            files.add(declared)
+            if declared.is_dir():  # source.code folders: their content counts, file by file
+                for root, dirs, names in os.walk(declared):
+                    folders.update(Path(root) / d for d in dirs)
+                    files.update(Path(root) / n for n in names)
     if project.settings_file is not None:
         files.add(project.settings_file)
     cwd = Path.cwd().resolve()

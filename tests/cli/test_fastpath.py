@@ -20,7 +20,7 @@ FAST = "(no file changed since the last build)"
 MODEL = "import torch\n\n\ndef build():\n    torch.manual_seed(0)\n    return torch.nn.Linear(4, 3)\n"
 MANIFEST = """\
 name: tiny
-source: {factory: "models.tiny:build", weights: weights.safetensors}
+source: {factory: "models.tiny:build", weights: weights.safetensors, code: [data/]}
 inputs:
   - {name: x, shape: [1, 4]}
 targets:
@@ -39,6 +39,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "models" / "tiny.py").write_text(MODEL)
     (root / "manifests").mkdir()
     (root / "manifests" / "tiny.yaml").write_text(MANIFEST)
+    (root / "manifests" / "data" / "deep").mkdir(parents=True)
+    (root / "manifests" / "data" / "deep" / "table.txt").write_text("1 2 3\n")
     torch.manual_seed(1)
     save_file(torch.nn.Linear(4, 3).state_dict(), str(root / "manifests" / "weights.safetensors"))
     (root / "modelbuild.toml").write_text('cache_dir = "cache"\nout_dir = "build"\n')
@@ -71,7 +73,16 @@ def test_a_second_build_is_the_fast_path_and_imports_no_graph_machinery(project:
 
 @pytest.mark.parametrize(
     "change",
-    ["touch weights", "edit weights keeping size and mtime", "edit manifest", "delete artifact", "tamper cache entry", "new manifest", "corrupt record"],
+    [
+        "touch weights",
+        "edit weights keeping size and mtime",
+        "edit a file deep in a code folder",
+        "edit manifest",
+        "delete artifact",
+        "tamper cache entry",
+        "new manifest",
+        "corrupt record",
+    ],
 )
 def test_any_change_takes_the_full_path(project: Path, change: str) -> None:
     weights = project / "manifests" / "weights.safetensors"
@@ -84,6 +95,8 @@ def test_any_change_takes_the_full_path(project: Path, change: str) -> None:
         data[-1] ^= 1
         weights.write_bytes(bytes(data))
         os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # only ctime tells
+    elif change == "edit a file deep in a code folder":
+        (project / "manifests" / "data" / "deep" / "table.txt").write_text("1 2 4\n")
     elif change == "edit manifest":
         (project / "manifests" / "tiny.yaml").write_text(MANIFEST + "# a comment\n")
     elif change == "delete artifact":
