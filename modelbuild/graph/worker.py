@@ -67,7 +67,11 @@ def run_stage(node_json: dict[str, Any], inputs: dict[str, str], files: dict[str
         job.notes += _unkeyed_imports(imported_before, node.context.get("root"), store.root)
         for note in job.notes:
             logger.info("note: %s", note)
-    digest = store.put(scratch)
+    try:
+        digest = store.put(scratch)
+    except OSError as exc:  # a full disk, a cache made read-only: this stage's failure, not the build's crash
+        _discard(scratch)
+        return Outcome.failed("stage", f"cannot store the output in the cache: {exc}", time.perf_counter() - started, traceback.format_exc())
     return Outcome(time.perf_counter() - started, output=digest, notes=job.notes, info=job.info)
 
 

@@ -82,6 +82,34 @@ def test_a_full_disk_fails_the_stage_in_one_line_and_the_next_build_gives_the_sa
     assert artifact_bytes(project) == artifact_bytes(clean)
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_full_disk_at_any_stage_fails_that_stage_and_never_the_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int) -> None:
+    """Whichever stage meets the full disk (a light one run in the coordinator included: its
+    OSError used to escape the executor and end the build with a traceback), it fails alone,
+    and the next build completes."""
+    real_put = ObjectStore.put
+    for threshold in range(1, 16):
+        calls = {"n": 0}
+
+        def put_until_full(self: ObjectStore, produced: Path, threshold: int = threshold, calls: dict = calls) -> str:
+            calls["n"] += 1
+            if calls["n"] >= threshold:
+                shutil.rmtree(produced, ignore_errors=True) if produced.is_dir() else produced.unlink(missing_ok=True)
+                raise OSError(errno.ENOSPC, "No space left on device", str(self.tmp))
+            return real_put(self, produced)
+
+        with fake_stages():
+            (tmp_path / f"full{threshold}").mkdir()
+            project = Project(tmp_path / f"full{threshold}")
+            monkeypatch.setattr(ObjectStore, "put", put_until_full)
+            project.build(keep_going=True, jobs=jobs)
+            failed = [r for r in project.report.results if r.status == "failed"]
+            assert failed and all("No space left on device" in (r.error or "") for r in failed), threshold
+            monkeypatch.setattr(ObjectStore, "put", real_put)
+            result = project.build(jobs=jobs)
+            assert set(result.values()) <= {"built", "cached", "skipped"}, (threshold, project.report.results)
+
+
 def test_an_environment_error_is_one_line_without_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     root = tiny_project(tmp_path / "p")
     monkeypatch.chdir(root)

@@ -46,7 +46,7 @@ def test_good_manifest_loads_with_defaults(tmp_path: Path) -> None:
             "compute_units": "all",
             "float32_modules": [],
             "optimize": [],
-            "compat": {"float16_pruning": True, "resize_to_input": True, "script_conv_bias": True},
+            "compat": {"float16_pruning": True, "resize_to_input": True, "script_conv_bias": True, "transformers_ops": True},
             "validate": {"atol": 0.05, "rtol": 0.05, "on_failure": "error"},
         }
     }
