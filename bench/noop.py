@@ -1,8 +1,9 @@
 """The no-op build against starting Python itself, side by side in one run.
 
-    python bench/noop.py [--rounds 7]
+    python bench/noop.py [--rounds 7] [--project PATH]
 
-Builds the examples once (``--no-bench``), then times, in alternating rounds so drift hits
+Builds the examples once (``--no-bench``) in a temporary copy, or uses an already built
+project (``--project``, e.g. the repository after ``modelbuild build manifests --no-bench``), then times, in alternating rounds so drift hits
 all alike: ``python -c pass``, the no-op build on its fast path (recorded stat signatures,
 no graph machinery imported), and the same no-op on the full path (``MODELBUILD_FASTPATH=0``:
 plan the graph, decide every stage from the state database, render the summary). When
@@ -54,17 +55,22 @@ def dvc_pipeline(root: Path, stages: int) -> Path | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
-    rounds = parser.parse_args().rounds
+    parser.add_argument("--project", type=Path, default=None, help="an already built project (default: build the examples in a temporary copy)")
+    options = parser.parse_args()
+    rounds = options.rounds
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        shutil.copytree(REPO / "manifests", root / "manifests", ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copyfile(REPO / "modelbuild.toml", root / "modelbuild.toml")
         build = [sys.executable, "-m", "modelbuild", "build", "manifests", "--no-bench"]
-        print("building the examples once (--no-bench) ...", flush=True)
+        if options.project is not None:
+            root = options.project.resolve()
+        else:
+            shutil.copytree(REPO / "manifests", root / "manifests", ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copyfile(REPO / "modelbuild.toml", root / "modelbuild.toml")
+            print("building the examples once (--no-bench) ...", flush=True)
         timed(build, root)
         timed(build, root)  # records the state the fast path compares
         stages = int(subprocess.run(build, cwd=root, capture_output=True, text=True).stdout.split("nothing to do, ")[1].split()[0])
-        dvc = dvc_pipeline(root, stages)
+        dvc = dvc_pipeline(Path(tmp), stages)
         commands = {
             "python -c pass": ([sys.executable, "-c", "pass"], root, None),
             "no-op build, fast path": (build, root, None),

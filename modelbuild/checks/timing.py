@@ -38,11 +38,14 @@ MAX_RUNS = 1000
 STABLE = 0.01  # stop when the mean is known to 1% (its standard error relative to it)
 
 
-def adaptive(runs: dict[str, Callable[[], Any]], warmup: int, budget_s: float) -> tuple[dict[str, list[float]], str]:
+def adaptive(
+    runs: dict[str, Callable[[], Any]], warmup: int, budget_s: float, report: Callable[[int, float], None] | None = None
+) -> tuple[dict[str, list[float]], str]:
     """``benchmark.runs: auto``: interleaved rounds until every mean is stable (standard error
     within 1% of it), the time budget is spent, or MAX_RUNS; at least MIN_RUNS rounds either
     way, as timeit's autorange and pyperf do. Returns the samples and what stopped them
-    ("stable", "budget" or "limit"), which the report shows beside the figures."""
+    ("stable", "budget" or "limit"), which the report shows beside the figures. ``report`` hears
+    the rounds done and the seconds spent after each round (the live display's progress)."""
     started = time.perf_counter()
     for _ in range(warmup):
         for run in runs.values():
@@ -56,6 +59,8 @@ def adaptive(runs: dict[str, Callable[[], Any]], warmup: int, budget_s: float) -
             run()
             samples[name].append((time.perf_counter() - begun) * 1000.0)
         count = len(next(iter(samples.values())))
+        if report is not None:
+            report(count, time.perf_counter() - started)
         if count < MIN_RUNS:
             continue
         if all(_stable(series) for series in samples.values()):

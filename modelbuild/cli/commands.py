@@ -17,11 +17,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"modelbuild {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def with_paths(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    def with_paths(p: argparse.ArgumentParser, runs: bool = True) -> argparse.ArgumentParser:
         p.add_argument("paths", nargs="*", default=["manifests"], help="manifest files or folders (default: manifests)")
         p.add_argument("--model", action="append", default=[], help="only this model (repeatable)")
         p.add_argument("--target", action="append", default=[], help="only this target (repeatable), e.g. coreml")
-        p.add_argument("-v", "--verbose", action="store_true", help="every stage in the summary (cached ones too), and tracebacks for build failures")
+        if runs:  # -v changes what a build prints; commands that run nothing have nothing more to show
+            p.add_argument("-v", "--verbose", action="store_true", help="every stage in the summary (cached ones too), and tracebacks for build failures")
         return p
 
     build = with_paths(sub.add_parser("build", help="build what is stale, then print a summary"))
@@ -39,15 +40,15 @@ def _parser() -> argparse.ArgumentParser:
     cache = sub.add_parser("cache", help="the build cache: verify its integrity, collect garbage")
     cache_sub = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
     cache_sub.add_parser("verify", help="re-hash every entry; evict corrupt ones (exit 1 if any were found)")
-    gc = with_paths(cache_sub.add_parser("gc", help="remove entries no current manifest reaches"))
+    gc = with_paths(cache_sub.add_parser("gc", help="remove entries no current manifest reaches"), runs=False)
     gc.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
     bench = with_paths(sub.add_parser("bench", help="build what is needed, run the benchmarks, print the latency table"))
     bench.add_argument("-j", "--jobs", type=int, default=None, help="stages run in parallel before the benchmarks")
     bench.add_argument("--force", action="store_true", help="re-run the benchmarks (and every other selected stage)")
     bench.add_argument("--keep-going", action="store_true", help="benchmark the other models when one fails")
     with_paths(sub.add_parser("plan", help="what would run and why, runs nothing"))
-    with_paths(sub.add_parser("check", help="validate manifests only (never imports torch)"))
-    graph = with_paths(sub.add_parser("graph", help="print the stage graph"))
+    with_paths(sub.add_parser("check", help="validate manifests only (never imports torch)"), runs=False)
+    graph = with_paths(sub.add_parser("graph", help="print the stage graph"), runs=False)
     graph.add_argument("--dot", action="store_true", help="Graphviz dot instead of text")
     graph.add_argument("--no-bench", action="store_true", help="leave out the benchmark stages")
     predict = sub.add_parser("predict", help="run an .mlpackage (ML program or neural network) on your inputs, on any OS")
@@ -210,7 +211,7 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
             )
             executor = Executor(nodes, db, ObjectStore(project.cache_dir), project.out_dir, options, terminal.on_event)
             if not dry_run:
-                terminal.start_progress(len(nodes))
+                terminal.start_progress(len(nodes), project.out_dir)
             try:
                 report = executor.run()
                 if db.repaired:

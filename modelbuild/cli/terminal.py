@@ -5,6 +5,7 @@ rich is imported lazily so that ``--help`` and ``check`` stay fast.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from typing import Any
@@ -13,6 +14,32 @@ from modelbuild.graph.node import StageNode
 from modelbuild.report import BuildReport, StageResult, Status
 from modelbuild.report.bench import runs_text
 from modelbuild.report.bench import times as _times
+
+_TQDM = re.compile(r"^(?P<what>[^:|]{1,60}):\s*(?P<percent>\d{1,3})%\|")
+_PROGRESS = re.compile(r"progress: (?P<text>.{1,80})$")
+
+
+def stage_progress(log: Any) -> str | None:
+    """How far along a running stage is, from the end of its log: coremltools' progress bars
+    (tqdm, "Running MIL default pipeline: 45%|...") or a stage's own "progress: ..." line
+    (benchmarks). None when the log says nothing of the kind."""
+    try:
+        with open(log, "rb") as handle:
+            handle.seek(0, 2)
+            handle.seek(max(0, handle.tell() - 2048))
+            tail = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    for segment in reversed(re.split(r"[\r\n]+", tail)):
+        segment = segment.strip()
+        bar = _TQDM.match(segment)
+        if bar:
+            return f"{bar['what'].strip()} {bar['percent']}%"
+        own = _PROGRESS.search(segment)
+        if own:
+            return own["text"]
+    return None
+
 
 STATUS_STYLE = {
     Status.BUILT: "green",
@@ -47,14 +74,16 @@ class Terminal:
             # Logs and CI pages are wide; rich's 80-column default would fold every reason.
             self.console.width = 150
         self._live: Any = None
+        self._logs: Any = None  # build/: where each running stage's log tells how far along it is
         self._running: dict[str, float] = {}
         self._done = 0
         self._total = 0
 
     # -- progress ---------------------------------------------------------------------------
 
-    def start_progress(self, total: int) -> None:
+    def start_progress(self, total: int, out_dir: Any = None) -> None:
         self._total = total
+        self._logs = out_dir
         if not self.plain:
             from rich.live import Live
 
@@ -93,7 +122,8 @@ class Terminal:
         now = time.perf_counter()
         for nid, started in self._running.items():
             model, stage = nid.split(":", 1)
-            table.add_row(Spinner("dots", text=f"{model} · {stage} ({now - started:.0f}s)"))
+            along = stage_progress(self._logs / model / "logs" / f"{stage}.log") if self._logs is not None else None
+            table.add_row(Spinner("dots", text=f"{model} · {stage} ({now - started:.0f}s)" + (f" · {along}" if along else "")))
         return table
 
     # -- views ------------------------------------------------------------------------------

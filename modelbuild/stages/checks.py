@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from modelbuild.errors import StageFailure, first_line
 from modelbuild.graph.node import StageNode
@@ -166,7 +166,8 @@ class BenchStage(Stage):
                 calls[self.target] = runtime.prepare_call(feeds, raw)
             stopped = "count"
             if bench["runs"] == "auto":
-                samples, stopped = adaptive(calls, bench["warmup"], bench["time_budget"] / max(len(choices), 1))
+                budget = bench["time_budget"] / max(len(choices), 1)
+                samples, stopped = adaptive(calls, bench["warmup"], budget, _progress_logger(job, choice.label, budget))
             else:
                 samples = interleaved(calls, bench["warmup"], bench["runs"])
             baseline = stats(samples["torch"])
@@ -187,6 +188,18 @@ class BenchStage(Stage):
         job.info["bench"] = rows
         job.info["summary"] = "; ".join(f"{r['shape']}: {r['mean_ms']:.2f} ± {r['std_ms']:.2f} ms, {r['speedup']:.2f}× torch" for r in rows)
         (job.out / "bench.json").write_text(json.dumps(rows, indent=1, sort_keys=True))
+
+
+def _progress_logger(job: StageJob, shape: str, budget: float) -> Callable[[int, float], None]:
+    """A "progress:" log line at most every two seconds: what the live display shows."""
+    last = [0.0]
+
+    def report(rounds: int, spent: float) -> None:
+        if spent - last[0] >= 2.0:
+            last[0] = spent
+            job.log.info("progress: %s, %d rounds, %.0f of at most %.0f s", shape, rounds, spent, budget)
+
+    return report
 
 
 def derive(name: str) -> type[Stage] | None:

@@ -76,3 +76,22 @@ def test_the_summary_is_compact_and_a_noop_prints_one_line(tmp_path: Path) -> No
     table = terminal.summary(ran, verbose=False)
     assert table.row_count == 1  # only the stage that ran
     assert terminal.verify_table(ran).row_count == 1  # the cached verification's figures still show
+
+
+@pytest.mark.parametrize("command", [["check"], ["graph"], ["cache", "gc"]])
+def test_commands_that_run_nothing_take_no_verbose_flag(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "-v"])
+    assert exit_info.value.code == 2 and "unrecognized arguments: -v" in capsys.readouterr().err
+
+
+def test_the_live_display_reads_how_far_a_running_stage_is_from_its_log(tmp_path: Path) -> None:
+    from modelbuild.cli.terminal import stage_progress
+
+    log = tmp_path / "coreml.convert.log"
+    log.write_text("note: something\nConverting PyTorch Frontend ==> MIL Ops: 100%|##| 11/11\rRunning MIL default pipeline:  45%|####  | 43/95 [00:01<00:01]")
+    assert stage_progress(log) == "Running MIL default pipeline 45%"
+    log.write_text("progress: default, 40 rounds, 6 of at most 20 s\n")
+    assert stage_progress(log) == "default, 40 rounds, 6 of at most 20 s"
+    log.write_text("a warning with no progress in it\n")
+    assert stage_progress(log) is None and stage_progress(tmp_path / "missing.log") is None
