@@ -35,8 +35,6 @@ def request(args: Any) -> dict[str, Any] | None:
         return None
     if any(getattr(args, flag, False) for flag in ("force", "dry_run", "locked", "verbose")):
         return None
-    if os.environ.get("MODELBUILD_FASTPATH", "1") == "0":
-        return None
     return {
         "paths": [str(Path(p) if Path(p).is_absolute() else Path.cwd() / p) for p in args.paths],
         "model": sorted(args.model),
@@ -48,7 +46,7 @@ def request(args: Any) -> dict[str, Any] | None:
 def try_noop(args: Any) -> str | None:
     """The one line to print when nothing changed since the recorded build, else None."""
     wanted = request(args)
-    if wanted is None:
+    if wanted is None or os.environ.get("MODELBUILD_FASTPATH", "1") == "0":  # 0: always the full path (to measure it)
         return None
     import fcntl
 
@@ -170,8 +168,13 @@ def _context() -> dict[str, Any]:
         "modelbuild": __version__,
         "package": str(Path(__file__).resolve().parents[1]),
         "python": [sys.executable, sys.version],
-        "environment": {name: os.environ.get(name) for name in sorted(ENVIRONMENT) + sorted(k for k in os.environ if k.startswith("MODELBUILD_"))},
+        "environment": {name: os.environ.get(name) for name in sorted(ENVIRONMENT) + _own_variables()},
     }
+
+
+def _own_variables() -> list[str]:
+    """modelbuild's variables, but not the one that only picks the path to take."""
+    return sorted(k for k in os.environ if k.startswith("MODELBUILD_") and k != "MODELBUILD_FASTPATH")
 
 
 def _signature(path: Path) -> str:

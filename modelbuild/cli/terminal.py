@@ -212,10 +212,16 @@ class Terminal:
 
         from modelbuild.report.bench import bench_rows, skipped_backends
 
+        rows = bench_rows(report)
         table = Table(title="modelbuild bench", title_justify="left")
         for column in ("model", "backend", "shape", "mean ± std ms", "p50", "p90", "min", "runs", "size", "torch, same run", "vs torch", "vs float"):
-            table.add_column(column, justify="left" if column in ("model", "backend", "shape") else "right")
-        for row in bench_rows(report):
+            if column in ("model", "backend", "shape"):
+                # Names are never cut ("image=1×3×51…" hid the shape); the figures wrap instead.
+                widest = max([len(column), *(len(str(row[column])) for row in rows)])
+                table.add_column(column, justify="left", no_wrap=True, min_width=widest)
+            else:
+                table.add_column(column, justify="right")
+        for row in rows:
             table.add_row(
                 row["model"],
                 row["backend"],

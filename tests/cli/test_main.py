@@ -95,3 +95,17 @@ def test_the_live_display_reads_how_far_a_running_stage_is_from_its_log(tmp_path
     assert stage_progress(log) == "default, 40 rounds, 6 of at most 20 s"
     log.write_text("a warning with no progress in it\n")
     assert stage_progress(log) is None and stage_progress(tmp_path / "missing.log") is None
+
+
+def test_the_bench_table_never_cuts_a_shape_label() -> None:
+    import io
+
+    from modelbuild.cli.terminal import Terminal
+    from modelbuild.report import BuildReport, StageResult, Status
+
+    row = {"backend": "executorch", "shape": "image=1×3×512×512", "mean_ms": 123.456, "std_ms": 12.3, "p50_ms": 1.0, "p90_ms": 1.0, "min_ms": 1.0}
+    row |= {"runs": 37, "stopped": "budget", "size": 58000, "torch_mean_ms": 100.0, "speedup": 0.67, "threads": 1}
+    terminal = Terminal(file=io.StringIO(), force_plain=True)
+    terminal.print(terminal.bench_table(BuildReport([StageResult("generator", "executorch.bench", Status.CACHED, info={"bench": [row]})])))
+    out = terminal.console.file.getvalue()
+    assert "image=1×3×512×512" in out and "37 (budget)" in out
