@@ -10,19 +10,17 @@ mistake to the first build, where it is harder to see.
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import inspect
 import json
 import os
 import re
-import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from modelbuild.errors import Location, ManifestError, UserError, first_line
+from modelbuild.usercode.tree import isolated_imports
 
 PLACEHOLDER_FACTORY = "models.model:build"
 FACTORY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$")
@@ -180,36 +178,6 @@ def starter_draft(name: str, folder: Path) -> Draft:
 # --- from a factory --------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _user_imports(roots: list[Path], top: str) -> Iterator[None]:
-    """The manifest's folder, then the project root, first on sys.path (as a build has them);
-    afterwards the modules imported from them are forgotten. A package of the same top-level
-    name imported before (another project's ``models``) is set aside meanwhile, then put back.
-    modelbuild's own modules stay, even when the project is modelbuild's checkout: a second
-    copy of ``modelbuild.errors`` would make its exceptions slip past the CLI's handlers."""
-    paths = [str(r) for r in dict.fromkeys(roots)]
-    prefixes = tuple(p + os.sep for p in paths)
-    aside = {k: v for k, v in sys.modules.items() if k == top or k.startswith(top + ".")}
-    for key in aside:
-        del sys.modules[key]
-    before = set(sys.modules)
-    sys.path[:0] = paths
-    importlib.invalidate_caches()
-    try:
-        yield
-    finally:
-        for path in paths:
-            while path in sys.path:
-                sys.path.remove(path)
-            sys.path_importer_cache.pop(path, None)
-        for name in set(sys.modules) - before:
-            own = name == "modelbuild" or name.startswith("modelbuild.")
-            if not own and (name == top or name.startswith(top + ".") or str(getattr(sys.modules[name], "__file__", None) or "").startswith(prefixes)):
-                del sys.modules[name]
-        sys.modules.update(aside)
-        importlib.invalidate_caches()
-
-
 def load_factory_model(factory: str, args: dict[str, Any]) -> Any:
     """Import and call the factory; the module in eval mode. Every failure is one line naming the factory."""
     import torch
@@ -236,7 +204,7 @@ def factory_draft(name: str, factory: str, args: dict[str, Any], roots: list[Pat
     """Inputs from forward's signature and the first layer, confirmed by calling the model;
     outputs from what that call returned. The user's code stays importable throughout (a
     forward may import lazily)."""
-    with _user_imports(roots, factory.partition(":")[0].split(".")[0]):
+    with isolated_imports(roots, set_aside=factory.partition(":")[0].split(".")[0]):
         model = load_factory_model(factory, args)
         draft = Draft(name, factory, args, [], [])
         params, skipped, missed = forward_inputs(model)

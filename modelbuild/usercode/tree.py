@@ -63,11 +63,18 @@ def import_roots(tree: Path, folder_label: str) -> list[Path]:
 
 
 @contextlib.contextmanager
-def isolated_imports(roots: list[Path]) -> Iterator[None]:
+def isolated_imports(roots: list[Path], set_aside: str | None = None) -> Iterator[None]:
     """Import from ``roots`` for the duration of one stage, then forget every module loaded
     from them, so the next stage in this worker (another project, another ``models.tiny``)
-    imports its own code instead of reusing this one's."""
-    paths = [str(r) for r in roots]
+    imports its own code instead of reusing this one's.
+
+    ``set_aside``: a top-level package name the user's code is about to import (``models``).
+    A package of that name imported before (another project's) is set aside meanwhile, then
+    put back, so the import finds the user's and not a stale one."""
+    paths = [str(r) for r in dict.fromkeys(roots)]
+    aside = {k: v for k, v in sys.modules.copy().items() if set_aside and _in_package(k, set_aside)}
+    for name in aside:
+        del sys.modules[name]
     before = set(sys.modules.copy())
     sys.path[:0] = paths
     importlib.invalidate_caches()
@@ -79,22 +86,35 @@ def isolated_imports(roots: list[Path]) -> Iterator[None]:
                 sys.path.remove(path)
             sys.path_importer_cache.pop(path, None)
         forget_modules_under(roots, keep=before)
+        if set_aside:
+            for name in set(sys.modules.copy()) - before:
+                if _in_package(name, set_aside) and not _in_package(name, "modelbuild"):
+                    del sys.modules[name]
+        sys.modules.update(aside)
         importlib.invalidate_caches()
 
 
 def forget_modules_under(roots: list[Path], keep: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
-    """Drop from ``sys.modules`` every module whose file lies under one of ``roots``."""
+    """Drop from ``sys.modules`` every module whose file lies under one of ``roots``.
+
+    modelbuild's own modules always stay, even when a root is modelbuild's checkout: a
+    second copy of ``modelbuild.errors`` would make its exceptions slip past the CLI's
+    handlers."""
     prefixes = tuple(str(r) + os.sep for r in roots)
     dropped = []
     # dict.copy(), not list(items()): iterating can run a finalizer, let another thread
     # import, and fail with "dictionary changed size during iteration".
     for name, module in sys.modules.copy().items():
-        if name in keep and not _under(module, prefixes):
+        if _in_package(name, "modelbuild") or (name in keep and not _under(module, prefixes)):
             continue
         if _under(module, prefixes):
             del sys.modules[name]
             dropped.append(name)
     return dropped
+
+
+def _in_package(name: str, top: str) -> bool:
+    return name == top or name.startswith(top + ".")
 
 
 def _under(module: object, prefixes: tuple[str, ...]) -> bool:
