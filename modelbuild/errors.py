@@ -29,6 +29,13 @@ class UserError(Exception):
     exit_code = 2
 
 
+class Unavailable(UserError):
+    """Something outside the project cannot be used now (a remote cache that is unreachable
+    or refuses us). Exit code 1: the input was fine, and trying again may work."""
+
+    exit_code = 1
+
+
 class IntegrityError(UserError):
     """A cache entry no longer holds the bytes it was recorded with. Exit code 1: the input was
     fine, and building again repairs it."""

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from modelbuild import __version__
-from modelbuild.errors import ManifestError, UserError
+from modelbuild.errors import ManifestError, Unavailable, UserError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,24 +25,33 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("-v", "--verbose", action="store_true", help="every stage in the summary (cached ones too), and tracebacks for build failures")
         return p
 
-    build = with_paths(sub.add_parser("build", help="build what is stale, then print a summary"))
+    def with_remote(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--remote", default=None, metavar="URL", help="the shared cache (s3://, gs://, file://); default: MODELBUILD_REMOTE, then [remote] url")
+        return p
+
+    build = with_remote(with_paths(sub.add_parser("build", help="build what is stale, then print a summary")))
     build.add_argument("-j", "--jobs", type=int, default=None, help="stages run in parallel across models (processes)")
     build.add_argument("--force", action="store_true", help="re-run every selected stage")
     build.add_argument("--keep-going", action="store_true", help="build the other models when one fails")
     build.add_argument("--dry-run", action="store_true", help="say what would run, run nothing")
     build.add_argument("--no-bench", action="store_true", help="leave out the benchmark stages")
     build.add_argument("--locked", action="store_true", help="fail when a stage's key or output differs from modelbuild.lock (and leave the lock as it is)")
-    release = with_paths(sub.add_parser("release", help="build, then write reproducible bundles: artifacts, SHA256SUMS, provenance.json"))
+    release = with_remote(with_paths(sub.add_parser("release", help="build, then write reproducible bundles: artifacts, SHA256SUMS, provenance.json")))
     release.add_argument("--out", default="dist", help="where the bundles go (default: dist)")
     release.add_argument("-j", "--jobs", type=int, default=None, help="stages run in parallel")
     release.add_argument("--no-bench", action="store_true", help="leave out the benchmark stages")
     release.add_argument("--locked", action="store_true", help="as for build: prove the bundle's bytes match modelbuild.lock")
     cache = sub.add_parser("cache", help="the build cache: verify its integrity, collect garbage")
     cache_sub = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
-    cache_sub.add_parser("verify", help="re-hash every entry; evict corrupt ones (exit 1 if any were found)")
+    verify = cache_sub.add_parser("verify", help="re-hash every entry; evict corrupt ones (exit 1 if any were found)")
+    verify.add_argument(
+        "--remote", nargs="?", const="", default=None, metavar="URL", help="re-hash the remote cache's objects instead (the configured remote, or URL)"
+    )
+    with_remote(with_paths(cache_sub.add_parser("push", help="upload the current manifests' cache entries to the remote (objects, then records)"), runs=False))
+    with_remote(with_paths(cache_sub.add_parser("pull", help="fetch the current manifests' entries from the remote into the cache and build/"), runs=False))
     gc = with_paths(cache_sub.add_parser("gc", help="remove entries no current manifest reaches"), runs=False)
     gc.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
-    bench = with_paths(sub.add_parser("bench", help="build what is needed, run the benchmarks, print the latency table"))
+    bench = with_remote(with_paths(sub.add_parser("bench", help="build what is needed, run the benchmarks, print the latency table")))
     bench.add_argument("-j", "--jobs", type=int, default=None, help="stages run in parallel before the benchmarks")
     bench.add_argument("--force", action="store_true", help="re-run the benchmarks (and every other selected stage)")
     bench.add_argument("--keep-going", action="store_true", help="benchmark the other models when one fails")
@@ -209,7 +218,9 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
                 keep_going=getattr(args, "keep_going", False),
                 dry_run=dry_run,
             )
-            executor = Executor(nodes, db, ObjectStore(project.cache_dir), project.out_dir, options, terminal.on_event)
+            store = ObjectStore(project.cache_dir)
+            remote = None if dry_run else _remote_session(args, project, store)
+            executor = Executor(nodes, db, store, project.out_dir, options, terminal.on_event, remote=remote)
             if not dry_run:
                 terminal.start_progress(len(nodes), project.out_dir)
             try:
@@ -223,7 +234,8 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
             # lock file or bundle with this one's, and `clean` never cuts them from under.
             lock_problems = [] if dry_run else _write_results(args, project, report, terminal)
             released = _release(args, project, models, report, lock_problems) if not dry_run else []
-            if not dry_run and not report.exit_code and not lock_problems and not getattr(args, "manifest_problems", None):
+            remote_trouble = bool(report.remote and report.remote["trouble"])  # the next build tries the remote again
+            if not dry_run and not report.exit_code and not lock_problems and not remote_trouble and not getattr(args, "manifest_problems", None):
                 from modelbuild.cli import fastpath
 
                 fastpath.remember(args, project, models, nodes, report, ObjectStore(project.cache_dir).path)
@@ -261,6 +273,23 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
     for line in released:
         terminal.print(line)
     return report.exit_code or (1 if lock_problems else 0)
+
+
+def _remote_config(args: argparse.Namespace, project: Any, flag: str | None = None) -> Any:
+    from modelbuild.remote.config import resolve
+
+    where = str(project.settings_file) if project.settings_file else "settings"
+    return resolve(project.remote, flag if flag is not None else getattr(args, "remote", None), project.root, where=where)
+
+
+def _remote_session(args: argparse.Namespace, project: Any, store: Any) -> Any:
+    """The build's remote cache session, or None when no remote is named anywhere."""
+    config = _remote_config(args, project)
+    if config is None:
+        return None
+    from modelbuild.remote.session import RemoteSession
+
+    return RemoteSession(config, store)
 
 
 def _write_results(args: argparse.Namespace, project: Any, report: Any, terminal: Any) -> list[str]:
@@ -324,9 +353,7 @@ def _display(path: Path) -> str:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from modelbuild.cli.terminal import human_size as human
     from modelbuild.manifest.project import load_project
-    from modelbuild.store.admin import collect_garbage, verify_cache
     from modelbuild.store.lock import build_lock
     from modelbuild.store.objects import ObjectStore
     from modelbuild.store.state import StateDB
@@ -337,29 +364,161 @@ def cmd_cache(args: argparse.Namespace) -> int:
         db = StateDB(project.cache_dir / "state.sqlite")
         try:
             if args.cache_command == "verify":
-                report = verify_cache(store, db)
-                for digest in report.evicted:
-                    print(f"corrupt: {digest} (evicted; the next build rebuilds it)")
-                print(
-                    f"checked {report.checked} entries: {len(report.evicted)} corrupt, {human(report.freed)} evicted; "
-                    f"{human(report.scratch_freed)} of interrupted scratch removed"
-                )
-                return 1 if report.evicted else 0
-            _project, _models, graph = _graph(args, memo=db)
-            wanted = {(graph.nodes[n]["node"].model, graph.nodes[n]["node"].stage) for n in graph.nodes}
-            reachable = {output for model, stage, _key, output in db.stage_records() if (model, stage) in wanted}
-            # The snapshots of the current manifests' files (weights, code, data) stay too.
-            snapshots = {db.recorded_digest(Path(path)) for n in graph.nodes for path in graph.nodes[n]["node"].files.values()}
-            reachable |= {digest for digest in snapshots if digest is not None}
-            report = collect_garbage(store, db, reachable, args.dry_run)
-            verb = "would remove" if args.dry_run else "removed"
-            print(
-                f"{verb} {len(report.evicted)} of {report.checked} entries, {human(report.freed)}"
-                + ("" if args.dry_run else f" (and {human(report.scratch_freed)} of interrupted scratch)")
-            )
-            return 0
+                return _cache_verify(args, project, store, db)
+            if args.cache_command == "push":
+                return _cache_push(args, project, store, db)
+            if args.cache_command == "pull":
+                return _cache_pull(args, project, store, db)
+            return _cache_gc(args, store, db)
         finally:
             db.close()
+
+
+def _cache_verify(args: argparse.Namespace, project: Any, store: Any, db: Any) -> int:
+    from modelbuild.report.reasons import human_size as human
+    from modelbuild.store.admin import verify_cache
+
+    if args.remote is not None:
+        return _cache_verify_remote(args, project, store)
+    report = verify_cache(store, db)
+    for digest in report.evicted:
+        print(f"corrupt: {digest} (evicted; the next build rebuilds it)")
+    print(
+        f"checked {report.checked} entries: {len(report.evicted)} corrupt, {human(report.freed)} evicted; "
+        f"{human(report.scratch_freed)} of interrupted scratch removed"
+    )
+    return 1 if report.evicted else 0
+
+
+def _cache_gc(args: argparse.Namespace, store: Any, db: Any) -> int:
+    from modelbuild.report.reasons import human_size as human
+    from modelbuild.store.admin import collect_garbage
+
+    _project, _models, graph = _graph(args, memo=db)
+    wanted = {(graph.nodes[n]["node"].model, graph.nodes[n]["node"].stage) for n in graph.nodes}
+    reachable = {output for model, stage, _key, output in db.stage_records() if (model, stage) in wanted}
+    # The snapshots of the current manifests' files (weights, code, data) stay too.
+    snapshots = {db.recorded_digest(Path(path)) for n in graph.nodes for path in graph.nodes[n]["node"].files.values()}
+    reachable |= {digest for digest in snapshots if digest is not None}
+    report = collect_garbage(store, db, reachable, args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print(
+        f"{verb} {len(report.evicted)} of {report.checked} entries, {human(report.freed)}"
+        + ("" if args.dry_run else f" (and {human(report.scratch_freed)} of interrupted scratch)")
+    )
+    return 0
+
+
+def _required_remote(args: argparse.Namespace, project: Any, flag: str | None = None) -> Any:
+    config = _remote_config(args, project, flag)
+    if config is None:
+        raise UserError('no remote cache: give --remote URL, set MODELBUILD_REMOTE, or add [remote] url = "..." to modelbuild.toml')
+    return config
+
+
+def _opened(config: Any) -> Any:
+    """The remote, or the reason it cannot be used as a command's error (exit 1)."""
+    from modelbuild.remote.cache import RemoteCache, RemoteTrouble
+
+    try:
+        return RemoteCache(config)
+    except RemoteTrouble as exc:
+        raise Unavailable(str(exc)) from None
+
+
+def _cache_push(args: argparse.Namespace, project: Any, store: Any, db: Any) -> int:
+    """Upload the current manifests' entries: the explicit push (whatever ``push`` says)."""
+    from modelbuild.cli.terminal import Terminal
+    from modelbuild.remote.cache import RemoteTrouble
+    from modelbuild.remote.sync import push_entries
+    from modelbuild.report.reasons import human_size as human
+
+    config = _required_remote(args, project)
+    cache = _opened(config)
+    _project, _models, graph = _graph(args, memo=db)
+    wanted = {(graph.nodes[n]["node"].model, graph.nodes[n]["node"].stage) for n in graph.nodes}
+    entries = []
+    for model, stage, key, output in db.stage_records():
+        action = db.action(key)
+        if (model, stage) in wanted and action is not None and action.output == output:
+            entries.append((key, output, action.info))
+    terminal = Terminal()
+    try:
+        with terminal.counter(len(entries), f"pushing to {config.display}") as advance:
+            report = push_entries(cache, store, entries, advance)
+    except RemoteTrouble as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"pushed {report.records} entries to {config.display}: {report.objects} objects uploaded ({human(report.bytes)}), "
+        f"the rest were there already" + (f"; {len(report.missing)} not in the local cache (build first)" if report.missing else "")
+    )
+    unbuilt = len(wanted) - len(entries)
+    if unbuilt:
+        print(f"{unbuilt} stage(s) of these manifests have no cache entry here (not built, skipped or failed): nothing to push for them")
+    return 0
+
+
+def _cache_pull(args: argparse.Namespace, project: Any, store: Any, db: Any) -> int:
+    """Fetch the current manifests' entries (``--model`` narrows): a build that runs nothing."""
+    import dataclasses
+
+    from modelbuild.cli import fastpath
+    from modelbuild.cli.terminal import Terminal
+    from modelbuild.graph.executor import BuildOptions, Executor
+    from modelbuild.graph.planner import ordered_nodes
+    from modelbuild.remote.session import RemoteSession
+    from modelbuild.report import Status
+    from modelbuild.report.reasons import human_size as human
+    from modelbuild.store.paths import claim_out_dir
+
+    config = dataclasses.replace(_required_remote(args, project), push=False)
+    _opened(config)
+    fastpath.forget(project.cache_dir)
+    _project, _models, graph = _graph(args, memo=db)
+    nodes = ordered_nodes(graph)
+    claim_out_dir(project.out_dir)
+    terminal = Terminal()
+    session = RemoteSession(config, store)
+    executor = Executor(nodes, db, store, project.out_dir, BuildOptions(jobs=1, fetch_only=True), terminal.on_event, remote=session)
+    terminal.start_progress(len(nodes), project.out_dir)
+    try:
+        report = executor.run()
+    finally:
+        terminal.stop_progress()
+    fetched = report.by_status(Status.REMOTE)
+    missing = report.by_status(Status.WOULD_RUN)
+    here = report.by_status(Status.CACHED)
+    traffic = report.remote or {}
+    print(
+        f"pulled {len(fetched)} stage(s) from {config.display} ({human(traffic.get('fetched_bytes', 0))}); "
+        f"{len(here)} already here; {len(missing)} not on the remote (a build makes them)"
+    )
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 1 if traffic.get("trouble") else 0
+
+
+def _cache_verify_remote(args: argparse.Namespace, project: Any, store: Any) -> int:
+    from modelbuild.cli.terminal import Terminal
+    from modelbuild.remote.cache import RemoteTrouble
+    from modelbuild.remote.sync import verify_remote
+
+    config = _required_remote(args, project, args.remote or None)
+    cache = _opened(config)
+    terminal = Terminal()
+    try:
+        objects = cache.object_digests()
+        with terminal.counter(len(objects), f"re-hashing {config.display}") as advance:
+            check = verify_remote(cache, store.scratch(), config.push, advance, objects)
+    except RemoteTrouble as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for digest in check.corrupt:
+        print(f"corrupt on the remote: {digest}" + (" (removed; the next pushing build uploads it again)" if check.removed else ""))
+    advice = "" if check.removed or not check.corrupt else " (builds ignore them; a machine with push = true can remove them with this command)"
+    print(f"checked {check.checked} remote objects: {len(check.corrupt)} corrupt{advice}")
+    return 1 if check.corrupt else 0
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

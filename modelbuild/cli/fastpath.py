@@ -40,6 +40,8 @@ def request(args: Any) -> dict[str, Any] | None:
         "model": sorted(args.model),
         "target": sorted(args.target),
         "no_bench": bool(getattr(args, "no_bench", False)),
+        "remote": getattr(args, "remote", None),
+        "scheduler": getattr(args, "scheduler", None),
     }
 
 
@@ -147,7 +149,7 @@ def _noop_report(report: Any) -> str:
     from modelbuild.report.results import Status
 
     def settled(result: Any) -> Any:
-        if result.status != Status.BUILT:
+        if result.status not in (Status.BUILT, Status.REMOTE):
             return result
         return dataclasses.replace(result, status=Status.CACHED, reasons=[Reason(Why.UP_TO_DATE)], seconds=0.0)
 

@@ -5,15 +5,17 @@ rich is imported lazily so that ``--help`` and ``check`` stay fast.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 import time
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from modelbuild.graph.node import StageNode
 from modelbuild.report import BuildReport, StageResult, Status
 from modelbuild.report.bench import runs_text
 from modelbuild.report.bench import times as _times
+from modelbuild.report.reasons import human_size
 
 _TQDM = re.compile(r"^(?P<what>[^:|]{1,60}):\s*(?P<percent>\d{1,3})%\|")
 _PROGRESS = re.compile(r"progress: (?P<text>.{1,80})$")
@@ -44,6 +46,7 @@ def stage_progress(log: Any) -> str | None:
 STATUS_STYLE = {
     Status.BUILT: "green",
     Status.CACHED: "dim",
+    Status.REMOTE: "blue",
     Status.FAILED: "bold red",
     Status.BLOCKED: "yellow",
     Status.NOT_RUN: "yellow",
@@ -51,17 +54,6 @@ STATUS_STYLE = {
     Status.WOULD_RUN: "cyan",
 }
 VERDICT_STYLE = {"pass": "green", "fail": "bold red", "warn": "yellow"}
-
-
-def human_size(size: int | None) -> str:
-    """1.5 MB; empty for no size."""
-    if size is None:
-        return ""
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024  # type: ignore[assignment]
-    return ""
 
 
 class Terminal:
@@ -103,8 +95,8 @@ class Terminal:
         elif result is not None:
             self._running.pop(node.id, None)
             self._done += 1
-            if self.plain and result.status in (Status.BUILT, Status.FAILED):
-                extra = f" in {result.seconds:.1f}s" if result.status == Status.BUILT else f": {result.error}"
+            if self.plain and result.status in (Status.BUILT, Status.FAILED, Status.REMOTE):
+                extra = {Status.BUILT: f" in {result.seconds:.1f}s", Status.FAILED: f": {result.error}"}.get(result.status, f" ({result.reason})")
                 self.console.print(f"[{node.model}] {node.stage}: {result.status}{extra}")
         if self._live is not None:
             self._live.update(self._progress_view())
@@ -247,7 +239,14 @@ class Terminal:
         for r in report.results:
             counts[r.status] = counts.get(r.status, 0) + 1
         parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-        return f"{parts} in {report.seconds:.2f}s"
+        line = f"{parts} in {report.seconds:.2f}s"
+        traffic = report.remote
+        if traffic and (traffic["fetched"] or traffic["pushed"]):
+            line += (
+                f"; remote {traffic['url']}: fetched {traffic['fetched']} ({human_size(traffic['fetched_bytes'])}), "
+                f"pushed {traffic['pushed']} ({human_size(traffic['pushed_bytes'])})"
+            )
+        return line
 
     def failures(self, report: BuildReport, verbose: bool) -> list[str]:
         lines = []
@@ -259,6 +258,20 @@ class Terminal:
             if verbose and r.traceback:
                 lines.append(r.traceback)
         return lines
+
+    @contextlib.contextmanager
+    def counter(self, total: int, description: str) -> Iterator[Callable[[int], None]]:
+        """A progress bar for an explicit sync (``cache push/pull/verify --remote``); silent
+        when the output is not a terminal."""
+        if self.plain:
+            yield lambda done: None
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=self.console, transient=True) as progress:
+            task = progress.add_task(description, total=total)
+            yield lambda done: progress.advance(task, done)
 
     def print(self, renderable: Any = "") -> None:
         self.console.print(renderable)

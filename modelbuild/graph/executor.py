@@ -13,7 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from modelbuild.errors import UserError
 from modelbuild.graph.keys import explain, key_of, material
@@ -27,6 +27,9 @@ from modelbuild.store.paths import disk_size, inside, remove
 from modelbuild.store.snapshots import Snapshots
 from modelbuild.store.state import StateDB
 
+if TYPE_CHECKING:
+    from modelbuild.remote.session import RemoteSession
+
 
 @dataclass(frozen=True)
 class BuildOptions:
@@ -34,6 +37,7 @@ class BuildOptions:
     force: bool = False
     keep_going: bool = False
     dry_run: bool = False
+    fetch_only: bool = False  # ``cache pull``: settle what the caches hold, run nothing
 
 
 Listener = Callable[[str, StageNode, StageResult | None], None]
@@ -56,6 +60,7 @@ class Executor:
         options: BuildOptions,
         listener: Listener | None = None,
         pool_factory: PoolFactory = process_pool,
+        remote: "RemoteSession | None" = None,
     ) -> None:
         self.nodes = {n.id: n for n in nodes}
         self.order = [n.id for n in nodes]
@@ -69,6 +74,7 @@ class Executor:
         self.rebuilt: set[str] = set()
         self.warnings: list[str] = []
         self.pool_factory = pool_factory
+        self.remote = remote  # the shared cache, when the project or the command names one
         self.snapshots = Snapshots(store, db, copy=not options.dry_run)
         self.file_digests: dict[str, dict[str, str]] = {}  # node -> label -> snapshot digest
         self.lock_keys: dict[str, str] = {}  # node -> its key as modelbuild.lock records it
@@ -134,6 +140,11 @@ class Executor:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
         report = BuildReport([self.results[nid] for nid in self.order], time.perf_counter() - started, list(self.warnings))
+        if self.remote is not None:
+            traffic = self.remote.finish()  # the uploads end before the build does
+            report.warnings += traffic.trouble
+            report.remote = traffic.to_json(self.remote.config.display, self.remote.config.push)
+            report.seconds = time.perf_counter() - started
         return report
 
     def _next(self, ready: list[str], running: dict) -> str | None:
@@ -196,6 +207,8 @@ class Executor:
                 self._cached(node, key, mat, record.output, record.info, last)
                 return None
             corrupt = True
+        if not self.options.force and not self.options.dry_run and self._fetch(node, key, mat, last):
+            return None
         if self.options.force:
             reasons = [Reason(Why.FORCED)]
         elif corrupt:
@@ -205,11 +218,31 @@ class Executor:
             reasons = [Reason(Why.MISSING)]
         else:
             reasons = explain(last[1] if last else None, mat)
-        if self.options.dry_run:
+        if self.options.dry_run or self.options.fetch_only:
             self._set(nid, StageResult(node.model, node.stage, Status.WOULD_RUN, reasons=reasons))
             return None
         self.results[nid] = StageResult(node.model, node.stage, Status.RUNNING, reasons=reasons)
         return key, mat
+
+    def _fetch(self, node: StageNode, key: str, mat: dict, last: tuple | None) -> bool:
+        """A local miss: take the entry from the remote cache when it has one (its objects
+        re-hashed on the way in), and settle the node with it."""
+        if self.remote is None:
+            return False
+        for _attempt in range(2):
+            found = self.remote.lookup(key, f"{node.model}: {node.stage}")
+            if found is None:
+                return False
+            record, sent = found
+            # Already in the local store (another key made the same bytes): trusted as any entry.
+            if sent or self._trusted(record.output):
+                break
+        else:
+            return False
+        self.db.record(node.model, node.stage, key, mat, record.output, record.info)
+        self.db.remember_object(record.output, self.store.signature(record.output))
+        self._cached(node, key, mat, record.output, record.info, last, fetched=sent)
+        return True
 
     def _trusted(self, digest: str) -> bool:
         """An entry is used only if its stat signature is the one recorded when it was known
@@ -240,15 +273,21 @@ class Executor:
 
         return pool.submit(run_stage, *self._job_args(nid))
 
-    def _cached(self, node: StageNode, key: str, mat: dict, output: str, info: dict, last: tuple | None) -> None:
-        if last is None or last[0] != key:
+    def _cached(self, node: StageNode, key: str, mat: dict, output: str, info: dict, last: tuple | None, fetched: int | None = None) -> None:
+        """Settle a node with an entry the cache holds: local, or just ``fetched`` (bytes) from the remote."""
+        if fetched is None and (last is None or last[0] != key):
             self.db.remember_stage(node.model, node.stage, key, mat, output)
         rebuilt_deps = [d for d in node.deps if d in self.rebuilt]
-        reasons = [Reason(Why.EARLY_CUTOFF, _stage(rebuilt_deps[0]))] if rebuilt_deps else [Reason(Why.UP_TO_DATE)]
+        if fetched is not None:
+            reasons = [Reason(Why.REMOTE, after=fetched)]
+        else:
+            reasons = [Reason(Why.EARLY_CUTOFF, _stage(rebuilt_deps[0]))] if rebuilt_deps else [Reason(Why.UP_TO_DATE)]
+            if self.remote is not None and not self.options.dry_run:
+                self.remote.push(key, output, info, built=False)
         result = StageResult(
             node.model,
             node.stage,
-            Status.CACHED,
+            Status.REMOTE if fetched is not None else Status.CACHED,
             reasons=reasons,
             output=output,
             key=key,
@@ -289,6 +328,8 @@ class Executor:
         output = outcome.output
         self.db.record(node.model, node.stage, key, mat, output, {"notes": outcome.notes, "info": outcome.info})
         self.db.remember_object(output, self.store.signature(output))
+        if self.remote is not None:
+            self.remote.push(key, output, {"notes": outcome.notes, "info": outcome.info}, built=True)
         self.outputs[nid] = output
         self.rebuilt.add(nid)
         result = StageResult(

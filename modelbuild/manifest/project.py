@@ -14,7 +14,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-SETTINGS = {"cache_dir", "out_dir", "jobs", "defaults"}
+SETTINGS = {"cache_dir", "out_dir", "jobs", "defaults", "remote"}
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class Project:
     jobs: int
     defaults: dict[str, Any] = field(default_factory=dict)
     settings_file: Path | None = None
+    remote: dict[str, Any] | None = None  # the [remote] table, checked (remote.config resolves it)
 
 
 def find_root(start: Path) -> tuple[Path, Path | None, dict[str, Any]]:
@@ -62,6 +63,10 @@ def load_project(start: Path | None = None, cache_dir: str | None = None, out_di
     defaults = table.get("defaults", {})
     if not isinstance(defaults, dict):
         problems.append(problem(Location(where, field="defaults"), f"expected a table, got {defaults!r}"))
+    if "remote" in table:
+        from modelbuild.remote.config import check_settings
+
+        problems += check_settings(table["remote"], where)
     folders = {}
     for key, override, default in (("cache_dir", cache_dir, "cache"), ("out_dir", out_dir, "build")):
         value = override or table.get(key, default)
@@ -88,6 +93,7 @@ def load_project(start: Path | None = None, cache_dir: str | None = None, out_di
         jobs=jobs,
         defaults=defaults,
         settings_file=settings_file,
+        remote=table.get("remote"),
     )
 
 

@@ -40,6 +40,7 @@ def to_json(report: BuildReport) -> dict[str, Any]:
         "sizes": size_rows(report),
         "bench": bench_rows(report),
         "variant_of": report.variant_of,
+        **({"remote": report.remote} if report.remote is not None else {}),
     }
 
 

@@ -30,6 +30,7 @@ class Why(str, Enum):
     STOPPED = "stopped"  # another stage failed and --keep-going is off
     SKIPPED = "skipped"  # text: the stage's explanation
     READING_FILES = "reading files"  # its declared files could not be read (the error says why)
+    REMOTE = "remote"  # after: the bytes fetched
 
     __str__ = str.__str__
     __format__ = str.__format__  # type: ignore[assignment]  # a plain string in f-strings, as in report.json
@@ -81,6 +82,8 @@ def _words(reason: Reason) -> str:
         return f"{subject} failed"
     if why is Why.SKIPPED:
         return reason.text
+    if why is Why.REMOTE:
+        return f"fetched {human_size(reason.after)} from the remote cache"
     return _FIXED[why]
 
 
@@ -93,6 +96,17 @@ _FIXED = {
     Why.STOPPED: "stopped after a failure (use --keep-going)",
     Why.READING_FILES: "reading its input files",
 }
+
+
+def human_size(size: int | None) -> str:
+    """1.5 MB; empty for no size."""
+    if size is None:
+        return ""
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024  # type: ignore[assignment]
+    return ""
 
 
 def _short(value: Any) -> str:

@@ -15,6 +15,7 @@ class Status(str, Enum):
 
     BUILT = "built"
     CACHED = "cached"
+    REMOTE = "remote"  # fetched from the remote cache (and checked) instead of built here
     FAILED = "failed"
     SKIPPED = "skipped"  # cannot run on this machine (a reason says why); never cached
     BLOCKED = "blocked"  # a stage it reads failed
@@ -26,7 +27,7 @@ class Status(str, Enum):
     __format__ = str.__format__  # type: ignore[assignment]  # a plain string in f-strings, as in report.json
 
 
-SETTLED = (Status.BUILT, Status.CACHED)  # the stage has an output
+SETTLED = (Status.BUILT, Status.CACHED, Status.REMOTE)  # the stage has an output
 
 
 @dataclass
@@ -62,6 +63,7 @@ class BuildReport:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)  # e.g. a corrupt cache entry evicted
     variant_of: dict[str, str] = field(default_factory=dict)  # variant model -> its base model
+    remote: dict[str, Any] | None = None  # the remote cache's traffic (remote.session.Traffic), when one was used
 
     def add(self, result: StageResult) -> None:
         self.results.append(result)

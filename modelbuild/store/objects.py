@@ -75,10 +75,16 @@ class ObjectStore:
     def put(self, produced: Path) -> str:
         """Move ``produced`` (file or folder) into the store; return its digest."""
         digest = hash_tree(produced)
+        self.adopt(produced, digest)
+        return digest
+
+    def adopt(self, produced: Path, digest: str) -> None:
+        """Move ``produced`` into the store under ``digest``, which the caller has just
+        computed from these very bytes (a fetched object, re-hashed before it is adopted)."""
         target = self.path(digest)
         if target.exists():
             remove(produced)
-            return digest
+            return
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.replace(produced, target)
@@ -87,4 +93,3 @@ class ObjectStore:
             if not target.exists():
                 raise
             remove(produced)
-        return digest

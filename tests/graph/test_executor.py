@@ -176,7 +176,8 @@ class Project:
             (folder / "weights.bin").write_bytes(name.encode() + b"-w0")
         self.cache = root / "cache"
 
-    def build(self, listener: Any = None, **options: Any) -> dict[str, str]:
+    def build(self, listener: Any = None, remote: Any = None, **options: Any) -> dict[str, str]:
+        """``remote``: a RemoteConfig; each build opens its own session, as the CLI does."""
         RUNS.clear()
         models = load_models(sorted(self.root.glob("*/m.yaml")), self.root)
         nodes = ordered_nodes(plan_graph(models))
@@ -190,6 +191,7 @@ class Project:
                 BuildOptions(**options),
                 listener,
                 pool_factory=lambda n: ThreadPool(max_workers=n),
+                remote=_session(remote, self.cache),
             )
             report = executor.run()
         finally:
@@ -200,6 +202,14 @@ class Project:
     def edit(self, name: str, old: str, new: str) -> None:
         path = self.root / name / "m.yaml"
         path.write_text(path.read_text().replace(old, new))
+
+
+def _session(config: Any, cache: Path) -> Any:
+    if config is None:
+        return None
+    from modelbuild.remote.session import RemoteSession
+
+    return RemoteSession(config, ObjectStore(cache))
 
 
 @pytest.fixture

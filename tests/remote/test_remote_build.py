@@ -1,0 +1,145 @@
+"""A build with a remote cache, driven by the executor tests' fake stages (no converter): one
+machine pushes, another fetches, and no fault of the remote can make a build wrong or fail."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from modelbuild.remote.archive import pack
+from modelbuild.remote.cache import RemoteCache
+from modelbuild.remote.config import RemoteConfig
+from modelbuild.store.hashing import hash_tree
+from tests.graph.test_executor import RUNS, Project, fake_stages
+
+
+@pytest.fixture
+def machines(tmp_path: Path) -> Iterator[tuple[Project, Project]]:
+    """Two checkouts of one project at different paths, each with its own empty cache."""
+    with fake_stages():
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        yield Project(tmp_path / "a"), Project(tmp_path / "b")
+
+
+def artifacts(project: Project) -> dict[str, str]:
+    build = project.root / "build"
+    return {str(p.relative_to(build)): hash_tree(p) for p in sorted(build.glob("*/*.mlpackage"))}
+
+
+def reader(config: RemoteConfig) -> RemoteConfig:
+    return dataclasses.replace(config, push=False)
+
+
+def remote_records(config: RemoteConfig) -> list[dict]:
+    cache = RemoteCache(config)
+    return [json.loads(cache.fs.cat_file(path)) for path in cache.fs.find(f"{cache.root}/actions")]
+
+
+def assert_no_dangling_record(config: RemoteConfig) -> None:
+    """The push order's promise: every record on the remote names an object that is there."""
+    cache = RemoteCache(config)
+    for record in remote_records(config):
+        assert cache.has_object(record["output"], record["kind"]), record
+
+
+def test_second_machine_fetches_everything_and_builds_nothing(machines: tuple[Project, Project], remote: RemoteConfig) -> None:
+    first, second = machines
+    built = first.build(remote=remote)
+    assert set(built.values()) == {"built"}
+    assert first.report.remote is not None and first.report.remote["pushed"] == len(built)
+    assert_no_dangling_record(remote)
+
+    fetched = second.build(remote=reader(remote))
+    assert set(fetched.values()) == {"remote"}, fetched
+    assert RUNS == []
+    assert artifacts(second) == artifacts(first) and artifacts(first)
+    assert all("from the remote cache" in r.reason for r in second.report.results)
+    assert second.report.remote["fetched_bytes"] > 0 and second.report.remote["pushed"] == 0
+
+    again = second.build(remote=reader(remote))  # now local: nothing is fetched twice
+    assert set(again.values()) == {"cached"}
+    assert second.report.remote["fetched"] == 0
+
+
+def test_a_reader_never_pushes(machines: tuple[Project, Project], remote: RemoteConfig) -> None:
+    first, _ = machines
+    first.build(remote=reader(remote))
+    assert first.report.remote["pushed"] == 0
+    assert remote_records(remote) == []
+
+
+def test_a_corrupt_remote_object_is_ignored_and_rebuilt(machines: tuple[Project, Project], remote: RemoteConfig, tmp_path: Path) -> None:
+    first, second = machines
+    first.build(remote=remote)
+    capture = next(r for r in first.report.results if r.model == "alpha" and r.stage == "capture")
+    cache = RemoteCache(remote)
+    evil = tmp_path / "evil"
+    (evil / "tree").mkdir(parents=True)
+    (evil / "tree" / "module").write_bytes(b"evil")
+    pack(evil / "tree", evil / "object.tar")  # a well-formed archive of other bytes
+    cache.fs.put_file(str(evil / "object.tar"), cache.object_path(capture.output, "dir"))
+
+    result = second.build(remote=remote)  # a pushing reader: it also repairs the remote
+    assert result["alpha:capture"] == "built"
+    assert result["beta:capture"] == "remote"
+    assert any("alpha: capture: the remote entry was ignored" in w and "holds other bytes" in w for w in second.report.warnings)
+    assert artifacts(second) == artifacts(first)
+    assert cache.check(capture.output, "dir", tmp_path / "probe")  # written over with the right bytes
+
+
+def test_a_corrupt_remote_folder_and_record(machines: tuple[Project, Project], remote: RemoteConfig) -> None:
+    first, second = machines
+    first.build(remote=remote)
+    package = next(r for r in first.report.results if r.model == "beta" and r.stage == "coreml.package")
+    verify = next(r for r in first.report.results if r.model == "alpha" and r.stage == "coreml.verify")
+    cache = RemoteCache(remote)
+    cache.fs.pipe_file(cache.object_path(package.output, "dir"), b"not a tar")  # type: ignore[arg-type]
+    cache.fs.pipe_file(cache.action_path(verify.key), b"{garbage")  # type: ignore[arg-type]
+
+    result = second.build(remote=reader(remote))
+    assert result["beta:coreml.package"] == "built" and result["alpha:coreml.verify"] == "built"
+    assert len([w for w in second.report.warnings if "ignored" in w]) == 2
+    assert artifacts(second) == artifacts(first)
+
+
+def test_an_unreachable_remote_builds_locally_with_one_warning(machines: tuple[Project, Project], tmp_path: Path) -> None:
+    first, _ = machines
+    nowhere = RemoteConfig(url="s3://bucket/prefix", push=True, options={"client_kwargs": {"endpoint_url": "http://127.0.0.1:9"}})
+    result = first.build(remote=nowhere)
+    assert set(result.values()) == {"built"}
+    assert len(first.report.warnings) == 2, first.report.warnings  # one for reading, one for pushing: each said once
+    assert "could not be reached" in first.report.warnings[0] and "building locally" in first.report.warnings[0]
+    assert "nothing more is pushed" in first.report.warnings[1]
+
+
+def test_two_machines_pushing_at_once(tmp_path: Path, remote: RemoteConfig) -> None:
+    with fake_stages():
+        projects = []
+        for name in ("a", "b", "c"):
+            (tmp_path / name).mkdir()
+            projects.append(Project(tmp_path / name))
+        errors: list[BaseException] = []
+
+        def build(project: Project) -> None:
+            try:
+                project.build(remote=remote)
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=build, args=(p,)) for p in projects[:2]]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert all(set(r.status for r in p.report.results) <= {"built", "remote"} for p in projects[:2])
+        assert_no_dangling_record(remote)
+        third = projects[2].build(remote=reader(remote))
+        assert set(third.values()) == {"remote"}
+        assert artifacts(projects[2]) == artifacts(projects[0])
