@@ -39,6 +39,8 @@ def unpack(archive: Path, folder: Path) -> None:
             for member in tar.getmembers():
                 if not (member.isfile() or member.isdir()):
                     raise UnsafeArchive(f"member {member.name!r} is not a plain file")
+                if member.name.startswith("/") or ".." in Path(member.name).parts:
+                    raise UnsafeArchive(f"member {member.name!r} would land outside its folder")
             tar.extractall(folder, filter="data")
     except tarfile.TarError as exc:  # truncated, not a tar, a member the filter refuses
         raise UnsafeArchive(str(exc)) from None

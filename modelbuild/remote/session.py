@@ -73,6 +73,8 @@ class RemoteSession:
             self._warn(f"{label}: the remote entry was ignored: {exc}; building it here")
             return None
         except RemoteTrouble as exc:
+            if self._reads_off:
+                return None
             self._reads_off = True
             self._warn(f"{exc}; building locally (the remote is not read again in this build)")
             return None
@@ -113,7 +115,10 @@ class RemoteSession:
             sent = cache.push_object(output, self.store, overwrite=overwrite)
             cache.push_record(key, output, self.store, info)  # last: readers never see a record without its object
         except RemoteTrouble as exc:
-            self._writes_off = True
+            with self._lock:
+                first, self._writes_off = not self._writes_off, True
+            if not first:  # another upload already said it
+                return
             what = "refused the upload (read-only credentials?)" if exc.denied else "could not take the upload"
             self._warn(f"the remote {what}: {exc}; nothing more is pushed in this build (the build itself is unaffected)")
             return

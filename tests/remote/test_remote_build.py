@@ -143,3 +143,50 @@ def test_two_machines_pushing_at_once(tmp_path: Path, remote: RemoteConfig) -> N
         third = projects[2].build(remote=reader(remote))
         assert set(third.values()) == {"remote"}
         assert artifacts(projects[2]) == artifacts(projects[0])
+
+
+def test_the_server_stopped_mid_upload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto in this process keeps its buckets across a stop, so the test can look at what the
+    remote holds after the server vanished in the middle of a pushing build."""
+    from moto.server import ThreadedMotoServer
+
+    from tests.remote.conftest import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    import boto3
+
+    boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}").create_bucket(Bucket="midway")
+    config = RemoteConfig(url="s3://midway/cache", push=True)
+    done: list[str] = []
+
+    def stop_after_a_few(event: str, node: object, result: object) -> None:
+        if event == "done":
+            done.append(event)
+            if len(done) == 5:
+                server.stop()
+
+    try:
+        with fake_stages():
+            (tmp_path / "a").mkdir()
+            (tmp_path / "b").mkdir()
+            first, second = Project(tmp_path / "a"), Project(tmp_path / "b")
+            result = first.build(listener=stop_after_a_few, remote=config)
+            assert set(result.values()) == {"built"}  # the build never fails for the remote
+            assert len([w for w in first.report.warnings if "nothing more is pushed" in w]) == 1
+            assert len([w for w in first.report.warnings if "not read again" in w]) <= 1
+
+            server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+            server.start()
+            assert_no_dangling_record(config)  # what got there is whole: no record before its object
+            pushed = len(remote_records(config))
+            assert 0 < pushed < len(result)
+            fetched = second.build(remote=reader(config))
+            assert sum(1 for status in fetched.values() if status == "remote") >= 1
+            assert artifacts(second) == artifacts(first)
+    finally:
+        server.stop()
