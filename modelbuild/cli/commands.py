@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
 
     build = with_remote(with_paths(sub.add_parser("build", help="build what is stale, then print a summary")))
     build.add_argument("-j", "--jobs", type=int, default=None, help="stages run in parallel across models (processes)")
+    build.add_argument(
+        "--scheduler", default=None, metavar="ADDRESS", help="run heavy stages on Dask: tcp://HOST:8786 (a running scheduler) or local:N (N processes here)"
+    )
     build.add_argument("--force", action="store_true", help="re-run every selected stage")
     build.add_argument("--keep-going", action="store_true", help="build the other models when one fails")
     build.add_argument("--dry-run", action="store_true", help="say what would run, run nothing")
@@ -186,8 +189,10 @@ def _graph(args: argparse.Namespace, memo: Any = None) -> tuple[Any, list[Any], 
 
 
 def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
+    import dataclasses
+
     from modelbuild.cli.terminal import Terminal
-    from modelbuild.graph.executor import BuildOptions, Executor
+    from modelbuild.graph.executor import BuildOptions, Executor, process_pool
     from modelbuild.graph.planner import ordered_nodes
     from modelbuild.manifest.project import load_project
     from modelbuild.store.lock import build_lock
@@ -220,7 +225,12 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
             )
             store = ObjectStore(project.cache_dir)
             remote = None if dry_run else _remote_session(args, project, store)
-            executor = Executor(nodes, db, store, project.out_dir, options, terminal.on_event, remote=remote)
+            pool_factory: Any = process_pool
+            if getattr(args, "scheduler", None) and not dry_run:
+                cluster = _cluster(args, project, store)
+                pool_factory = lambda _workers: cluster  # noqa: E731 - one cluster for the build, shut down by the executor
+                options = dataclasses.replace(options, jobs=getattr(args, "jobs", None) or cluster.workers)
+            executor = Executor(nodes, db, store, project.out_dir, options, terminal.on_event, pool_factory=pool_factory, remote=remote)
             if not dry_run:
                 terminal.start_progress(len(nodes), project.out_dir)
             try:
@@ -290,6 +300,12 @@ def _remote_session(args: argparse.Namespace, project: Any, store: Any) -> Any:
     from modelbuild.remote.session import RemoteSession
 
     return RemoteSession(config, store)
+
+
+def _cluster(args: argparse.Namespace, project: Any, store: Any) -> Any:
+    from modelbuild.cluster.pool import ClusterPool, parse_scheduler
+
+    return ClusterPool(parse_scheduler(args.scheduler), _remote_config(args, project), store)
 
 
 def _write_results(args: argparse.Namespace, project: Any, report: Any, terminal: Any) -> list[str]:

@@ -242,10 +242,9 @@ class Terminal:
         line = f"{parts} in {report.seconds:.2f}s"
         traffic = report.remote
         if traffic and (traffic["fetched"] or traffic["pushed"]):
-            line += (
-                f"; remote {traffic['url']}: fetched {traffic['fetched']} ({human_size(traffic['fetched_bytes'])}), "
-                f"pushed {traffic['pushed']} ({human_size(traffic['pushed_bytes'])})"
-            )
+            moved = [f"fetched {traffic['fetched']} ({human_size(traffic['fetched_bytes'])})"] if traffic["fetched"] else []
+            moved += [f"pushed {traffic['pushed']} ({human_size(traffic['pushed_bytes'])})"] if traffic["pushed"] else []
+            line += f"; remote {traffic['url']}: {', '.join(moved)}"
         return line
 
     def failures(self, report: BuildReport, verbose: bool) -> list[str]:

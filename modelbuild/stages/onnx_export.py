@@ -19,7 +19,9 @@ from modelbuild.usercode.plugins import plugin_params
 @STAGES.register
 class OnnxExportStage(Stage):
     name = "onnx.export"
-    version = 6  # v6: no TorchScript-exporter fallback for data-dependent control flow (it would bake one pass of a loop in)
+    # v6: no TorchScript-exporter fallback for data-dependent control flow (it would bake one pass of a loop in)
+    # v7: no torch.export symbol names in the graph's metadata (they depend on what the worker ran before)
+    version = 7
     tools = ("torch", "onnx", "onnxscript")
     deps = ("source", "capture")
     # No artifact of its own: onnx.package stamps the metadata and writes {model}.onnx.
@@ -114,7 +116,7 @@ class OnnxExportStage(Stage):
                     "set targets.onnx.fixed_shapes: true to export at the default shapes"
                 )
             job.notes.append(f"compat: {problem}; exported with the TorchScript-based ONNX exporter, which keeps it flexible")
-        drop_stack_traces(proto)
+        strip_debug_metadata(proto)
         try:
             onnx.checker.check_model(proto, full_check=True)
         except Exception as exc:  # noqa: BLE001
@@ -189,9 +191,15 @@ def legacy_export(module: Any, example: list[Any], inputs: list[dict[str, Any]],
     return onnx.load_from_string(buffer.getvalue())
 
 
-def drop_stack_traces(proto: Any) -> None:
+def strip_debug_metadata(proto: Any) -> None:
     """The exporter records each node's Python stack, with the build machine's absolute paths:
-    the same model built in two checkouts would differ, and ship those paths."""
+    the same model built in two checkouts would differ, and ship those paths. It also writes
+    torch.export's range constraints into the graph's metadata, named by symbol counters that
+    are global to the process (``s41`` after other exports in the same worker, ``s11`` in a
+    fresh one): debug text that would make the bytes depend on what ran before."""
+    keep_graph = [p for p in proto.graph.metadata_props if not p.key.startswith("pkg.torch.export.")]
+    del proto.graph.metadata_props[:]
+    proto.graph.metadata_props.extend(keep_graph)
     graphs = [proto.graph] + [f for f in proto.functions]
     while graphs:
         graph = graphs.pop()
