@@ -12,7 +12,7 @@ from onnx import TensorProto, helper
 from modelbuild.errors import StageFailure
 from modelbuild.graph.node import StageNode
 from modelbuild.stages import STAGES, StageJob
-from modelbuild.stages.onnx_export import strip_debug_metadata, specialised_axes
+from modelbuild.stages.onnx_export import specialised_axes, strip_debug_metadata
 
 SEQUENCE = {"name": "sequence", "kind": "tensor", "dtype": "float32", "shape": [1, {"min": 1, "max": 256, "default": 20}, 8]}
 
