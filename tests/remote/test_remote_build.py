@@ -190,3 +190,45 @@ def test_the_server_stopped_mid_upload(tmp_path: Path, monkeypatch: pytest.Monke
             assert artifacts(second) == artifacts(first)
     finally:
         server.stop()
+
+
+def test_read_only_credentials_fetch_but_never_push(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """IAM policies enforced by moto: the reader's pushes are refused (one warning, the build
+    goes on), its fetches work; the writer's pushes land."""
+    from tests.remote.conftest import MotoServer
+
+    server = MotoServer()
+    server.start()
+    try:
+        server.client().create_bucket(Bucket="guarded")  # type: ignore[attr-defined]
+        keys = server.enforce_policies("guarded")
+        monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        config = RemoteConfig(url="s3://guarded/cache", push=True)
+
+        def as_user(user: str) -> None:
+            monkeypatch.setenv("AWS_ACCESS_KEY_ID", keys[user][0])
+            monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", keys[user][1])
+
+        with fake_stages():
+            (tmp_path / "a").mkdir()
+            (tmp_path / "b").mkdir()
+            laptop, ci = Project(tmp_path / "a"), Project(tmp_path / "b")
+            as_user("reader")
+            result = laptop.build(remote=config)  # push = true, but these credentials only read
+            assert set(result.values()) == {"built"}
+            refused = [w for w in laptop.report.warnings if "refused the upload (read-only credentials?)" in w]
+            assert len(refused) == 1 and len(laptop.report.warnings) == 1, laptop.report.warnings
+            assert keys["reader"][1] not in refused[0]  # a secret never reaches a message
+
+            as_user("writer")
+            ci.build(remote=config)
+            assert ci.report.remote["pushed"] == len(result) and not ci.report.warnings
+            as_user("reader")
+            (laptop.root / "build").rename(laptop.root / "old-build")
+            laptop.cache.rename(laptop.root / "old-cache")
+            fetched = laptop.build(remote=reader(config))
+            assert set(fetched.values()) == {"remote"}
+            assert artifacts(laptop) == artifacts(ci)
+    finally:
+        server.stop()
