@@ -50,8 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--remote", nargs="?", const="", default=None, metavar="URL", help="re-hash the remote cache's objects instead (the configured remote, or URL)"
     )
-    with_remote(with_paths(cache_sub.add_parser("push", help="upload the current manifests' cache entries to the remote (objects, then records)"), runs=False))
-    with_remote(with_paths(cache_sub.add_parser("pull", help="fetch the current manifests' entries from the remote into the cache and build/"), runs=False))
+    for action, words in (
+        ("push", "upload the current manifests' cache entries to the remote (objects, then records)"),
+        ("pull", "fetch the current manifests' entries from the remote into the cache and build/"),
+    ):
+        sync = with_remote(with_paths(cache_sub.add_parser(action, help=words), runs=False))
+        sync.add_argument("--no-bench", action="store_true", help="leave out the benchmark stages")
     gc = with_paths(cache_sub.add_parser("gc", help="remove entries no current manifest reaches"), runs=False)
     gc.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
     bench = with_remote(with_paths(sub.add_parser("bench", help="build what is needed, run the benchmarks, print the latency table")))

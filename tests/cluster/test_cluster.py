@@ -111,9 +111,7 @@ def _artifacts(root: Path, model: str) -> dict[str, str]:
 
 
 @pytest.mark.convert
-def test_a_local_cluster_against_s3_builds_the_local_bytes_and_survives_a_lost_worker(
-    tmp_path: Path, moto_server: Any, aws_env: dict[str, str]
-) -> None:
+def test_a_local_cluster_against_s3_builds_the_local_bytes_and_survives_a_lost_worker(tmp_path: Path, moto_server: Any, aws_env: dict[str, str]) -> None:
     bucket = f"cluster-{uuid.uuid4().hex[:8]}"
     moto_server.client().create_bucket(Bucket=bucket)
     here = _project(tmp_path / "here")
