@@ -40,6 +40,7 @@ LAYERS = [
     ["modelbuild.stages"],
     ["modelbuild.manifest", "modelbuild.report"],
     ["modelbuild.graph"],
+    ["modelbuild.cluster"],
     ["modelbuild.report.bench", "modelbuild.report.sizes", "modelbuild.report.document"],
     ["modelbuild.release"],
     ["modelbuild.cli", "modelbuild.__main__"],

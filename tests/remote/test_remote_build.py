@@ -232,3 +232,25 @@ def test_read_only_credentials_fetch_but_never_push(tmp_path: Path, monkeypatch:
             assert artifacts(laptop) == artifacts(ci)
     finally:
         server.stop()
+
+
+def test_a_stage_skipped_on_one_platform_never_blocks_sharing_the_rest(
+    machines: tuple[Project, Project], remote: RemoteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Linux CI skips Core ML verification (it needs macOS) and shares everything else; the
+    Mac fetches all of that and runs only its verification."""
+    from tests.graph.test_executor import FakeVerify
+
+    linux, mac = machines
+    monkeypatch.setattr(FakeVerify, "skip_reason", classmethod(lambda cls, node: "Core ML prediction needs macOS"))
+    on_linux = linux.build(remote=remote)
+    assert statuses_of(on_linux, "skipped") == {"alpha:coreml.verify", "beta:coreml.verify"}
+    monkeypatch.setattr(FakeVerify, "skip_reason", classmethod(lambda cls, node: None))
+    on_mac = mac.build(remote=remote)
+    assert statuses_of(on_mac, "built") == {"alpha:coreml.verify", "beta:coreml.verify"}
+    assert statuses_of(on_mac, "remote") == {k for k, v in on_linux.items() if v == "built"}
+    assert sorted(RUNS) == ["alpha:coreml.verify", "beta:coreml.verify"]
+
+
+def statuses_of(result: dict[str, str], status: str) -> set[str]:
+    return {k for k, v in result.items() if v == status}
