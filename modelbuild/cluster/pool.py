@@ -39,6 +39,28 @@ class SchedulerSpec:
         return self.address is None
 
 
+def _connect(client_class: Any, address: str, timeout: float) -> Any:
+    """``Client(address, timeout=...)`` bounds the TCP connect only: a port that accepts and
+    never answers would hang the build. The connect runs in a thread with a deadline."""
+    box: dict[str, Any] = {}
+
+    def connect() -> None:
+        try:
+            box["client"] = client_class(address, timeout=timeout)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            box["error"] = exc
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout + 5)
+    if "client" in box:
+        return box["client"]
+    error = box.get("error")
+    if error is None or isinstance(error, MemoryError):  # silent, or not a Dask scheduler at all
+        raise OSError(f"no Dask scheduler answered at {address} within {timeout + 5:.0f} s")
+    raise OSError(str(error)) from None
+
+
 def parse_scheduler(text: str) -> SchedulerSpec:
     match = _LOCAL.match(text)
     if match:
@@ -79,11 +101,12 @@ class ClusterPool(futures.Executor):
                     processes=True,
                     resources={BENCHMARK: 1},
                     dashboard_address=None,
-                    silence_logs=logging.ERROR,
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # never a warning about a busy 8787
+                    silence_logs=logging.CRITICAL,  # "Compute Failed" tracebacks belong in the stage's log, not the terminal
                 )
                 self.client = Client(self.cluster)
             else:
-                self.client = Client(spec.address, timeout=connect_timeout)
+                self.client = _connect(Client, str(spec.address), connect_timeout)
         except (OSError, TimeoutError) as exc:
             if self.cluster is not None:
                 self.cluster.close()
@@ -130,7 +153,15 @@ class ClusterPool(futures.Executor):
 
     def _settle(self, task: Any, result: futures.Future, log_path: Path | None) -> None:
         """Runs off the scheduling thread: a remote outcome's output is fetched (re-hashed)
-        into the local store and its log written where a local stage's would be."""
+        into the local store and its log written where a local stage's would be. The Dask
+        future is released at once: a result left in a worker's memory is computed again when
+        that worker dies later."""
+        try:
+            self._take(task, result, log_path)
+        finally:
+            task.release()
+
+    def _take(self, task: Any, result: futures.Future, log_path: Path | None) -> None:
         try:
             value = task.result()
             if log_path is None:

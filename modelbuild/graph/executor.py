@@ -227,7 +227,7 @@ class Executor:
     def _fetch(self, node: StageNode, key: str, mat: dict, last: tuple | None) -> bool:
         """A local miss: take the entry from the remote cache when it has one (its objects
         re-hashed on the way in), and settle the node with it."""
-        if self.remote is None:
+        if self.remote is None or not self._shared(node):
             return False
         for _attempt in range(2):
             found = self.remote.lookup(key, f"{node.model}: {node.stage}")
@@ -243,6 +243,11 @@ class Executor:
         self.db.remember_object(record.output, self.store.signature(record.output))
         self._cached(node, key, mat, record.output, record.info, last, fetched=sent)
         return True
+
+    def _shared(self, node: StageNode) -> bool:
+        """Whether this stage's entries go through the remote cache. Benchmarks do not: their
+        figures measure the machine that ran them, and a laptop must not show CI's timings."""
+        return self.remote is not None and STAGES.get(node.stage).role != "measure"
 
     def _trusted(self, digest: str) -> bool:
         """An entry is used only if its stat signature is the one recorded when it was known
@@ -282,7 +287,7 @@ class Executor:
             reasons = [Reason(Why.REMOTE, after=fetched)]
         else:
             reasons = [Reason(Why.EARLY_CUTOFF, _stage(rebuilt_deps[0]))] if rebuilt_deps else [Reason(Why.UP_TO_DATE)]
-            if self.remote is not None and not self.options.dry_run:
+            if self.remote is not None and self._shared(node) and not self.options.dry_run:
                 self.remote.push(key, output, info, built=False)
         result = StageResult(
             node.model,
@@ -328,7 +333,7 @@ class Executor:
         output = outcome.output
         self.db.record(node.model, node.stage, key, mat, output, {"notes": outcome.notes, "info": outcome.info})
         self.db.remember_object(output, self.store.signature(output))
-        if self.remote is not None:
+        if self.remote is not None and self._shared(node):
             self.remote.push(key, output, {"notes": outcome.notes, "info": outcome.info}, built=True)
         self.outputs[nid] = output
         self.rebuilt.add(nid)

@@ -71,12 +71,16 @@ class RemoteCache:
         if scheme in ("s3", "s3a"):
             options.setdefault("skip_instance_cache", True)  # a fresh view: another machine may have pushed since
             options.setdefault("use_listings_cache", False)
+            if "session" not in options:
+                options["session"] = _s3_session()
         try:
             self.fs, root = fsspec.core.url_to_fs(config.url, **options)
         except ImportError as exc:  # s3fs / gcsfs missing
             raise RemoteTrouble(f"cannot open {config.display}: {exc} (pip install 'modelbuild[remote]')") from None
         except Exception as exc:  # noqa: BLE001 - a filesystem refusing its options
             raise RemoteTrouble(f"cannot open {config.display}: {_words(exc)}") from None
+        if scheme in ("s3", "s3a"):
+            self.fs.retries = 1  # s3fs retries a timeout five times over botocore's own attempts
         self.root = f"{root.rstrip('/')}/{LAYOUT}"
         self.local = "file" in _protocols(self.fs) or "local" in _protocols(self.fs)
 
@@ -222,6 +226,20 @@ class RemoteCache:
             raise RemoteTrouble(f"{self.config.display} refused access: {_words(exc)}", denied=True) from None
         except Exception as exc:  # noqa: BLE001 - unreachable, timed out, throttled: all mean "build locally"
             raise RemoteTrouble(f"{self.config.display} could not be reached: {_words(exc)}", denied=_denied(exc)) from None
+
+
+def _s3_session() -> Any:
+    """An aiobotocore session whose uploads do not send ``Expect: 100-continue``: aiohttp
+    waits for the go-ahead with no timeout, so a server that accepts and never answers would
+    hang the build (measured: still waiting after 20 minutes)."""
+    try:
+        import botocore.handlers
+        from aiobotocore.session import AioSession
+    except ImportError:  # pragma: no cover - s3fs brings both
+        return None
+    session = AioSession()
+    session.unregister("before-call.s3", botocore.handlers.add_expect_header)
+    return session
 
 
 def _merged(defaults: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:

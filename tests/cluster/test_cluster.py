@@ -142,3 +142,22 @@ def test_a_local_cluster_against_s3_builds_the_local_bytes_and_survives_a_lost_w
     shutil.rmtree(cluster / "cache")
     again = run_cli(cluster, "build", "manifests", "--model", "fragile", "--no-bench", "--remote", f"s3://{bucket}/cache", env=env)
     assert again.returncode == 0 and "remote" in again.stdout and " built" not in again.stdout, again.stdout
+
+
+def test_a_port_that_accepts_and_never_answers_does_not_hang_the_build(tmp_path: Path) -> None:
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.append(listener.accept()[0]), daemon=True).start()
+    remote = RemoteConfig((tmp_path / "remote").as_uri())
+    started = time.monotonic()
+    try:
+        with pytest.raises(Unavailable, match="cannot reach the Dask scheduler"):
+            ClusterPool(SchedulerSpec(f"tcp://127.0.0.1:{listener.getsockname()[1]}"), remote, ObjectStore(tmp_path / "cache"), connect_timeout=1)
+        assert time.monotonic() - started < 30
+    finally:
+        listener.close()

@@ -1,0 +1,99 @@
+"""The ExecuTorch view: which operators of the lowered edge program run inside a delegate
+(XNNPACK, Core ML) and which are left to the portable kernels, with an estimate of the FLOPs
+on each side (convolutions and matrix products by their shapes, everything else by its output
+size) and the source line of each left-out operator."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+from typing import Any
+
+from modelbuild.delegation.report import Delegation, LeftOut
+
+_SKIP = {"getitem", "executorch_call_delegate", "alloc", "sym_size"}
+_LINE = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)')
+
+
+def executorch_delegation(edge_program: Any, backend: str) -> Delegation:
+    """``edge_program``: the ExportedProgram after ``to_edge_transform_and_lower``."""
+    module = edge_program.graph_module
+    report = Delegation("executorch", backend)
+    left: Counter[str] = Counter()
+    where: dict[str, list[str]] = defaultdict(list)
+    for node in module.graph.nodes:
+        if node.op == "get_attr" and node.name.startswith("lowered_module"):
+            report.partitions += 1
+            for inner in getattr(module, node.target).original_module.graph.nodes:
+                if _is_op(inner):
+                    report.ops_delegated += 1
+                    report.ops_total += 1
+                    flops = estimate_flops(inner)
+                    report.flops_delegated += flops
+                    report.flops_total += flops
+        elif _is_op(node):
+            name = op_name(node)
+            report.ops_total += 1
+            report.flops_total += estimate_flops(node)
+            left[name] += 1
+            line = source_line(node)
+            if line and line not in where[name] and len(where[name]) < 3:
+                where[name].append(line)
+    report.left_out = [LeftOut(name, count, where[name]) for name, count in left.most_common()]
+    return report
+
+
+def _is_op(node: Any) -> bool:
+    return node.op == "call_function" and not any(word in op_name(node) for word in _SKIP)
+
+
+def op_name(node: Any) -> str:
+    target = node.target
+    name = getattr(target, "__name__", None) or str(target)
+    overload = getattr(target, "_overloadname", None)
+    schema = getattr(target, "_schema", None)
+    if schema is not None:
+        name = schema.name.replace("::", ".") + (f".{overload}" if overload and overload != "default" else "")
+    return name
+
+
+def _numel(value: Any) -> int:
+    shape = getattr(value, "shape", None)
+    if shape is None:
+        return 0
+    try:
+        return int(math.prod(int(s) for s in shape))
+    except TypeError:  # a symbolic size: the estimate takes the hint
+        return int(math.prod(int(getattr(s, "node", s).hint if hasattr(s, "node") else 1) for s in shape))
+
+
+def estimate_flops(node: Any) -> float:
+    """Multiply-adds count two; elementwise work counts one per output element."""
+    out = node.meta.get("val")
+    if isinstance(out, (list, tuple)):
+        out = out[0] if out else None
+    elements = _numel(out)
+    name = op_name(node)
+    args = [a.meta.get("val") if hasattr(a, "meta") else None for a in node.args]
+    if "convolution" in name and len(args) > 1 and args[1] is not None:
+        weight = args[1].shape
+        return 2.0 * elements * int(weight[1]) * math.prod(int(s) for s in weight[2:])
+    if any(word in name for word in ("addmm", ".mm", "linear", "bmm", "matmul")):
+        source = args[1] if "addmm" in name else args[0]
+        if source is not None and getattr(source, "shape", None) is not None and len(source.shape):
+            return 2.0 * elements * int(source.shape[-1])
+    return float(elements)
+
+
+def source_line(node: Any) -> str | None:
+    """The user's line that made this operator (the last frame outside torch and site-packages),
+    relative to the build's snapshot tree."""
+    trace = node.meta.get("stack_trace") or ""
+    found = None
+    for match in _LINE.finditer(trace):
+        path = match.group("file")
+        if "site-packages" in path or "/torch/" in path or "/modelbuild/" in path.split("/tree/")[0] and "/tree/" not in path:
+            continue
+        found = f"{path.split('/tree/', 1)[-1]}:{match.group('line')}"
+    return found
