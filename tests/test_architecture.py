@@ -35,6 +35,7 @@ LAYERS = [
         "modelbuild.torch_side",
         "modelbuild.quantize",
         "modelbuild.remote",
+        "modelbuild.delegation",
     ],
     ["modelbuild.targets", "modelbuild.runtimes"],
     ["modelbuild.stages"],

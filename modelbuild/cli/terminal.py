@@ -202,11 +202,13 @@ class Terminal:
         """One row per model × backend × shape, from the bench stages of ``report``."""
         from rich.table import Table
 
-        from modelbuild.report.bench import bench_rows, skipped_backends
+        from modelbuild.report.bench import bench_rows, several_thread_counts, skipped_backends
 
         rows = bench_rows(report)
+        many = several_thread_counts(rows)
         table = Table(title="modelbuild bench", title_justify="left")
-        for column in ("model", "backend", "shape", "mean ± std ms", "p50", "p90", "min", "runs", "size", "torch, same run", "vs torch", "vs float"):
+        columns = ("model", "backend", "shape", *(("threads",) if many else ()), "mean ± std ms", "p50", "p90", "min", "runs", "size")
+        for column in (*columns, "torch, same run", "vs torch", "vs float"):
             if column in ("model", "backend", "shape"):
                 # Names are never cut ("image=1×3×51…" hid the shape); the figures wrap instead.
                 widest = max([len(column), *(len(str(row[column])) for row in rows)])
@@ -218,6 +220,7 @@ class Terminal:
                 row["model"],
                 row["backend"],
                 row["shape"],
+                *((str(row.get("threads", 1)),) if many else ()),
                 f"{row['mean_ms']:.3f} ± {row['std_ms']:.3f}",
                 f"{row['p50_ms']:.3f}",
                 f"{row['p90_ms']:.3f}",

@@ -85,24 +85,40 @@ def coreml_delegation(ops: list[tuple[str, str]], float32_ops: int, range_inputs
 
 def describe_ops(spec: Any) -> tuple[list[tuple[str, str]], int]:
     """(kind, output dtype) of each operation of a Model protobuf's main program, and how many
-    compute in float32 (ML program); NeuralNetwork layers by kind (dtype unknown: "")."""
+    compute in float32 (ML program; constants and casts aside); NeuralNetwork layers by kind."""
     kind = spec.WhichOneof("Type")
     if kind == "mlProgram":
         ops: list[tuple[str, str]] = []
         for function in spec.mlProgram.functions.values():
-            block = function.block_specializations[function.opset]
-            for op in block.operations:
-                dtype = ""
-                if op.outputs:
-                    tensor = op.outputs[0].type.tensorType
-                    dtype = str(tensor.dataType)
-                ops.append((op.type, dtype))
-        float32 = sum(1 for op, dtype in ops if dtype == str(_FLOAT32) and op not in ("const", "cast"))
-        return ops, float32
-    if kind == "neuralNetwork" or kind == "neuralNetworkClassifier" or kind == "neuralNetworkRegressor":
-        network = getattr(spec, kind)
-        return [(layer.WhichOneof("layer") or "", "") for layer in network.layers], 0
+            for op in function.block_specializations[function.opset].operations:
+                dtype = op.outputs[0].type.tensorType.dataType if op.outputs else 0
+                ops.append((op.type, "float32" if dtype == _FLOAT32 else str(dtype)))
+        float32 = sum(1 for op, dtype in ops if dtype == "float32" and op not in ("const", "cast"))
+        return [(op, dtype) for op, dtype in ops if op != "const"], float32
+    if kind in ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor"):
+        return [(layer.WhichOneof("layer") or "", "") for layer in getattr(spec, kind).layers], 0
     return [], 0
 
 
-_FLOAT32 = 65568  # MIL DataType FLOAT32 in MIL.proto
+def range_inputs(spec: Any) -> list[str]:
+    """Inputs that take a range of sizes (not a fixed size, not an enumerated list)."""
+    found = []
+    for feature in spec.description.input:
+        kind = feature.type.WhichOneof("Type")
+        if kind == "multiArrayType":
+            ranges = feature.type.multiArrayType.shapeRange.sizeRanges
+            if any(r.lowerBound != r.upperBound for r in ranges):
+                found.append(feature.name)
+        elif kind == "imageType":
+            size = feature.type.imageType.imageSizeRange
+            if size.widthRange.lowerBound != size.widthRange.upperBound or size.heightRange.lowerBound != size.heightRange.upperBound:
+                found.append(feature.name)
+    return found
+
+
+def package_delegation(spec: Any) -> Delegation:
+    ops, float32 = describe_ops(spec)
+    return coreml_delegation(ops, float32, range_inputs(spec))
+
+
+_FLOAT32 = 11  # MIL.proto DataType FLOAT32

@@ -87,13 +87,25 @@ def estimate_flops(node: Any) -> float:
 
 
 def source_line(node: Any) -> str | None:
-    """The user's line that made this operator (the last frame outside torch and site-packages),
-    relative to the build's snapshot tree."""
-    trace = node.meta.get("stack_trace") or ""
-    found = None
-    for match in _LINE.finditer(trace):
+    """Where this operator comes from: the innermost module (its path and class, which names
+    the layer even when torch's own code made the operator) and the user's source line (the
+    last frame outside torch and site-packages, relative to the build's snapshot tree)."""
+    stack = node.meta.get("nn_module_stack") or {}
+    module = ""
+    if stack:
+        path, kind = list(stack.values())[-1]
+        name = getattr(kind, "__name__", None) or str(kind).rsplit(".", 1)[-1].rstrip("'>")
+        module = f"{_module_path(path)} ({name})"
+    line = None
+    for match in _LINE.finditer(node.meta.get("stack_trace") or ""):
         path = match.group("file")
-        if "site-packages" in path or "/torch/" in path or "/modelbuild/" in path.split("/tree/")[0] and "/tree/" not in path:
+        if "site-packages" in path or "/torch/" in path:
             continue
-        found = f"{path.split('/tree/', 1)[-1]}:{match.group('line')}"
-    return found
+        line = f"{path.split('/tree/', 1)[-1]}:{match.group('line')}"
+    return ", ".join(part for part in (module, line) if part) or None
+
+
+def _module_path(path: str) -> str:
+    """``L['self'].net.3.body._modules['0']`` style paths as ``net.3.body.0``."""
+    cleaned = re.sub(r"L\['self'\]\.?|_modules\['([^']+)'\]|\[(\d+)\]", lambda m: m.group(1) or m.group(2) or "", path)
+    return re.sub(r"\.{2,}", ".", cleaned).strip(".") or "(model)"

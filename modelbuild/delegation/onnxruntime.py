@@ -32,7 +32,7 @@ def onnxruntime_delegation(artifact: Path, feeds: dict[str, Any], provider: str 
         profile = Path(session.end_profiling())
         optimized = Counter(node.op_type for node in onnx.load(settings.optimized_model_filepath, load_external_data=False).graph.node)
         events = json.loads(profile.read_text())
-    report = Delegation("onnxruntime", provider.replace("ExecutionProvider", ""))
+    report = Delegation("onnxruntime", f"{provider} (ORT_ENABLE_ALL)")
     report.fused = {op: count for op, count in sorted(optimized.items()) if op not in original}
     removed = {op: original[op] - optimized.get(op, 0) for op in original if original[op] > optimized.get(op, 0)}
     if removed:

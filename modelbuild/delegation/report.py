@@ -49,9 +49,11 @@ class Delegation:
 
     def sentence(self) -> str:
         """One line for the summary and bench.md."""
-        text = f"{self.share:.0%} of operators ({self.flops_share:.0%} of estimated FLOPs) run in {self.backend}" + (
-            f", in {self.partitions} partition{'s' if self.partitions != 1 else ''}" if self.partitions else ""
-        )
+        flops = f" ({self.flops_share:.0%} of estimated FLOPs)" if self.flops_total else ""
+        partitions = f", in {self.partitions} partition{'s' if self.partitions != 1 else ''}" if self.partitions > 1 else ""
+        text = f"{self.share:.0%} of operators{flops} run in {self.backend}{partitions}"
+        if self.fused:
+            text += "; the optimizer made " + ", ".join(f"{op} ×{count}" for op, count in self.fused.items())
         if self.left_out:
             shown = ", ".join(f"{item.op} ×{item.count}" + (f" ({item.where[0]})" if item.where else "") for item in self.left_out[:4])
             more = f" and {len(self.left_out) - 4} more" if len(self.left_out) > 4 else ""

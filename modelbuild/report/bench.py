@@ -18,16 +18,21 @@ def bench_rows(report: BuildReport) -> list[dict[str, Any]]:
             rows += [{"model": result.model, **row} for row in result.info.get("bench", [])]
     _compare_with_float(rows, report.variant_of)
     order = {"torch": 0}
-    return sorted(rows, key=lambda r: (r["model"], r["shape"], order.get(r["backend"], 1), r["backend"]))
+    return sorted(rows, key=lambda r: (r["model"], r["shape"], r.get("threads", 1), order.get(r["backend"], 1), r["backend"]))
+
+
+def several_thread_counts(rows: list[dict[str, Any]]) -> bool:
+    """Whether the tables need a threads column (benchmark.threads was a list somewhere)."""
+    return len({r.get("threads", 1) for r in rows}) > 1
 
 
 def _compare_with_float(rows: list[dict[str, Any]], variant_of: dict[str, str]) -> None:
     """A variant's speed-up over its float version: the ratio of the two runs' "vs torch"
     figures. Each is measured against torch eager in its own run, so a machine that got
     slower between the two runs does not show up as a speed-up."""
-    index = {(r["model"], r["backend"], r["shape"]): r for r in rows}
+    index = {(r["model"], r["backend"], r["shape"], r.get("threads", 1)): r for r in rows}
     for row in rows:
-        base = index.get((variant_of.get(row["model"], ""), row["backend"], row["shape"]))
+        base = index.get((variant_of.get(row["model"], ""), row["backend"], row["shape"], row.get("threads", 1)))
         if base is not None and row["backend"] != "torch":
             row["vs_float"] = row["speedup"] / base["speedup"]
 
@@ -53,6 +58,7 @@ def machine() -> str:
 def to_markdown(report: BuildReport) -> str:
     rows = bench_rows(report)
     threads = sorted({r["threads"] for r in rows})
+    many = several_thread_counts(rows)
     lines = [
         "# modelbuild bench",
         "",
@@ -60,20 +66,41 @@ def to_markdown(report: BuildReport) -> str:
         'eager in one process; "vs torch" is the eager mean over the backend mean from that same run. With runs: auto, '
         'a figure runs until its mean is known to 1%; "(budget)" marks one whose time budget ran out first.',
         "",
-        "| model | backend | shape | mean ± std (ms) | p50 | p90 | min | runs | size | torch, same run (ms) | vs torch | vs float |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| model | backend | shape |{' threads |' if many else ''} mean ± std (ms) | p50 | p90 | min | runs | size "
+        "| torch, same run (ms) | vs torch | vs float |",
+        f"|---|---|---|{'---:|' if many else ''}---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         size = f"{r['size'] / 1024:.1f} KB" if r.get("size") else ""
+        threads_column = f" {r.get('threads', 1)} |" if many else ""
         lines.append(
-            f"| {r['model']} | {r['backend']} | {r['shape']} | {r['mean_ms']:.3f} ± {r['std_ms']:.3f} | {r['p50_ms']:.3f} | "
+            f"| {r['model']} | {r['backend']} | {r['shape']} |{threads_column}"
+            f" {r['mean_ms']:.3f} ± {r['std_ms']:.3f} | {r['p50_ms']:.3f} | "
             f"{r['p90_ms']:.3f} | {r['min_ms']:.3f} | {runs_text(r)} | {size} | {r['torch_mean_ms']:.3f} | {r['speedup']:.2f}× | "
             f"{times(r.get('vs_float'))} |"
         )
     skipped = skipped_backends(report)
     if skipped:
         lines += ["", "Not benchmarked here:", ""] + [f"- {m} · {b}: {why}" for m, b, why in skipped]
+    delegation = delegation_lines(report)
+    if delegation:
+        lines += ["", "## Where each artifact runs", ""] + [f"- {m} · {target}: {text}" for m, target, text in delegation]
     return "\n".join(lines) + "\n"
+
+
+def delegation_lines(report: BuildReport) -> list[tuple[str, str, str]]:
+    """(model, target, sentence) of every delegation report the build holds: the ExecuTorch
+    export's, ONNX Runtime's (from its verification) and Core ML's (from its package)."""
+    from modelbuild.delegation.report import from_json
+
+    found = []
+    for result in report.results:
+        data = result.info.get("delegation")
+        if result.status in SETTLED and isinstance(data, dict):
+            delegation = from_json(data)
+            text = delegation.sentence() + "".join(f"; {note}" for note in delegation.notes)
+            found.append((result.model, result.stage.split(".", 1)[0], text))
+    return found
 
 
 def times(value: float | None) -> str:

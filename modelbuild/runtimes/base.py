@@ -49,6 +49,11 @@ class Runtime:
         executor)."""
         return [], {}
 
+    def delegation(self, feeds: list[np.ndarray]) -> Any:
+        """Where the artifact runs inside this runtime (a ``delegation.report.Delegation``), from
+        one profiled run on ``feeds``; None when the runtime cannot say."""
+        return None
+
     def explain_mismatch(self, feeds: list[np.ndarray], raw: dict[str, np.ndarray]) -> list[str]:
         """After a failed verification: where inside the artifact the outputs part from the
         reference, for the summary (Core ML: the first float16 op that departs). Empty when

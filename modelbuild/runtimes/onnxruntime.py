@@ -33,6 +33,12 @@ class OnnxRuntime(Runtime):
         self.session = ort.InferenceSession(str(artifact), sess_options=settings, providers=["CPUExecutionProvider"])
         self.names = [i.name for i in self.session.get_inputs()]
 
+    def delegation(self, feeds: list[np.ndarray]) -> Any:
+        from modelbuild.delegation.onnxruntime import onnxruntime_delegation
+
+        assert self.artifact is not None
+        return onnxruntime_delegation(self.artifact, dict(zip(self.names, feeds)))
+
     def run(self, feeds: list[np.ndarray], raw: dict[str, np.ndarray]) -> list[np.ndarray]:
         return list(self.session.run(None, dict(zip(self.names, feeds))))
 

@@ -38,7 +38,7 @@ class VerifyStage(Stage):
     """Runs the artifact on the reference samples and compares every output."""
 
     target: ClassVar[str]
-    version = 1
+    version = 2  # v2: the runtime's delegation report
     lock = "verdict"  # its figures compare float outputs; the verdict is what must reproduce
     role = "verify"
 
@@ -83,6 +83,8 @@ class VerifyStage(Stage):
                 if not error.passed:
                     failed_cases.append(case.shape)
                     first_failure = first_failure or case
+        if cases:
+            _report_delegation(runtime, job, model_feeds(job.node.context["inputs"], cases[0].raw))
         runtime_notes, runtime_figures = runtime.verification_notes()
         job.notes += runtime_notes
         job.info.update(runtime_figures)
@@ -104,6 +106,21 @@ class VerifyStage(Stage):
             job.notes.append(message + " (on_failure: warn)")
 
 
+def _report_delegation(runtime: Any, job: StageJob, feeds: list[Any]) -> None:
+    """The runtime's account of where the artifact ran (ONNX Runtime: fusions and execution
+    providers). A report that cannot be made costs a log line, never the verdict."""
+    try:
+        report = runtime.delegation(feeds)
+    except Exception:  # noqa: BLE001
+        job.log.warning("delegation report failed", exc_info=True)
+        return
+    if report is None:
+        return
+    job.info["delegation"] = report.to_json()
+    if report.low():
+        job.notes.append(f"delegation: {report.sentence()}")
+
+
 def _explained(runtime: Any, job: StageJob, case: Any) -> list[str]:
     """Where inside the artifact the first failing sample departs (the runtime's own locator);
     a locator that fails costs a note, never the verification's verdict."""
@@ -120,7 +137,7 @@ class BenchStage(Stage):
     """Times the artifact and the eager model in turns, in one process, threads pinned."""
 
     target: ClassVar[str]  # "torch" for the eager baseline
-    version = 1
+    version = 2  # v2: benchmark.threads may be a list
     exclusive = True
     lock = "none"  # timings are measurements, not build outputs
     role = "measure"
@@ -140,12 +157,39 @@ class BenchStage(Stage):
         return runtime.unavailable(node.context["targets"].get(cls.target) or {}, "bench")
 
     def run(self, job: StageJob) -> None:
-        from modelbuild.checks.cases import at_default_shapes, generate, model_feeds, shape_choices
+        from modelbuild.checks.cases import at_default_shapes, generate, shape_choices
+
+        ctx = job.node.context
+        bench = job.node.params["benchmark"]
+        counts = thread_counts(bench["threads"])
+        choices = shape_choices(ctx["inputs"], bench["shapes"])
+        samples = []
+        for choice in choices:
+            raw = generate(ctx["inputs"], choice.shapes, seed=0)
+            if job.node.params["fixed_shapes"] and not at_default_shapes(ctx["inputs"], raw):
+                job.notes.append(f"fixed_shapes: {choice.label} not benchmarked (the program takes the default shapes only)")
+                continue
+            samples.append((choice, raw))
+        rows = []
+        # The time budget is shared by every (threads, shape) figure of the stage.
+        budget = bench["time_budget"] / max(len(samples) * len(counts), 1)
+        for threads in counts:
+            rows += self._timed(job, threads, samples, budget)
+        job.info["bench"] = rows
+        many = len(counts) > 1
+        job.info["summary"] = "; ".join(
+            f"{r['shape']}{f' ({threads_label(r)})' if many else ''}: {r['mean_ms']:.2f} ± {r['std_ms']:.2f} ms, {r['speedup']:.2f}× torch" for r in rows
+        )
+        (job.out / "bench.json").write_text(json.dumps(rows, indent=1, sort_keys=True))
+
+    def _timed(self, job: StageJob, threads: int, samples: list[tuple[Any, Any]], budget: float) -> list[dict[str, Any]]:
+        """Every shape at one thread count: the runtimes are made for that count (a session's
+        pool is sized when it is created)."""
+        from modelbuild.checks.cases import model_feeds
         from modelbuild.checks.timing import adaptive, interleaved, stats
 
         ctx = job.node.context
         bench = job.node.params["benchmark"]
-        threads = bench["threads"]
         eager = RUNTIMES.get("torch")(job.inputs["source"], ctx, threads)  # the eager model from the source snapshot
         runtime, size = None, None
         if self.target != "torch":
@@ -154,24 +198,18 @@ class BenchStage(Stage):
             size = disk_size(artifact)
             runtime = RUNTIMES.get(target.runtime)(artifact, ctx, threads)
         rows = []
-        choices = shape_choices(ctx["inputs"], bench["shapes"])
-        for choice in choices:
-            raw = generate(ctx["inputs"], choice.shapes, seed=0)
-            if job.node.params["fixed_shapes"] and not at_default_shapes(ctx["inputs"], raw):
-                job.notes.append(f"fixed_shapes: {choice.label} not benchmarked (the program takes the default shapes only)")
-                continue
+        for choice, raw in samples:
             feeds = model_feeds(ctx["inputs"], raw)
             calls = {"torch": eager.prepare_call(feeds, raw)}
             if runtime is not None:
                 calls[self.target] = runtime.prepare_call(feeds, raw)
             stopped = "count"
             if bench["runs"] == "auto":
-                budget = bench["time_budget"] / max(len(choices), 1)
-                samples, stopped = adaptive(calls, bench["warmup"], budget, _progress_logger(job, choice.label, budget))
+                timings, stopped = adaptive(calls, bench["warmup"], budget, _progress_logger(job, f"{choice.label}, {threads} thread(s)", budget))
             else:
-                samples = interleaved(calls, bench["warmup"], bench["runs"])
-            baseline = stats(samples["torch"])
-            mine = stats(samples[self.target]) if runtime is not None else baseline
+                timings = interleaved(calls, bench["warmup"], bench["runs"])
+            baseline = stats(timings["torch"])
+            mine = stats(timings[self.target]) if runtime is not None else baseline
             rows.append(
                 {
                     "backend": self.target,
@@ -185,9 +223,20 @@ class BenchStage(Stage):
                     "stopped": stopped,  # runs: auto: stable, budget or limit; count: the runs asked for
                 }
             )
-        job.info["bench"] = rows
-        job.info["summary"] = "; ".join(f"{r['shape']}: {r['mean_ms']:.2f} ± {r['std_ms']:.2f} ms, {r['speedup']:.2f}× torch" for r in rows)
-        (job.out / "bench.json").write_text(json.dumps(rows, indent=1, sort_keys=True))
+        return rows
+
+
+def thread_counts(setting: Any) -> list[int]:
+    """``benchmark.threads`` as counts: one count or a list, 'cores' for this machine's CPUs."""
+    import os
+
+    values = setting if isinstance(setting, list) else [setting]
+    counts = [os.cpu_count() or 1 if value == "cores" else int(value) for value in values]
+    return list(dict.fromkeys(counts))  # [1, "cores"] on a 1-CPU machine times once
+
+
+def threads_label(row: dict[str, Any]) -> str:
+    return f"{row['threads']} thread{'s' if row['threads'] != 1 else ''}"
 
 
 def _progress_logger(job: StageJob, shape: str, budget: float) -> Callable[[int, float], None]:

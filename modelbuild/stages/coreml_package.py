@@ -39,7 +39,8 @@ def conversion_date() -> str | None:
 @STAGES.register
 class CoreMLPackageStage(Stage):
     name = "coreml.package"
-    version = 2  # class labels of a non-classifier in user-defined metadata
+    # v2: class labels of a non-classifier in user-defined metadata; v3: the Neural Engine report
+    version = 3
     deps = ("coreml.optimize",)
     artifacts = ("{model}.mlpackage",)
     heavy = False
@@ -97,3 +98,16 @@ class CoreMLPackageStage(Stage):
                 feature.shortDescription = params["descriptions"]["outputs"].get(feature.name, feature.shortDescription)
 
         rewrite_package(job.inputs["coreml.optimize"] / "model.mlpackage", job.out / f"{job.node.model}.mlpackage", edit)
+        _report_neural_engine(job)
+
+
+def _report_neural_engine(job: StageJob) -> None:
+    """What in the program commonly keeps it off the Neural Engine (a static estimate: Linux
+    cannot ask a device). In report.json and bench.md; in the summary when much is."""
+    from modelbuild.coreml.package_io import read_spec
+    from modelbuild.delegation.coreml import package_delegation
+
+    report = package_delegation(read_spec(job.out / f"{job.node.model}.mlpackage"))
+    job.info["delegation"] = report.to_json()
+    if report.low():
+        job.notes.append(f"Neural Engine: {report.sentence()}")

@@ -29,7 +29,9 @@ def partitioners(backend: str) -> list[Any]:
 @STAGES.register
 class ExecuTorchExportStage(Stage):
     name = "executorch.export"
-    version = 3  # v3: PT2E calibration in float64 (scales independent of the CPU's kernels)
+    # v3: PT2E calibration in float64 (scales independent of the CPU's kernels)
+    # v4: XNNPACK-friendly decompositions (targets.executorch.decompose); the delegation report
+    version = 4
     tools = ("torch", "executorch")
     deps = ("source", "capture")
     artifacts = ("{model}.pte",)
@@ -121,8 +123,13 @@ class ExecuTorchExportStage(Stage):
                 raise StageFailure(f"torch.export (needed by ExecuTorch) failed: {export_failure(exc, ctx['inputs'])}; see the log") from exc
             if fixed:
                 job.notes.append("fixed_shapes: the program takes the default shapes only")
+        if backend == "xnnpack":
+            program = _friendlier(program, options.get("decompose", {}), job)
         try:
-            lowered = to_edge_transform_and_lower(program, partitioner=partitioners(backend)).to_executorch()
+            edge = to_edge_transform_and_lower(program, partitioner=partitioners(backend))
+            if backend != "portable":
+                _report_delegation(edge, backend, job)  # before to_executorch, which rewrites the graph to out-variants
+            lowered = edge.to_executorch()
         except Exception as exc:  # noqa: BLE001
             first = first_line(exc)
             raise StageFailure(f"ExecuTorch lowering ({backend}) failed: {first}; try backend 'portable' (log has the rest)") from exc
@@ -131,7 +138,48 @@ class ExecuTorchExportStage(Stage):
         job.info["backend"] = backend
         job.info["delegate_calls"] = delegated
         if backend != "portable" and delegated == 0:
+            job.notes[:] = [n for n in job.notes if not n.startswith("delegation: ")]
             job.notes.append(f"no part of the model was delegated to {backend}; it runs on portable kernels")
+
+
+def _friendlier(program: Any, switches: dict[str, bool], job: StageJob) -> Any:
+    """Apply the switched-on XNNPACK-friendly decompositions, and say which layers they met."""
+    from modelbuild.torch_side.xnnpack_friendly import DECOMPOSITIONS, make_friendly
+
+    met = {}
+    for name, entries in DECOMPOSITIONS.items():
+        if switches.get(name, True):
+            ops = {op for op, _ in entries}
+            count = sum(1 for node in program.graph.nodes if node.op == "call_function" and _aten_name(node.target) in ops)
+            if count:
+                met[name] = count
+    if not met:
+        return program
+    job.notes.append("xnnpack decompositions: " + ", ".join(f"{name} ×{count}" for name, count in met.items()) + " (targets.executorch.decompose)")
+    return make_friendly(program, switches)
+
+
+def _aten_name(target: Any) -> str:
+    schema = getattr(target, "_schema", None)
+    if schema is None:
+        return ""
+    overload = getattr(target, "_overloadname", "default")
+    return f"{schema.name.split('::', 1)[-1]}.{overload}"
+
+
+def _report_delegation(edge: Any, backend: str, job: StageJob) -> None:
+    """Where the program runs: in report.json and bench.md always, in the summary when much
+    of it stays outside the delegate. A report that cannot be made costs a log line only."""
+    from modelbuild.delegation.executorch import executorch_delegation
+
+    try:
+        report = executorch_delegation(edge.exported_program(), backend)
+    except Exception:  # noqa: BLE001 - the artifact is fine; only its description failed
+        job.log.warning("delegation report failed", exc_info=True)
+        return
+    job.info["delegation"] = report.to_json()
+    if report.low():
+        job.notes.append(f"delegation: {report.sentence()}")
 
 
 def _delegated_calls(lowered: Any) -> int:

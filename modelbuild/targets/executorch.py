@@ -6,6 +6,12 @@ from modelbuild.manifest.spec import ModelSpec
 from modelbuild.targets import TARGETS
 from modelbuild.targets.base import FIXED_SHAPES, Fail, Target, int8_quantize
 
+# The switches of torch_side.xnnpack_friendly (named here too: planning never imports torch).
+DECOMPOSE = {
+    "reflection_pad": "reflection padding as one-row slices and a concatenation (ExecuTorch's own is an arange/abs/index chain XNNPACK refuses)",
+    "instance_norm": "instance norm as mean, variance and division on (N, C, H, W) (ExecuTorch's own reshapes and repeats the weight)",
+}
+
 
 @TARGETS.register
 class ExecuTorchTarget(Target):
@@ -23,8 +29,15 @@ class ExecuTorchTarget(Target):
             "description": "upper bound ExecuTorch plans memory for, for every flexible dimension without a max (default 1024)",
         },
         "quantize": int8_quantize("int8 post-training quantisation through the PT2E flow (XNNPACKQuantizer); xnnpack backend only"),
+        "decompose": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {name: {"type": "boolean", "description": words} for name, words in DECOMPOSE.items()},
+            "description": "built-in decompositions that keep the program inside XNNPACK (xnnpack backend only); set one to false to switch it off",
+            "examples": [{"reflection_pad": False}],
+        },
     }
-    defaults = {"backend": "xnnpack", "fixed_shapes": False, "unbounded_max": 1024}
+    defaults = {"backend": "xnnpack", "fixed_shapes": False, "unbounded_max": 1024, "decompose": {"reflection_pad": True, "instance_norm": True}}
     table_defaults = {"quantize": {"dtype": "int8", "per_channel": True, "calibration_samples": 16}}
 
     @classmethod

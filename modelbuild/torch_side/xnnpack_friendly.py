@@ -26,7 +26,7 @@ def _reflect(x: Any, before: int, after: int, dim: int) -> Any:
     if not before and not after:
         return x
     head = [x.narrow(dim, i, 1) for i in range(before, 0, -1)]
-    tail = [x.narrow(dim, x.shape[dim] - 1 - i, 1) if False else _from_end(x, dim, i) for i in range(1, after + 1)]
+    tail = [_from_end(x, dim, i) for i in range(1, after + 1)]
     return torch.cat([*head, x, *tail], dim=dim)
 
 
@@ -57,29 +57,59 @@ def batch_norm_own_statistics(x: Any, weight: Any, bias: Any, training: bool, mo
     mean = torch.mean(x, dim=dims, keepdim=True)
     centred = x - mean
     variance = torch.mean(centred * centred, dim=dims, keepdim=True)
-    inverse = 1.0 / torch.sqrt(variance + eps)
-    out = centred * inverse
+    out = centred / torch.sqrt(variance + eps)  # a division: XNNPACK takes it, not a reciprocal
     shape = [1, -1] + [1] * (x.dim() - 2)
     if weight is not None:
         out = out * weight.reshape(shape)
     if bias is not None:
         out = out + bias.reshape(shape)
-    return out, mean.reshape(-1), inverse.reshape(-1)
+    return out, mean.reshape(-1), torch.rsqrt(variance + eps).reshape(-1)  # unused by instance norm: removed as dead code
 
 
-def decomposition_table() -> dict[Any, Any]:
-    """torch.export's default decompositions with these in place of the XNNPACK-hostile ones."""
+def instance_norm(
+    x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any, use_input_stats: bool, momentum: float, eps: float, cudnn_enabled: bool
+) -> Any:
+    """``aten.instance_norm`` straight on (N, C, spatial...): torch's own decomposition
+    reshapes to (1, N*C, ...) and repeats the weight, which XNNPACK does not take."""
+    import torch
+
+    dims = list(range(2, x.dim()))
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    if use_input_stats:
+        mean = torch.mean(x, dim=dims, keepdim=True)
+        centred = x - mean
+        out = centred / torch.sqrt(torch.mean(centred * centred, dim=dims, keepdim=True) + eps)
+    else:
+        out = (x - running_mean.reshape(shape)) / torch.sqrt(running_var.reshape(shape) + eps)
+    if weight is not None:
+        out = out * weight.reshape(shape)
+    if bias is not None:
+        out = out + bias.reshape(shape)
+    return out
+
+
+# switch name -> the aten operators it decomposes, and how
+DECOMPOSITIONS: dict[str, list[tuple[str, Any]]] = {
+    "reflection_pad": [("reflection_pad1d.default", reflection_pad1d), ("reflection_pad2d.default", reflection_pad2d)],
+    "instance_norm": [("instance_norm.default", instance_norm), ("_native_batch_norm_legit.no_stats", batch_norm_own_statistics)],
+}
+
+
+def decomposition_table(switches: dict[str, bool]) -> dict[Any, Any]:
+    """torch.export's default decompositions with the switched-on ones in place of the
+    XNNPACK-hostile defaults."""
     import torch
     from torch.export import default_decompositions
 
     table = default_decompositions()
-    aten = torch.ops.aten
-    table[aten.reflection_pad1d.default] = reflection_pad1d
-    table[aten.reflection_pad2d.default] = reflection_pad2d
-    table[aten._native_batch_norm_legit.no_stats] = batch_norm_own_statistics
+    for name, entries in DECOMPOSITIONS.items():
+        if switches.get(name, True):
+            for op, function in entries:
+                packet, _, overload = op.partition(".")
+                table[getattr(getattr(torch.ops.aten, packet), overload)] = function
     return table
 
 
-def make_friendly(program: Any) -> Any:
+def make_friendly(program: Any, switches: dict[str, bool]) -> Any:
     """The exported program with the table applied (a new program; the argument is unchanged)."""
-    return program.run_decompositions(decomposition_table())
+    return program.run_decompositions(decomposition_table(switches))

@@ -1,0 +1,82 @@
+"""The ExecuTorch delegation report, and the decompositions that raise its share: measured on
+a reflection-padded, instance-normalised block like the generator example."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("executorch")
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from modelbuild.delegation.executorch import executorch_delegation  # noqa: E402
+from modelbuild.delegation.report import Delegation, LeftOut, from_json  # noqa: E402
+from modelbuild.targets.executorch import DECOMPOSE  # noqa: E402
+from modelbuild.torch_side.xnnpack_friendly import DECOMPOSITIONS, make_friendly  # noqa: E402
+
+
+class Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(3, 8, 7), nn.InstanceNorm2d(8, affine=True), nn.ReLU(), nn.ReflectionPad2d((1, 2, 0, 1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) * 2.0
+
+
+def _lowered(switches: dict[str, bool] | None, dynamic: bool = False) -> tuple[object, Delegation]:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    model = Block().eval()
+    shapes = ({2: torch.export.Dim("h", min=16, max=64), 3: torch.export.Dim("w", min=16, max=64)},) if dynamic else None
+    program = torch.export.export(model, (torch.rand(1, 3, 24, 32),), dynamic_shapes=shapes, strict=False)
+    if switches is not None:
+        program = make_friendly(program, switches)
+    edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+    return edge, executorch_delegation(edge.exported_program(), "xnnpack")
+
+
+def test_the_default_lowering_leaves_padding_and_norm_outside_and_the_report_names_them() -> None:
+    _, report = _lowered(None)
+    assert report.low() and report.partitions >= 2
+    left = {item.op: item for item in report.left_out}
+    assert "aten.index.Tensor" in left or "aten.abs" in left  # the arange/abs/index chain of reflection padding
+    assert any("(ReflectionPad2d)" in where for item in report.left_out for where in item.where)
+    assert 0 < report.flops_share <= 1 and report.flops_delegated <= report.flops_total
+    assert "of operators" in report.sentence() and "outside it:" in report.sentence()
+
+
+def test_the_decompositions_put_the_block_in_one_partition_with_the_same_numbers() -> None:
+    edge, report = _lowered({})
+    assert report.partitions == 1 and not report.left_out and not report.low(), report.sentence()
+    from executorch.runtime import Runtime
+
+    x = torch.rand(1, 3, 24, 32)
+    program = Runtime.get().load_program(edge.to_executorch().buffer)
+    got = program.load_method("forward").execute([x])[0]
+    assert torch.allclose(got, Block().eval()(x), atol=1e-4)
+
+
+def test_each_decomposition_can_be_switched_off() -> None:
+    _, without_padding = _lowered({"reflection_pad": False})
+    _, without_norm = _lowered({"instance_norm": False})
+    assert any("(ReflectionPad2d)" in w for item in without_padding.left_out for w in item.where)
+    assert not any("(ReflectionPad2d)" in w for item in without_norm.left_out for w in item.where)
+    assert any("(InstanceNorm2d)" in w for item in without_norm.left_out for w in item.where)
+
+
+def test_flexible_sizes_keep_the_decomposed_block_mostly_delegated() -> None:
+    """XNNPACK takes no slice of a dynamic tensor: with flexible H and W the one-row slices stay
+    outside (and the report says so), the convolution and the norm stay in."""
+    _, report = _lowered({}, dynamic=True)
+    assert report.flops_share > 0.95
+    assert {item.op for item in report.left_out} <= {"aten.slice_copy.Tensor"}
+
+
+def test_switch_names_match_and_reports_round_trip() -> None:
+    assert set(DECOMPOSE) == set(DECOMPOSITIONS)
+    report = Delegation("executorch", "xnnpack", 10, 9, 100.0, 99.0, 2, [LeftOut("aten.abs", 1, ["pad (ReflectionPad2d)"])])
+    assert from_json(report.to_json()) == report
