@@ -202,7 +202,7 @@ class Terminal:
         """One row per model × backend × shape, from the bench stages of ``report``."""
         from rich.table import Table
 
-        from modelbuild.report.bench import bench_rows, several_thread_counts, skipped_backends
+        from modelbuild.report.bench import bench_rows, several_thread_counts, skipped_backends, variant_verdicts
 
         rows = bench_rows(report)
         many = several_thread_counts(rows)
@@ -231,9 +231,13 @@ class Terminal:
                 f"{row['speedup']:.2f}×",
                 _times(row.get("vs_float")),
             )
+        caption = [f"  {line}" for line in variant_verdicts(rows)]
+        caption = (["variants against their float versions:"] + caption) if caption else []
         skipped = skipped_backends(report)
         if skipped:
-            table.caption = "not benchmarked here:\n" + "\n".join(f"  {m} · {b}: {why}" for m, b, why in skipped)
+            caption += ["not benchmarked here:"] + [f"  {m} · {b}: {why}" for m, b, why in skipped]
+        if caption:
+            table.caption = "\n".join(caption)
             table.caption_justify = "left"
         return table
 

@@ -37,6 +37,38 @@ def _compare_with_float(rows: list[dict[str, Any]], variant_of: dict[str, str]) 
             row["vs_float"] = row["speedup"] / base["speedup"]
 
 
+GAIN = 1.05  # a variant less than 5% faster than its float version gains nothing worth its error
+
+
+def variant_verdicts(rows: list[dict[str, Any]]) -> list[str]:
+    """What each variant buys on each runtime, in words: faster, or smaller only. A quantised
+    artifact that is not faster is said to be so, never left to look like a win."""
+    lines = []
+    for row in rows:
+        gain = row.get("vs_float")
+        if gain is None:
+            continue
+        where = f"{row['model']} · {row['backend']} · {row['shape']}" + (f" · {row['threads']} thread(s)" if row.get("threads", 1) != 1 else "")
+        if gain >= GAIN:
+            lines.append(f"{where}: {gain:.2f}× its float version")
+        else:
+            lines.append(f"{where}: no faster than its float version ({gain:.2f}×){_why_no_gain(row['backend'])}; it saves size, not time")
+    return lines
+
+
+def _why_no_gain(backend: str) -> str:
+    """The measured reason int8 gives little on an x86 CPU without int8 dot products."""
+    if backend not in ("executorch", "onnx") or platform.machine() not in ("x86_64", "AMD64"):
+        return ""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return ""
+    if "avx512_vnni" in flags or "avx_vnni" in flags:
+        return ""
+    return " on this CPU, which has no int8 dot-product instructions (AVX-VNNI)"
+
+
 def skipped_backends(report: BuildReport) -> list[tuple[str, str, str]]:
     return [
         (r.model, r.stage.rsplit(".", 1)[0], r.reason)
@@ -82,6 +114,9 @@ def to_markdown(report: BuildReport) -> str:
     skipped = skipped_backends(report)
     if skipped:
         lines += ["", "Not benchmarked here:", ""] + [f"- {m} · {b}: {why}" for m, b, why in skipped]
+    verdicts = variant_verdicts(rows)
+    if verdicts:
+        lines += ["", "Variants against their float versions:", ""] + [f"- {line}" for line in verdicts]
     delegation = delegation_lines(report)
     if delegation:
         lines += ["", "## Where each artifact runs", ""] + [f"- {m} · {target}: {text}" for m, target, text in delegation]

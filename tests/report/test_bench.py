@@ -54,3 +54,16 @@ def test_delegation_reports_are_listed_per_model_and_target() -> None:
     assert "aten.abs ×4 (net.0 (ReflectionPad2d), models/g.py:12)" in lines[0][2]
     assert "the optimizer made FusedConv ×3" in lines[1][2]
     assert "## Where each artifact runs" in to_markdown(report)
+
+
+def test_a_variant_that_is_not_faster_says_so() -> None:
+    from modelbuild.report.bench import variant_verdicts
+
+    float_bench = StageResult("net", "onnx.bench", Status.BUILT, info={"bench": [_row("onnx", 1, 10.0, 20.0)]})
+    slow = StageResult("net-int8", "onnx.bench", Status.BUILT, info={"bench": [_row("onnx", 1, 10.2, 20.0)]})
+    lines = variant_verdicts(bench_rows(BuildReport([float_bench, slow], variant_of={"net-int8": "net"})))
+    assert len(lines) == 1 and "net-int8 · onnx · default: no faster than its float version (0.98×)" in lines[0] and "saves size, not time" in lines[0]
+    fast = StageResult("net-int8", "onnx.bench", Status.BUILT, info={"bench": [_row("onnx", 1, 6.0, 20.0)]})
+    report = BuildReport([float_bench, fast], variant_of={"net-int8": "net"})
+    assert variant_verdicts(bench_rows(report)) == ["net-int8 · onnx · default: 1.67× its float version"]
+    assert "Variants against their float versions:" in to_markdown(report)
