@@ -27,6 +27,7 @@ from modelbuild.store.objects import ObjectStore
 from modelbuild.store.paths import remove
 
 LAYOUT = "v1"
+_ABSENT = object()
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 # Defaults for S3: a server that is gone is found in seconds, not after botocore's minutes of
 # retries. A user's own options.config_kwargs win.
@@ -117,9 +118,10 @@ class RemoteCache:
         work.mkdir(parents=True)
         try:
             download = work / "object"
-            self._call(self.fs.get_file, self.object_path(digest, kind), str(download))
-            if not download.is_file():
-                raise RemoteTrouble(f"object {digest[:12]} was not downloaded")
+            if self._call(self.fs.get_file, self.object_path(digest, kind), str(download), missing=_ABSENT) is _ABSENT or not download.is_file():
+                # A record whose object is gone (removed by `cache verify --remote`, or never
+                # whole): this entry is unusable, the rest of the remote is fine.
+                raise RemoteCorrupt(f"object {digest[:12]} named by a record is not on the remote")
             size = download.stat().st_size
             if kind == "dir":
                 folder = work / "tree"

@@ -305,3 +305,15 @@ def test_a_server_that_accepts_and_never_answers_costs_seconds_not_the_build(mac
     finally:
         listener.close()
     assert time.monotonic() - started < 60
+
+
+def test_a_record_whose_object_is_gone_costs_that_entry_only(machines: tuple[Project, Project], remote: RemoteConfig) -> None:
+    first, second = machines
+    first.build(remote=remote)
+    capture = next(r for r in first.report.results if r.model == "alpha" and r.stage == "capture")
+    cache = RemoteCache(remote)
+    cache.fs.rm_file(cache.object_path(capture.output, "dir"))
+    result = second.build(remote=reader(remote))
+    assert result["alpha:capture"] == "built" and result["beta:capture"] == "remote"
+    assert result["alpha:coreml.package"] == "remote"  # the remote was still read after the gap
+    assert any("is not on the remote" in w for w in second.report.warnings)
