@@ -58,14 +58,19 @@ def op_name(node: Any) -> str:
     return name
 
 
+def _size(dim: Any) -> int:
+    """A dimension as a number without asking the shape environment: ``int()`` of a symbolic
+    size installs a guard that specialises it, and the lowered program would then be planned
+    for that one size (measured: the GPT example failed at its min shape)."""
+    if isinstance(dim, int):
+        return dim
+    hint = getattr(getattr(dim, "node", None), "hint", None)
+    return hint if isinstance(hint, int) else 1
+
+
 def _numel(value: Any) -> int:
     shape = getattr(value, "shape", None)
-    if shape is None:
-        return 0
-    try:
-        return int(math.prod(int(s) for s in shape))
-    except TypeError:  # a symbolic size: the estimate takes the hint
-        return int(math.prod(int(getattr(s, "node", s).hint if hasattr(s, "node") else 1) for s in shape))
+    return math.prod(_size(s) for s in shape) if shape is not None else 0
 
 
 def estimate_flops(node: Any) -> float:
@@ -78,11 +83,11 @@ def estimate_flops(node: Any) -> float:
     args = [a.meta.get("val") if hasattr(a, "meta") else None for a in node.args]
     if "convolution" in name and len(args) > 1 and args[1] is not None:
         weight = args[1].shape
-        return 2.0 * elements * int(weight[1]) * math.prod(int(s) for s in weight[2:])
+        return 2.0 * elements * _size(weight[1]) * math.prod(_size(s) for s in weight[2:])
     if any(word in name for word in ("addmm", ".mm", "linear", "bmm", "matmul")):
         source = args[1] if "addmm" in name else args[0]
         if source is not None and getattr(source, "shape", None) is not None and len(source.shape):
-            return 2.0 * elements * int(source.shape[-1])
+            return 2.0 * elements * _size(source.shape[-1])
     return float(elements)
 
 
