@@ -31,7 +31,8 @@ class ExecuTorchExportStage(Stage):
     name = "executorch.export"
     # v3: PT2E calibration in float64 (scales independent of the CPU's kernels)
     # v4: XNNPACK-friendly decompositions (targets.executorch.decompose); the delegation report
-    version = 4
+    # v5: the report no longer specialises symbolic sizes (v4 programs could take only their sample's shape)
+    version = 5
     tools = ("torch", "executorch")
     deps = ("source", "capture")
     artifacts = ("{model}.pte",)
