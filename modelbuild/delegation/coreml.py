@@ -89,12 +89,18 @@ def describe_ops(spec: Any) -> tuple[list[tuple[str, str]], int]:
     kind = spec.WhichOneof("Type")
     if kind == "mlProgram":
         ops: list[tuple[str, str]] = []
+        float32 = 0
         for function in spec.mlProgram.functions.values():
-            for op in function.block_specializations[function.opset].operations:
+            block = [op for op in function.block_specializations[function.opset].operations if op.type != "const"]
+            # A float16 program starts with the inputs' preprocessing in float32, then casts:
+            # only float32 after the first cast is computation kept in float32 on purpose.
+            first_cast = next((i for i, op in enumerate(block) if op.type == "cast"), None)
+            for index, op in enumerate(block):
                 dtype = op.outputs[0].type.tensorType.dataType if op.outputs else 0
                 ops.append((op.type, "float32" if dtype == _FLOAT32 else str(dtype)))
-        float32 = sum(1 for op, dtype in ops if dtype == "float32" and op not in ("const", "cast"))
-        return [(op, dtype) for op, dtype in ops if op != "const"], float32
+                if dtype == _FLOAT32 and op.type != "cast" and (first_cast is None or index > first_cast):
+                    float32 += 1
+        return ops, float32
     if kind in ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor"):
         return [(layer.WhichOneof("layer") or "", "") for layer in getattr(spec, kind).layers], 0
     return [], 0

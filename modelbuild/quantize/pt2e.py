@@ -13,14 +13,21 @@ import logging
 from typing import Any
 
 
-def quantize_for_xnnpack(module: Any, example: tuple, dynamic_shapes: Any, calibration: list[list[Any]], per_channel: bool) -> Any:
+def quantize_for_xnnpack(module: Any, example: tuple, dynamic_shapes: Any, calibration: list[list[Any]], per_channel: bool, mode: str = "static") -> Any:
+    """``mode``: static (weights and activations int8, activations calibrated) or dynamic
+    (XNNPACK's dynamically quantised linear path: int8 weights, activations quantised per run,
+    Linear layers only, the transformer recipe)."""
     logging.getLogger("torchao").setLevel(logging.ERROR)  # missing CUDA kernels are not news on a CPU build
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     graph = torch.export.export(module.eval(), example, dynamic_shapes=dynamic_shapes, strict=False).module()
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
+    if mode == "dynamic":
+        config = get_symmetric_quantization_config(is_per_channel=per_channel, is_dynamic=True)
+        quantizer = XNNPACKQuantizer().set_module_type(torch.nn.Linear, config)
+    else:
+        quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
     observed = prepare_pt2e(graph, quantizer)
     calibrate_in_float64(observed, calibration)
     # The converted graph takes its inputs as flat positional arguments (inputs_0, …): give

@@ -103,9 +103,10 @@ class ExecuTorchExportStage(Stage):
 
                     data = job.files.get("validate.data")
                     samples = calibration_inputs(ctx["inputs"], quantize["calibration_samples"], data)
-                    program = quantize_for_xnnpack(prepared, tuple(example), shapes, samples, quantize["per_channel"])
+                    mode = quantize.get("mode", "static")
+                    program = quantize_for_xnnpack(prepared, tuple(example), shapes, samples, quantize["per_channel"], mode)
                     job.notes.append(
-                        f"int8 PT2E (XNNPACKQuantizer, {'per-channel' if quantize['per_channel'] else 'per-tensor'}), "
+                        f"int8 PT2E ({mode}, XNNPACKQuantizer, {'per-channel' if quantize['per_channel'] else 'per-tensor'}), "
                         f"calibrated on {len(samples)} sample(s)" + (" incl. validate.data" if data else "")
                     )
                 else:
@@ -151,13 +152,22 @@ def _friendlier(program: Any, switches: dict[str, bool], job: StageJob) -> Any:
     for name, entries in DECOMPOSITIONS.items():
         if switches.get(name, True):
             ops = {op for op, _ in entries}
-            count = sum(1 for node in program.graph.nodes if node.op == "call_function" and _aten_name(node.target) in ops)
+            count = sum(1 for node in program.graph.nodes if node.op == "call_function" and _meets(node, ops))
             if count:
                 met[name] = count
     if not met:
         return program
     job.notes.append("xnnpack decompositions: " + ", ".join(f"{name} ×{count}" for name, count in met.items()) + " (targets.executorch.decompose)")
     return make_friendly(program, switches)
+
+
+def _meets(node: Any, ops: set[str]) -> bool:
+    """Whether the decomposition of ``ops`` acts on this node (``F.pad(mode="reflect")`` is
+    ``aten.pad`` until torch decomposes it into ``reflection_pad2d``)."""
+    name = _aten_name(node.target)
+    if name == "pad.default" and len(node.args) > 2 and node.args[2] == "reflect":
+        name = f"reflection_pad{max(len(node.args[1]) // 2, 1)}d.default"
+    return name in ops
 
 
 def _aten_name(target: Any) -> str:

@@ -28,7 +28,13 @@ class ExecuTorchTarget(Target):
             "minimum": 2,
             "description": "upper bound ExecuTorch plans memory for, for every flexible dimension without a max (default 1024)",
         },
-        "quantize": int8_quantize("int8 post-training quantisation through the PT2E flow (XNNPACKQuantizer); xnnpack backend only"),
+        "quantize": int8_quantize(
+            "int8 post-training quantisation through the PT2E flow (XNNPACKQuantizer); xnnpack backend only",
+            mode={
+                "enum": ["static", "dynamic"],
+                "description": "static (weights and activations, calibrated) or dynamic (XNNPACK's dynamically quantised Linear path, for transformers)",
+            },
+        ),
         "decompose": {
             "type": "object",
             "additionalProperties": False,
@@ -38,7 +44,7 @@ class ExecuTorchTarget(Target):
         },
     }
     defaults = {"backend": "xnnpack", "fixed_shapes": False, "unbounded_max": 1024, "decompose": {"reflection_pad": True, "instance_norm": True}}
-    table_defaults = {"quantize": {"dtype": "int8", "per_channel": True, "calibration_samples": 16}}
+    table_defaults = {"quantize": {"dtype": "int8", "mode": "static", "per_channel": True, "calibration_samples": 16}}
 
     @classmethod
     def check(cls, model: ModelSpec, fail: Fail) -> None:
