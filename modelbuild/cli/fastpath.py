@@ -4,7 +4,8 @@ A successful build records the stat signature (size, mtime, inode, ctime) of eve
 read or wrote: the manifests and the folders they were found in, the project settings and the
 folders between here and the project root, every file a stage reads (code, weights, data,
 plugins, class labels), every artifact under ``build/`` and every cache entry behind them,
-the folders on ``sys.path`` (installing or upgrading a package changes them), the interpreter,
+the folders on ``sys.path`` (installing or upgrading a package changes them), modelbuild's
+own source files (an editable checkout changes without a new version), the interpreter,
 modelbuild's version and the environment variables that change a result. The next ``build``
 with the same request compares those signatures before it imports the graph machinery,
 rich, jsonschema or any converter; when all of them match, it prints one line and stops.
@@ -125,6 +126,11 @@ def remember(args: Any, project: Any, models: Iterable[Any], nodes: Iterable[Any
             folders.update(Path(root) for root, dirs, _ in os.walk(path) if "__pycache__" not in root)
         files.add(path)
     folders.update(Path(p) for p in sys.path if p and Path(p).is_dir())
+    # modelbuild's own code (an editable checkout changes under the same version): a changed
+    # default or stage must reach the full path, which decides with the new code.
+    for root, dirs, names in os.walk(Path(__file__).resolve().parents[1]):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        files.update(Path(root) / n for n in names if n.endswith((".py", ".json")))
     built = {r.model for r in report.results}
     trees = [project.out_dir / name for name in built] + [store_path(r.output) for r in report.results if r.output]
     files.update([project.out_dir / "report.json", project.out_dir / "bench.md", project.root / "modelbuild.lock"])
