@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 RECORD = "noop.json"
-FORMAT = 1
+FORMAT = 2  # 2: modelbuild's own files are watched too
 ENVIRONMENT = ("PYTHONPATH", "ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
