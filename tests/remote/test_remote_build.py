@@ -317,3 +317,24 @@ def test_a_record_whose_object_is_gone_costs_that_entry_only(machines: tuple[Pro
     assert result["alpha:capture"] == "built" and result["beta:capture"] == "remote"
     assert result["alpha:coreml.package"] == "remote"  # the remote was still read after the gap
     assert any("is not on the remote" in w for w in second.report.warnings)
+
+
+def test_a_full_local_disk_while_fetching_builds_locally(machines: tuple[Project, Project], remote: RemoteConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    first, second = machines
+    first.build(remote=remote)
+
+    def full(archive: Path, folder: Path) -> None:
+        folder.mkdir(parents=True)
+        (folder / "half").write_bytes(b"x")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    import modelbuild.remote.cache as remote_cache
+
+    monkeypatch.setattr(remote_cache, "unpack", full)  # the disk fills while an archive is unpacked
+    result = second.build(remote=reader(remote))
+    monkeypatch.undo()
+    assert "remote" not in result.values()
+    assert any("cannot store what the remote sent" in w and "No space left" in w for w in second.report.warnings), second.report.warnings
+    assert not list((second.cache / "tmp").glob("fetch-*"))  # nothing half-fetched left behind
