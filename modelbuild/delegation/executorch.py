@@ -8,10 +8,12 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Any
 
 from modelbuild.delegation.report import Delegation, LeftOut
 
+_OWN = str(Path(__file__).resolve().parents[1]) + "/"
 _SKIP = {"getitem", "executorch_call_delegate", "alloc", "sym_size"}
 _LINE = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)')
 
@@ -104,7 +106,7 @@ def source_line(node: Any) -> str | None:
     line = None
     for match in _LINE.finditer(node.meta.get("stack_trace") or ""):
         path = match.group("file")
-        if "site-packages" in path or "/torch/" in path:
+        if "site-packages" in path or "/torch/" in path or path.startswith(_OWN):  # torch's or modelbuild's wrapper, not the model's
             continue
         line = f"{path.split('/tree/', 1)[-1]}:{match.group('line')}"
     return ", ".join(part for part in (module, line) if part) or None

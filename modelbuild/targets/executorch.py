@@ -10,6 +10,7 @@ from modelbuild.targets.base import FIXED_SHAPES, Fail, Target, int8_quantize
 DECOMPOSE = {
     "reflection_pad": "reflection padding as one-row slices and a concatenation (ExecuTorch's own is an arange/abs/index chain XNNPACK refuses)",
     "instance_norm": "instance norm as mean, variance and division on (N, C, H, W) (ExecuTorch's own reshapes and repeats the weight)",
+    "nearest_upsample": "nearest upsampling by whole factors as stacked copies and reshapes (XNNPACK has no nearest upsampling)",
 }
 
 
@@ -43,7 +44,7 @@ class ExecuTorchTarget(Target):
             "examples": [{"reflection_pad": False}],
         },
     }
-    defaults = {"backend": "xnnpack", "fixed_shapes": False, "unbounded_max": 1024, "decompose": {"reflection_pad": True, "instance_norm": True}}
+    defaults = {"backend": "xnnpack", "fixed_shapes": False, "unbounded_max": 1024, "decompose": {"reflection_pad": True, "instance_norm": True, "nearest_upsample": True}}
     table_defaults = {"quantize": {"dtype": "int8", "mode": "static", "per_channel": True, "calibration_samples": 16}}
 
     @classmethod

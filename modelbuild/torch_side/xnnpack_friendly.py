@@ -9,7 +9,9 @@ them, so a generator splits into many partitions with portable kernels between t
   delegated), with negative indices so flexible H and W stay static slices;
 - instance norm (batch norm on statistics of its own input, batch 1 as instance norm
   reshapes it) becomes mean, subtract, square, mean, add, square root, divide, all
-  delegated; other batch sizes keep the mean over the batch dimension too.
+  delegated; other batch sizes keep the mean over the batch dimension too;
+- nearest upsampling by whole factors becomes stacked copies and reshapes (XNNPACK has no
+  nearest upsampling).
 
 Each is exact in real arithmetic; float results differ from the default kernels by rounding
 only, and the executorch.verify stage checks the program against PyTorch as always.
@@ -88,10 +90,40 @@ def instance_norm(
     return out
 
 
+def upsample_nearest2d(x: Any, output_size: Any, scale_factors: Any) -> Any:
+    """Nearest upsampling by whole factors as copies and reshapes: each pixel stacked ``s``
+    times along a new last axis, then folded into the width (and likewise the height). Exact;
+    any other factor keeps torch's own decomposition."""
+    import torch
+    from torch._decomp import decomposition_table
+
+    factors = _whole_factors(x, output_size, scale_factors)
+    if factors is None:
+        return decomposition_table[torch.ops.aten.upsample_nearest2d.vec](x, output_size, scale_factors)
+    fh, fw = factors
+    n, c, h, w = x.shape
+    if fw > 1:
+        x = torch.stack([x] * fw, dim=-1).reshape(n, c, h, w * fw)
+    if fh > 1:
+        x = torch.stack([x] * fh, dim=-2).reshape(n, c, h * fh, w * fw)
+    return x
+
+
+def _whole_factors(x: Any, output_size: Any, scale_factors: Any) -> tuple[int, int] | None:
+    if scale_factors is not None:
+        fh, fw = scale_factors
+        return (int(fh), int(fw)) if float(fh).is_integer() and float(fw).is_integer() and fh * fw <= 64 else None
+    if output_size is not None and all(isinstance(d, int) for d in (*x.shape[-2:], *output_size)):
+        (h, w), (oh, ow) = x.shape[-2:], output_size
+        return (oh // h, ow // w) if oh % h == 0 and ow % w == 0 and (oh // h) * (ow // w) <= 64 else None
+    return None
+
+
 # switch name -> the aten operators it decomposes, and how
 DECOMPOSITIONS: dict[str, list[tuple[str, Any]]] = {
     "reflection_pad": [("reflection_pad1d.default", reflection_pad1d), ("reflection_pad2d.default", reflection_pad2d)],
     "instance_norm": [("instance_norm.default", instance_norm), ("_native_batch_norm_legit.no_stats", batch_norm_own_statistics)],
+    "nearest_upsample": [("upsample_nearest2d.vec", upsample_nearest2d)],
 }
 
 

@@ -91,3 +91,24 @@ def test_switch_names_match_and_reports_round_trip() -> None:
     assert set(DECOMPOSE) == set(DECOMPOSITIONS)
     report = Delegation("executorch", "xnnpack", 10, 9, 100.0, 99.0, 2, [LeftOut("aten.abs", 1, ["pad (ReflectionPad2d)"])])
     assert from_json(report.to_json()) == report
+
+
+def test_nearest_upsampling_by_whole_factors_becomes_copies_exactly() -> None:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+    from executorch.runtime import Runtime
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Upsample(scale_factor=(2, 3), mode="nearest")).eval()
+    x = torch.rand(1, 3, 8, 10)
+    program = torch.export.export(model, (x,), strict=False)
+    reports = {}
+    for name, switches in (("off", {"nearest_upsample": False}), ("on", {})):
+        edge = to_edge_transform_and_lower(make_friendly(program, switches), partitioner=[XnnpackPartitioner()])
+        reports[name] = executorch_delegation(edge.exported_program(), "xnnpack")
+        buffer = edge.to_executorch().buffer
+        loaded = Runtime.get().load_program(buffer)  # reads the bytes in place: both stay referenced
+        assert torch.allclose(loaded.load_method("forward").execute([x])[0], model(x), atol=1e-5)  # the conv rounds; the copies add nothing
+    assert "aten.upsample_nearest2d.vec" in {item.op for item in reports["off"].left_out}
+    assert "aten.upsample_nearest2d.vec" not in {item.op for item in reports["on"].left_out}
+    assert reports["on"].share > reports["off"].share
