@@ -44,7 +44,12 @@ class ExecuTorchTarget(Target):
             "examples": [{"reflection_pad": False}],
         },
     }
-    defaults = {"backend": "xnnpack", "fixed_shapes": False, "unbounded_max": 1024, "decompose": {"reflection_pad": True, "instance_norm": True, "nearest_upsample": True}}
+    defaults = {
+        "backend": "xnnpack",
+        "fixed_shapes": False,
+        "unbounded_max": 1024,
+        "decompose": {"reflection_pad": True, "instance_norm": True, "nearest_upsample": True},
+    }
     table_defaults = {"quantize": {"dtype": "int8", "mode": "static", "per_channel": True, "calibration_samples": 16}}
 
     @classmethod
