@@ -32,8 +32,8 @@ class ExecuTorchExportStage(Stage):
     # v3: PT2E calibration in float64 (scales independent of the CPU's kernels)
     # v4: XNNPACK-friendly decompositions (targets.executorch.decompose); the delegation report
     # v5: the report no longer specialises symbolic sizes (v4 programs could take only their sample's shape)
-    # v6: nearest upsampling decomposed; report lines name the model's code, not modelbuild's wrapper
-    version = 6
+    # v6, v7: nearest upsampling decomposed at fixed sizes; report lines name the model's code, not modelbuild's wrapper
+    version = 7
     tools = ("torch", "executorch")
     deps = ("source", "capture")
     artifacts = ("{model}.pte",)

@@ -10,8 +10,8 @@ them, so a generator splits into many partitions with portable kernels between t
 - instance norm (batch norm on statistics of its own input, batch 1 as instance norm
   reshapes it) becomes mean, subtract, square, mean, add, square root, divide, all
   delegated; other batch sizes keep the mean over the batch dimension too;
-- nearest upsampling by whole factors becomes stacked copies and reshapes (XNNPACK has no
-  nearest upsampling).
+- nearest upsampling by whole factors, at fixed sizes, becomes stacked copies and reshapes
+  (XNNPACK has no nearest upsampling, and reshapes at most one flexible dimension).
 
 Each is exact in real arithmetic; float results differ from the default kernels by rounding
 only, and the executorch.verify stage checks the program against PyTorch as always.
@@ -95,11 +95,12 @@ def upsample_nearest2d(x: Any, output_size: Any, scale_factors: Any) -> Any:
     times along a new last axis, then folded into the width (and likewise the height). Exact;
     any other factor keeps torch's own decomposition."""
     import torch
-    from torch._decomp import decomposition_table
 
     factors = _whole_factors(x, output_size, scale_factors)
-    if factors is None:
-        return decomposition_table[torch.ops.aten.upsample_nearest2d.vec](x, output_size, scale_factors)
+    if factors is None or not all(isinstance(d, int) for d in x.shape):
+        # Flexible sizes: XNNPACK reshapes with at most one dynamic dimension ("reshape only
+        # supports 1 dynamic dimension"). NotImplemented leaves the operator as it is.
+        return NotImplemented
     fh, fw = factors
     n, c, h, w = x.shape
     if fw > 1:

@@ -112,3 +112,16 @@ def test_nearest_upsampling_by_whole_factors_becomes_copies_exactly() -> None:
     assert "aten.upsample_nearest2d.vec" in {item.op for item in reports["off"].left_out}
     assert "aten.upsample_nearest2d.vec" not in {item.op for item in reports["on"].left_out}
     assert reports["on"].share > reports["off"].share
+
+
+def test_nearest_upsampling_at_flexible_sizes_keeps_torch_s_decomposition_and_lowers() -> None:
+    """XNNPACK reshapes at most one flexible dimension: the segmenter example's lowering failed
+    when its flexible upsampling was decomposed into reshapes."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Upsample(scale_factor=2, mode="nearest")).eval()
+    shapes = ({2: torch.export.Dim("h", min=8, max=64), 3: torch.export.Dim("w", min=8, max=64)},)
+    program = torch.export.export(model, (torch.rand(1, 3, 16, 16),), dynamic_shapes=shapes, strict=False)
+    edge = to_edge_transform_and_lower(make_friendly(program, {}), partitioner=[XnnpackPartitioner()])
+    assert edge.to_executorch().buffer
