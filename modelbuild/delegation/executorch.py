@@ -106,7 +106,7 @@ def source_line(node: Any) -> str | None:
     line = None
     for match in _LINE.finditer(node.meta.get("stack_trace") or ""):
         path = match.group("file")
-        if "site-packages" in path or "/torch/" in path or path.startswith(_OWN):  # torch's or modelbuild's wrapper, not the model's
+        if "site-packages" in path or "/torch/" in path or path.startswith((_OWN, "<")):  # torch's, modelbuild's or generated code
             continue
         line = f"{path.split('/tree/', 1)[-1]}:{match.group('line')}"
     return ", ".join(part for part in (module, line) if part) or None
