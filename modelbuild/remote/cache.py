@@ -24,7 +24,7 @@ from modelbuild.remote.archive import UnsafeArchive, pack, unpack
 from modelbuild.remote.config import RemoteConfig
 from modelbuild.store.hashing import hash_tree
 from modelbuild.store.objects import ObjectStore
-from modelbuild.store.paths import remove
+from modelbuild.store.paths import disk_size, remove
 
 LAYOUT = "v1"
 _ABSENT = object()
@@ -188,8 +188,6 @@ class RemoteCache:
     def push_record(self, key: str, output: str, store: ObjectStore, info: dict[str, Any]) -> None:
         """Write the action record: call only once its object is on the remote."""
         source = store.path(output)
-        from modelbuild.store.paths import disk_size
-
         body = json.dumps({"format": 1, "output": output, "kind": kind_of(source), "size": disk_size(source), "info": info}, sort_keys=True)
         scratch = store.tmp / f"record-{uuid.uuid4().hex}.json"
         scratch.parent.mkdir(parents=True, exist_ok=True)

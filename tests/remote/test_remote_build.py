@@ -338,3 +338,19 @@ def test_a_full_local_disk_while_fetching_builds_locally(machines: tuple[Project
     assert "remote" not in result.values()
     assert any("cannot store what the remote sent" in w and "No space left" in w for w in second.report.warnings), second.report.warnings
     assert not list((second.cache / "tmp").glob("fetch-*"))  # nothing half-fetched left behind
+
+
+def test_an_upload_killed_midway_leaves_nothing_a_reader_takes(machines: tuple[Project, Project], file_remote: RemoteConfig) -> None:
+    """A pusher killed mid-upload on a shared disk leaves a ``.partial-*`` file: never an object
+    name, never listed by ``cache verify --remote``, and the reader builds that entry itself."""
+    first, second = machines
+    first.build(remote=file_remote)
+    capture = next(r for r in first.report.results if r.model == "alpha" and r.stage == "capture")
+    cache = RemoteCache(file_remote)
+    target = cache.object_path(capture.output, "dir")
+    cache.fs.mv(target, f"{target}.partial-0123")  # the rename that never happened
+    cache.fs.pipe_file(f"{target}.partial-0123", b"half an archive")
+    assert (capture.output, "dir") not in cache.object_digests()
+    result = second.build(remote=reader(file_remote))
+    assert result["alpha:capture"] == "built" and result["beta:capture"] == "remote"
+    assert artifacts(second) == artifacts(first)
