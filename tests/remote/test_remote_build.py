@@ -16,7 +16,11 @@ from modelbuild.remote.cache import RemoteCache, RemoteTrouble
 from modelbuild.remote.config import RemoteConfig
 from modelbuild.store.hashing import hash_tree
 from modelbuild.store.objects import ObjectStore
-from tests.graph.test_executor import RUNS, Project, fake_stages
+
+# Imported once, at the top: the class patched below must be the one fake_stages registers
+# (a build run in-process forgets modules loaded from the project's folders, so an import
+# inside the test could load a second copy of this module).
+from tests.graph.test_executor import RUNS, FakeVerify, Project, fake_stages
 
 
 @pytest.fixture
@@ -250,8 +254,6 @@ def test_a_stage_skipped_on_one_platform_never_blocks_sharing_the_rest(
 ) -> None:
     """Linux CI skips Core ML verification (it needs macOS) and shares everything else; the
     Mac fetches all of that and runs only its verification."""
-    from tests.graph.test_executor import FakeVerify
-
     linux, mac = machines
     monkeypatch.setattr(FakeVerify, "skip_reason", classmethod(lambda cls, node: "Core ML prediction needs macOS"))
     on_linux = linux.build(remote=remote)
