@@ -6,11 +6,18 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Builds in tests run cold unless a test asks for warm workers (tests/workers): a warm server
+# per throwaway project would outlive its test. Servers a test starts live in a folder of the
+# session's own, so they never meet a developer's.
+os.environ.setdefault("MODELBUILD_WORKERS", "cold")
+os.environ.setdefault("MODELBUILD_WORKERS_DIR", tempfile.mkdtemp(prefix="mb-workers-"))
 
 
 # Tests check that benchmarks run and report, not how fast: a few runs keep the suite quick.

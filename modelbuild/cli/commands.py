@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from modelbuild import __version__
-from modelbuild.cli import cache_commands
+from modelbuild.cli import cache_commands, worker_commands
 from modelbuild.errors import ManifestError, UserError
 
 
@@ -30,7 +30,11 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--remote", default=None, metavar="URL", help="the shared cache (s3://, gs://, file://); default: MODELBUILD_REMOTE, then [remote] url")
         return p
 
-    build = with_remote(with_paths(sub.add_parser("build", help="build what is stale, then print a summary")))
+    def with_cold(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--cold", action="store_true", help="run stages in fresh processes, not in forks of the warm worker server")
+        return p
+
+    build = with_cold(with_remote(with_paths(sub.add_parser("build", help="build what is stale, then print a summary"))))
     build.add_argument("-j", "--jobs", type=int, default=None, help="stages run in parallel across models (processes)")
     build.add_argument(
         "--scheduler", default=None, metavar="ADDRESS", help="run heavy stages on Dask: tcp://HOST:8786 (a running scheduler) or local:N (N processes here)"
@@ -40,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--dry-run", action="store_true", help="say what would run, run nothing")
     build.add_argument("--no-bench", action="store_true", help="leave out the benchmark stages")
     build.add_argument("--locked", action="store_true", help="fail when a stage's key or output differs from modelbuild.lock (and leave the lock as it is)")
-    release = with_remote(with_paths(sub.add_parser("release", help="build, then write reproducible bundles: artifacts, SHA256SUMS, provenance.json")))
+    release_help = "build, then write reproducible bundles: artifacts, SHA256SUMS, provenance.json"
+    release = with_cold(with_remote(with_paths(sub.add_parser("release", help=release_help))))
     release.add_argument("--out", default="dist", help="where the bundles go (default: dist)")
     release.add_argument("-j", "--jobs", type=int, default=None, help="stages run in parallel")
     release.add_argument("--no-bench", action="store_true", help="leave out the benchmark stages")
@@ -59,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         sync.add_argument("--no-bench", action="store_true", help="leave out the benchmark stages")
     gc = with_paths(cache_sub.add_parser("gc", help="remove entries no current manifest reaches"), runs=False)
     gc.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
-    bench = with_remote(with_paths(sub.add_parser("bench", help="build what is needed, run the benchmarks, print the latency table")))
+    bench = with_cold(with_remote(with_paths(sub.add_parser("bench", help="build what is needed, run the benchmarks, print the latency table"))))
     bench.add_argument("-j", "--jobs", type=int, default=None, help="stages run in parallel before the benchmarks")
     bench.add_argument("--force", action="store_true", help="re-run the benchmarks (and every other selected stage)")
     bench.add_argument("--keep-going", action="store_true", help="benchmark the other models when one fails")
@@ -83,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("paths", nargs="*", default=["manifests"], help="manifest files or folders (default: manifests)")
     explain.add_argument("--shape", default=None, help="only the reference samples of this shape (default, min, max, ...)")
     sub.add_parser("schema", help="print the manifest JSON Schema")
+    worker_commands.add_parser(sub)
     init = sub.add_parser("init", help="write a commented starter manifest (from your factory's model when given)")
     init.add_argument("factory", nargs="?", default=None, metavar="FACTORY", help="'module:callable' returning your nn.Module, e.g. models.mynet:build")
     init.add_argument("--out", default=None, help="the manifest to write (default: manifests/<name>.yaml)")
@@ -215,6 +221,8 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
             from modelbuild.cli import fastpath
 
             fastpath.forget(project.cache_dir)  # this build may change what the record says
+        # The warm server starts (or is checked) now, so its imports overlap the planning.
+        warm = None if dry_run or getattr(args, "scheduler", None) else worker_commands.warm_pool(args, project)
         try:
             project, models, graph = _graph(args, memo=db)
             nodes = ordered_nodes(graph)
@@ -230,7 +238,7 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
             )
             store = ObjectStore(project.cache_dir)
             remote = None if dry_run else _remote_session(args, project, store)
-            pool_factory: Any = process_pool
+            pool_factory: Any = process_pool if warm is None else (lambda _workers: warm)
             if getattr(args, "scheduler", None) and not dry_run:
                 cluster = _cluster(args, project, store)
                 pool_factory = lambda _workers: cluster  # noqa: E731 - one cluster for the build, shut down by the executor
@@ -274,6 +282,8 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
         terminal.print("written: " + ", ".join(_display(p) for p in written + [project.out_dir / "report.json"]))
     if quiet is None:
         terminal.print(terminal.totals(report))
+    if warm is not None and warm.replaced:
+        terminal.print(f"warm workers: a new server replaced one that was stale ({warm.replaced})")
     for warning in report.warnings:
         terminal.error(f"warning: {warning}")
     for line in terminal.failures(report, args.verbose):
@@ -552,4 +562,5 @@ COMMANDS = {
     "schema": cmd_schema,
     "init": cmd_init,
     "clean": cmd_clean,
+    "workers": worker_commands.cmd_workers,
 }

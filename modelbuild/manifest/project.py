@@ -14,7 +14,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-SETTINGS = {"cache_dir", "out_dir", "jobs", "defaults", "remote"}
+SETTINGS = {"cache_dir", "out_dir", "jobs", "defaults", "remote", "workers"}
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class Project:
     defaults: dict[str, Any] = field(default_factory=dict)
     settings_file: Path | None = None
     remote: dict[str, Any] | None = None  # the [remote] table, checked (remote.config resolves it)
+    workers: dict[str, Any] | None = None  # the [workers] table, checked (workers.config resolves it)
 
 
 def find_root(start: Path) -> tuple[Path, Path | None, dict[str, Any]]:
@@ -67,6 +68,10 @@ def load_project(start: Path | None = None, cache_dir: str | None = None, out_di
         from modelbuild.remote.config import check_settings
 
         problems += check_settings(table["remote"], where)
+    if "workers" in table:
+        from modelbuild.workers.config import check_settings as check_worker_settings
+
+        problems += check_worker_settings(table["workers"], where)
     folders = {}
     for key, override, default in (("cache_dir", cache_dir, "cache"), ("out_dir", out_dir, "build")):
         value = override or table.get(key, default)
@@ -94,6 +99,7 @@ def load_project(start: Path | None = None, cache_dir: str | None = None, out_di
         defaults=defaults,
         settings_file=settings_file,
         remote=table.get("remote"),
+        workers=table.get("workers"),
     )
 
 

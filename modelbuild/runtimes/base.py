@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 class Runtime:
     name: ClassVar[str]
     distributions: ClassVar[tuple[str, ...]] = ()  # versions that belong in verify/bench keys
+    warm_imports: ClassVar[tuple[str, ...]] = ()  # what a warm worker server imports for this runtime
 
     @classmethod
     def unavailable(cls, options: dict[str, Any], purpose: str = "verify") -> str | None:

@@ -21,6 +21,7 @@ COMPUTE_UNITS = {"all": "ALL", "cpu_only": "CPU_ONLY", "cpu_and_gpu": "CPU_AND_G
 class CoreMLRuntime(Runtime):
     name = "coreml"
     distributions = ("coremltools", "modelbuild")  # on Linux our own executor computes the outputs
+    warm_imports = ("coremltools",)
 
     runner: Any  # modelbuild's executor (Linux)
     model: Any  # coremltools.models.MLModel (macOS)

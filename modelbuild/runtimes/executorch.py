@@ -17,6 +17,7 @@ from modelbuild.runtimes.base import Runtime, missing_module
 class ExecuTorchRuntime(Runtime):
     name = "executorch"
     distributions = ("executorch",)
+    warm_imports = ("executorch.runtime", "executorch.extension.pybindings.portable_lib")
 
     @classmethod
     def unavailable(cls, options: dict[str, Any], purpose: str = "verify") -> str | None:

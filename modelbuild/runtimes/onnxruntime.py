@@ -16,6 +16,7 @@ from modelbuild.runtimes.base import Runtime, missing_module
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
     distributions = ("onnxruntime",)
+    warm_imports = ("onnxruntime",)
 
     @classmethod
     def unavailable(cls, options: dict[str, Any], purpose: str = "verify") -> str | None:

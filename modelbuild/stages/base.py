@@ -51,6 +51,8 @@ class Stage:
     deps: ClassVar[tuple[str, ...]] = ()  # stages of the same model this one reads
     artifacts: ClassVar[tuple[str, ...]] = ()  # ("{model}.mlpackage",): copied to build/<model>/; the first is the main one
     heavy: ClassVar[bool] = True  # imports torch/coremltools: worth a worker process
+    # Modules a warm worker server imports (and so every fork of it has) before any stage runs.
+    warm_imports: ClassVar[tuple[str, ...]] = ()
     exclusive: ClassVar[bool] = False  # runs alone (benchmarks: another stage on the other core skews timings)
     # How ``modelbuild.lock`` checks this stage's output on another machine: "bytes" (the
     # output digest must match), "tolerance" (float results whose last bits depend on the CPU's

@@ -90,6 +90,7 @@ class CaptureStage(Stage):
     name = "capture"
     version = 5  # v5: scripted modules are frozen in eval mode (no training-only branches)
     tools = ("torch",)
+    warm_imports = ("torch",)
     deps = ("source",)
 
     @classmethod

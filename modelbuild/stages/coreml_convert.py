@@ -24,6 +24,7 @@ class CoreMLConvertStage(Stage):
     name = "coreml.convert"
     version = 4  # v4: writes ops.json, each op's torch module, for the op-level locator
     tools = ("coremltools", "torch", "numpy")
+    warm_imports = ("coremltools", "coremltools.converters.mil.frontend.torch")
     deps = ("capture",)
 
     @classmethod

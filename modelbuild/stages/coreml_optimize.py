@@ -27,6 +27,7 @@ class CoreMLOptimizeStage(Stage):
     name = "coreml.optimize"
     version = 4  # v4: carries ops.json (each op's torch module) on from the conversion
     tools = ("coremltools", "numpy", "scikit-learn")
+    warm_imports = ("coremltools.optimize.coreml",)
     deps = ("coreml.convert",)
 
     @classmethod

@@ -35,6 +35,7 @@ class ExecuTorchExportStage(Stage):
     # v6, v7: nearest upsampling decomposed at fixed sizes; report lines name the model's code, not modelbuild's wrapper
     version = 7
     tools = ("torch", "executorch")
+    warm_imports = ("executorch.exir", "executorch.backends.xnnpack.partition.xnnpack_partitioner")
     deps = ("source", "capture")
     artifacts = ("{model}.pte",)
 

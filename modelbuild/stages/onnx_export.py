@@ -23,6 +23,7 @@ class OnnxExportStage(Stage):
     # v7: no torch.export symbol names in the graph's metadata (they depend on what the worker ran before)
     version = 7
     tools = ("torch", "onnx", "onnxscript")
+    warm_imports = ("onnx", "onnxscript", "torch.onnx")
     deps = ("source", "capture")
     # No artifact of its own: onnx.package stamps the metadata and writes {model}.onnx.
 

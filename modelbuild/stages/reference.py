@@ -26,6 +26,7 @@ class ReferenceStage(Stage):
     # accumulate in another order): the lock checks them by tolerance.
     lock = "tolerance"
     tools = ("torch", "numpy")
+    warm_imports = ("torch",)
     deps = ("source", "capture")
 
     @classmethod

@@ -22,6 +22,7 @@ class SourceStage(Stage):
     name = "source"
     version = 4
     tools = ("torch",)
+    warm_imports = ("torch",)
 
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:

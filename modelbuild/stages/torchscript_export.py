@@ -22,6 +22,7 @@ class TorchScriptExportStage(Stage):
     name = "torchscript.export"
     version = 2
     tools = ("torch",)
+    warm_imports = ("torch",)
     deps = ("source", "capture")
     artifacts = ("{model}.pt", "{model}.ptl")
 

@@ -1,0 +1,193 @@
+"""The build's side of warm workers: start or replace the server, hand it stages.
+
+``WarmPool`` is a ``concurrent.futures.Executor``, so the executor is the same for warm, cold
+and Dask pools. ``prepare`` starts (or checks) the server in a thread at the start of a build,
+so its imports overlap the planning; the first stage waits only for what is left.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from modelbuild.workers import wire
+from modelbuild.workers.identity import differences, identity
+from modelbuild.workers.place import Place
+
+START_WAIT = 20.0  # seconds for a new server to open its socket (it imports after)
+
+
+class WorkerTrouble(RuntimeError):
+    """The warm server could not take or finish a stage (reported as that stage's failure)."""
+
+
+def read_status(place: Place) -> dict[str, Any] | None:
+    """The server's status file when a live server wrote it, else None (a stale file is removed)."""
+    try:
+        status = json.loads(place.status.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(status, dict) or not _is_server(status.get("pid")):
+        place.status.unlink(missing_ok=True)
+        return None
+    return status
+
+
+def stop_server(place: Place, wait: float = 10.0) -> dict[str, Any] | None:
+    """Stop the place's server (its running stages are killed); its last status, or None."""
+    status = read_status(place)
+    if status is None:
+        return None
+    pid = int(status["pid"])
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return status
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and _is_server(pid):
+        time.sleep(0.05)
+    if _is_server(pid):
+        os.kill(pid, signal.SIGKILL)
+    place.status.unlink(missing_ok=True)
+    place.socket.unlink(missing_ok=True)
+    return status
+
+
+def ensure_server(place: Place, idle: float, mine: dict[str, Any]) -> str | None:
+    """A live server with this build's identity at ``place``: the one there, or a new one.
+    Returns why an old server was replaced, if one was."""
+    with open(place.lock, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two builds (or a build and `workers stop`) start one server
+        status = read_status(place)
+        replaced = None
+        if status is not None:
+            changed = differences(status.get("identity", {}), mine)
+            if not changed and place.socket.exists():
+                return None
+            replaced = "; ".join(changed) or "its socket was gone"
+            stop_server(place)
+        place.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(place.log, "ab") as log:
+            command = [sys.executable, "-m", "modelbuild.workers.server", "--folder", str(place.folder), "--name", place.name, "--idle", str(idle)]
+            subprocess.Popen(command, cwd="/", stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True)
+        deadline = time.monotonic() + START_WAIT
+        while not (place.socket.exists() and place.status.exists()):
+            if time.monotonic() > deadline:
+                raise WorkerTrouble(f"the warm worker server did not start within {START_WAIT:.0f}s; see {place.log}, or build with --cold")
+            time.sleep(0.02)
+        return replaced
+
+
+class WarmPool(futures.Executor):
+    """Stages run in forks of the project's warm server, ``jobs`` at a time."""
+
+    def __init__(self, place: Place, idle: float, jobs: int) -> None:
+        self.place = place
+        self.idle = idle
+        self.identity = identity()
+        self.replaced: str | None = None  # why this build replaced a stale server
+        self._threads = futures.ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="modelbuild-warm")
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._ready: futures.Future[None] = futures.Future()
+        self._closing = False
+
+    def prepare(self) -> "WarmPool":
+        """Start or check the server now, in the background (the build plans meanwhile)."""
+
+        def start() -> None:
+            try:
+                self.replaced = ensure_server(self.place, self.idle, self.identity)
+                self._ready.set_result(None)
+            except BaseException as exc:  # noqa: BLE001 - raised again by the first stage that needs the server
+                self._ready.set_exception(exc)
+
+        threading.Thread(target=start, name="modelbuild-warm-start", daemon=True).start()
+        return self
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> futures.Future:
+        from modelbuild.graph.worker import run_stage
+
+        if fn is not run_stage or kwargs:
+            raise TypeError("a WarmPool runs stages (modelbuild.graph.worker.run_stage) only")
+        return self._threads.submit(self._run, args)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if cancel_futures:  # interrupted: the server kills the stages whose build went away
+            self._closing = True
+            with self._lock:
+                for sock in self._open:
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+        self._threads.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+    def _run(self, job: tuple[Any, ...]) -> Any:
+        self._ready.result()
+        for attempt in range(2):
+            try:
+                answer = self._ask(job)
+            except (ConnectionRefusedError, FileNotFoundError):
+                answer = ("gone", None)
+            kind, payload = answer
+            if kind == "done":
+                return payload
+            if kind == "crashed":
+                raise WorkerTrouble(f"the stage's warm worker failed outside the stage: {payload.strip().splitlines()[-1]}")
+            if attempt == 0 and not self._closing:  # "stale" or "gone": a fresh server, once
+                with self._lock:
+                    replaced = ensure_server(self.place, self.idle, self.identity)
+                    if kind == "stale":
+                        self.replaced = "; ".join(payload)
+                    elif replaced:
+                        self.replaced = replaced
+        raise WorkerTrouble("the warm worker server went away twice; build with --cold if it keeps happening")
+
+    def _ask(self, job: tuple[Any, ...]) -> tuple[str, Any]:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with self._lock:
+            self._open.add(sock)
+        try:
+            sock.connect(str(self.place.socket))
+            request = {
+                "kind": "run",
+                "identity": self.identity,
+                "job": job,
+                "cwd": os.getcwd(),
+                "environ": dict(os.environ),
+                "sys_path": list(sys.path),
+            }
+            wire.send(sock, request)
+            try:
+                return wire.receive(sock)
+            except EOFError:
+                if self._closing:
+                    raise WorkerTrouble("interrupted") from None
+                raise WorkerTrouble("the stage's warm worker process died (killed, or out of memory); see the stage's log") from None
+        finally:
+            with self._lock:
+                self._open.discard(sock)
+            sock.close()
+
+
+def _is_server(pid: Any) -> bool:
+    """Whether ``pid`` is a live warm server (not a process that reused its number)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return b"modelbuild.workers.server" in command and state != "Z"

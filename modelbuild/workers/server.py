@@ -1,0 +1,278 @@
+"""The warm server: imports once, then forks one process per stage.
+
+Started by a build (``python -m modelbuild.workers.server``) in its own session, so closing
+the terminal does not stop it. It listens before it imports: a build connects at once and its
+first stage waits only for what is left of the warm-up (the imports run while the build plans).
+
+One thread, one loop: accept a request, check the peer is this user and the identity is the
+server's, fork; the fork runs the stage exactly as a cold worker does and sends the outcome
+back on the same connection. The server watches each running stage's connection: when the
+build goes away (interrupted, killed) the stage's process group is killed, so no orphan keeps
+writing into the cache. It stops after ``idle`` seconds with nothing to do, on ``workers
+stop`` (SIGTERM), or when its socket is taken by a newer server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from modelbuild.workers import wire
+from modelbuild.workers.identity import differences, identity
+from modelbuild.workers.place import Place
+
+
+class Server:
+    def __init__(self, place: Place, idle: float, log: logging.Logger) -> None:
+        self.place = place
+        self.idle = idle
+        self.log = log
+        self.identity = identity()
+        self.running: dict[int, socket.socket | None] = {}  # fork pid -> its build's connection (None: being killed)
+        self.threads: int | None = None
+        self.doomed: dict[int, float] = {}  # fork pid -> when to kill it (its build closed the connection)
+        self.served = 0
+        self.started = time.time()
+        self.last_used = time.monotonic()
+        self.stopping = False
+        self.state = "warming"
+        self.warm_seconds: dict[str, float] = {}
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+
+    # -- life ------------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        self._listen()
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+        try:
+            self._write_status()
+            from modelbuild.workers.warmup import warm
+
+            self.warm_seconds = warm(self.log)
+            self.state = "ready"
+            self.threads = _torch_threads()
+            self._write_status()
+            self._loop()
+        finally:
+            self._shut()
+
+    def _listen(self) -> None:
+        path = self.place.socket
+        path.unlink(missing_ok=True)  # the client holds the start lock and found no live server
+        old = os.umask(0o177)
+        try:
+            self.listener.bind(str(path))
+        finally:
+            os.umask(old)
+        self.listener.listen(64)
+        self.inode = path.stat().st_ino
+
+    def _loop(self) -> None:
+        while not self.stopping:
+            self._reap()
+            self._kill_doomed()
+            if not self.running and time.monotonic() - self.last_used > self.idle:
+                self.log.info("idle for %.0fs: stopping", self.idle)
+                return
+            if not self._still_mine():
+                self.log.info("the socket was removed or taken by another server: stopping")
+                return
+            watched = [self.listener, *(conn for conn in self.running.values() if conn is not None)]
+            try:
+                readable, _, _ = select.select(watched, [], [], 0.2 if self.doomed else 1.0)
+            except InterruptedError:
+                continue
+            for ready in readable:
+                if ready is self.listener:
+                    self._accept()
+                else:
+                    self._build_went_away(ready)
+
+    def _on_term(self, signum: int, frame: Any) -> None:
+        self.stopping = True
+        if self.state == "warming":  # nothing served yet: no need to finish the imports first
+            raise SystemExit(0)
+
+    def _shut(self) -> None:
+        for pid in list(self.running):
+            _kill_group(pid)
+        self._reap(block=True)
+        if self._still_mine():
+            self.place.socket.unlink(missing_ok=True)
+            self.place.status.unlink(missing_ok=True)
+        self.listener.close()
+
+    def _still_mine(self) -> bool:
+        try:
+            return self.place.socket.stat().st_ino == self.inode
+        except OSError:
+            return False
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        try:
+            conn.settimeout(30)
+            if not wire.same_user(conn):
+                self.log.warning("refused a connection from another user")
+                conn.close()
+                return
+            request = wire.receive(conn)
+        except (OSError, EOFError, ValueError) as exc:
+            self.log.warning("a request could not be read: %s", exc)
+            conn.close()
+            return
+        self.last_used = time.monotonic()
+        if request.get("kind") == "run":
+            self._run(conn, request)
+        else:
+            conn.close()
+
+    def _run(self, conn: socket.socket, request: dict[str, Any]) -> None:
+        changed = differences(self.identity, request["identity"])
+        if changed:
+            # A build with other code or tools: this server is stale. It says why, stops taking
+            # work, and lets the build start a fresh one in its place.
+            self.log.info("stale for a build (%s): stopping", "; ".join(changed))
+            wire.send(conn, ("stale", changed))
+            conn.close()
+            self.place.socket.unlink(missing_ok=True)
+            self.stopping = True
+            return
+        pid = os.fork()
+        if pid == 0:  # the stage's process
+            self.listener.close()
+            for other in self.running.values():
+                if other is not None:
+                    other.close()
+            _run_in_fork(conn, request, self.threads)  # never returns
+        conn.settimeout(None)
+        self.running[pid] = conn
+        self.served += 1
+        self._write_status()
+
+    def _build_went_away(self, conn: socket.socket) -> None:
+        """A running stage's build closed its end. Usually it has just read the answer and the
+        fork is exiting; a fork still there a second later is not wanted: killed, with its group."""
+        for pid, watched in list(self.running.items()):
+            if watched is conn:
+                conn.close()
+                self.running[pid] = None
+                self.doomed[pid] = time.monotonic() + 1.0
+
+    def _kill_doomed(self) -> None:
+        for pid, deadline in list(self.doomed.items()):
+            if pid not in self.running:
+                del self.doomed[pid]
+            elif time.monotonic() >= deadline:
+                self.log.info("build went away: stopping stage process %d", pid)
+                _kill_group(pid)
+                del self.doomed[pid]
+
+    def _reap(self, block: bool = False) -> None:
+        for pid in list(self.running):
+            try:
+                done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                conn = self.running.pop(pid)
+                if conn is not None:
+                    conn.close()
+                self.last_used = time.monotonic()
+        if not block:
+            self._write_status()
+
+    def _write_status(self) -> None:
+        status = {
+            "pid": os.getpid(),
+            "state": self.state,
+            "started": self.started,
+            "idle_timeout": self.idle,
+            "served": self.served,
+            "running": len(self.running),
+            "last_used": time.time() - (time.monotonic() - self.last_used),
+            "identity": self.identity,
+            "warm_up": self.warm_seconds,
+        }
+        text = json.dumps(status, indent=1, sort_keys=True)
+        if text != getattr(self, "_last_status", None) and self._still_mine():  # a newer server's file is not ours to write
+            temporary = self.place.status.with_name(self.place.status.name + f".{os.getpid()}.tmp")
+            temporary.write_text(text, encoding="utf-8")
+            os.replace(temporary, self.place.status)
+            self._last_status = text
+
+
+def _run_in_fork(conn: socket.socket, request: dict[str, Any], threads: int | None) -> None:
+    """Run one stage in this fork, as a cold worker would, answer, and end (no cleanup of the
+    server's state: the process ends with the stage)."""
+    code = 0
+    try:
+        os.setpgid(0, 0)  # the server kills the whole group if the build goes away
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["environ"])
+        sys.path[:] = request["sys_path"]
+        torch = sys.modules.get("torch")
+        if torch is not None and threads is not None:
+            torch.set_num_threads(threads)
+        from modelbuild.graph.worker import run_stage
+
+        outcome = run_stage(*request["job"])
+        wire.send(conn, ("done", outcome))
+    except BaseException:  # noqa: BLE001 - reported to the build as the stage's failure
+        code = 1
+        try:
+            wire.send(conn, ("crashed", traceback.format_exc()))
+        except Exception:  # noqa: BLE001 - the build is gone: nothing to tell
+            pass
+    finally:
+        os._exit(code)
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _torch_threads() -> int | None:
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="modelbuild-worker-server")
+    parser.add_argument("--folder", required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--idle", type=float, required=True)
+    args = parser.parse_args(argv)
+    place = Place(Path(args.folder), args.name)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(message)s", stream=sys.stderr)
+    log = logging.getLogger("modelbuild.workers")
+    log.info("server starting for %s (idle timeout %.0fs)", place.name, args.idle)
+    Server(place, args.idle, log).serve()
+    log.info("server stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

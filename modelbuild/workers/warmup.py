@@ -1,0 +1,102 @@
+"""What a warm server loads before it forks: the libraries the stages import, exercised once.
+
+Importing is half the cost; the first conversion in a process pays the rest (ExecuTorch's
+first lowering took 5.9 s here, the next 1.0 s: operator tables, dispatch caches). The server
+runs one tiny conversion per library on one thread, so its forks start past both, and its
+thread pools are never started before a fork (a fork of a running OpenMP pool can hang).
+The models are built here, never the user's: no user code runs in the server.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+
+def modules() -> list[str]:
+    """The modules every built-in stage and runtime names in ``warm_imports``, in order."""
+    from modelbuild.runtimes import RUNTIMES
+    from modelbuild.stages import BUILTIN, STAGES
+
+    names: list[str] = list(BUILTIN)
+    for stage in STAGES.names():
+        names += STAGES.get(stage).warm_imports
+    for runtime in RUNTIMES.names():
+        names += RUNTIMES.get(runtime).warm_imports
+    return list(dict.fromkeys(names))
+
+
+def warm(log: logging.Logger) -> dict[str, float]:
+    """Import and exercise; seconds per step. A library that is missing or fails is left cold
+    (its stage then imports it itself, as a cold worker would). ``MODELBUILD_WORKERS_WARM_UP=0``
+    skips it all: a plain fork server, for small machines and tests of the server itself."""
+    if os.environ.get("MODELBUILD_WORKERS_WARM_UP") == "0":
+        return {}
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    timings: dict[str, float] = {}
+    try:
+        for name in modules():
+            timings[name] = _timed(log, name, functools.partial(importlib.import_module, name))
+        for name, exercise in EXERCISES.items():
+            timings[f"exercise {name}"] = _timed(log, f"exercise {name}", exercise)
+    finally:
+        torch.set_num_threads(threads)
+    return timings
+
+
+def _timed(log: logging.Logger, what: str, step: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    try:
+        step()
+    except Exception as exc:  # noqa: BLE001 - an optional library: left to the stage that needs it
+        log.info("warm-up: %s failed: %s: %s", what, type(exc).__name__, exc)
+        return -1.0
+    seconds = time.perf_counter() - started
+    log.info("warm-up: %s in %.2fs", what, seconds)
+    return seconds
+
+
+def _tiny() -> tuple[Any, tuple[Any, ...]]:
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2)).eval()
+    return model, (torch.zeros(1, 3, 8, 8),)
+
+
+def _executorch() -> None:
+    import torch
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    model, sample = _tiny()
+    program = torch.export.export(model, sample)
+    to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
+
+
+def _coremltools() -> None:
+    import coremltools as ct
+    import torch
+
+    model, sample = _tiny()
+    traced = torch.jit.trace(model, sample)
+    ct.convert(traced, inputs=[ct.TensorType(name="x", shape=(1, 3, 8, 8))], convert_to="mlprogram", skip_model_load=True)
+
+
+def _onnx() -> None:
+    import torch
+
+    model, sample = _tiny()
+    with tempfile.TemporaryDirectory() as folder:
+        torch.onnx.export(model, sample, str(Path(folder) / "tiny.onnx"), dynamo=True, verbose=False)
+
+
+EXERCISES: dict[str, Callable[[], None]] = {"executorch": _executorch, "coremltools": _coremltools, "onnx": _onnx}
