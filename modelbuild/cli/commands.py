@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from modelbuild import __version__
-from modelbuild.cli import cache_commands, worker_commands
+from modelbuild.cli import cache_commands, watch, worker_commands
 from modelbuild.errors import ManifestError, UserError
 
 
@@ -89,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--shape", default=None, help="only the reference samples of this shape (default, min, max, ...)")
     sub.add_parser("schema", help="print the manifest JSON Schema")
     worker_commands.add_parser(sub)
+    watch.add_parser(sub, with_paths, with_remote, with_cold)
     init = sub.add_parser("init", help="write a commented starter manifest (from your factory's model when given)")
     init.add_argument("factory", nargs="?", default=None, metavar="FACTORY", help="'module:callable' returning your nn.Module, e.g. models.mynet:build")
     init.add_argument("--out", default=None, help="the manifest to write (default: manifests/<name>.yaml)")
@@ -563,4 +564,5 @@ COMMANDS = {
     "init": cmd_init,
     "clean": cmd_clean,
     "workers": worker_commands.cmd_workers,
+    "watch": lambda args: watch.cmd_watch(args, _run),
 }

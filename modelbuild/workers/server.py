@@ -133,12 +133,12 @@ class Server:
                 conn.close()
                 return
             request = wire.receive(conn)
-        except (OSError, EOFError, ValueError) as exc:
-            self.log.warning("a request could not be read: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - garbage, a half-sent request: refused, the server goes on
+            self.log.warning("a request could not be read: %s: %s", type(exc).__name__, exc)
             conn.close()
             return
         self.last_used = time.monotonic()
-        if request.get("kind") == "run":
+        if isinstance(request, dict) and request.get("kind") == "run" and isinstance(request.get("identity"), dict):
             self._run(conn, request)
         else:
             conn.close()

@@ -1,0 +1,112 @@
+"""Warm workers against fresh processes: the rebuilds a training loop waits on.
+
+    python bench/warm.py [--rounds N] [--bench] [--model gpt]
+
+Two fresh copies of the example project with one model (the GPT example by default), one
+building with warm workers and one with ``--cold``, both built once first (the warm copy's
+first build starts its server). Then, for each round and interleaved so both see the same
+machine: new weights (the same bytes in both copies) and rebuild each; a metadata-only edit
+and rebuild each. Prints the median times, the warm/cold ratio (the goal: at most 0.20) and
+whether the two copies' artifacts are byte-identical after every round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from modelbuild.store.hashing import hash_tree  # noqa: E402
+from tests.conftest import copy_examples  # noqa: E402
+
+
+def build(root: Path, manifest: str, extra: list[str], env: dict[str, str]) -> tuple[float, str]:
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "modelbuild", "build", manifest, *extra], cwd=root, capture_output=True, text=True, env=env)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"build failed in {root}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return elapsed, result.stdout.strip().splitlines()[-1]
+
+
+def new_weights(root: Path, model: str, round_number: int) -> None:
+    from safetensors.torch import load_file, save_file
+
+    path = root / "manifests" / "weights" / f"{model}.safetensors"
+    tensors = load_file(str(path))
+    first = sorted(tensors)[0]
+    tensors[first] = tensors[first] * (1.0 + 0.001 * round_number)
+    save_file(tensors, str(path))
+
+
+def new_description(root: Path, model: str, round_number: int) -> None:
+    manifest = root / "manifests" / f"{model}.yaml"
+    lines = manifest.read_text().splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if line.startswith("  description:") or line.startswith("metadata:"))
+    if lines[at].startswith("metadata:"):
+        lines.insert(at + 1, f"  author: round {round_number}\n")
+    else:
+        lines[at] = lines[at].rstrip("\n").split(" (round")[0] + f" (round {round_number})\n"
+    manifest.write_text("".join(lines))
+
+
+def artifacts(root: Path, model: str) -> dict[str, str]:
+    folder = root / "build" / model
+    return {p.name: hash_tree(p) for p in sorted(folder.iterdir()) if p.name != "logs"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="gpt", help="the example to rebuild (default: gpt)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each edit (default 3; medians are printed)")
+    parser.add_argument("--bench", action="store_true", help="include the benchmark stages (default: --no-bench)")
+    options = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="modelbuild-bench-warm-"))
+    env = {**os.environ, "MODELBUILD_FASTPATH": "0", "MODELBUILD_WORKERS": "warm", "MODELBUILD_WORKERS_DIR": str(work / "servers")}
+    (work / "servers").mkdir(mode=0o700)
+    manifest = f"manifests/{options.model}.yaml"
+    extra = [] if options.bench else ["--no-bench"]
+    copies = {"cold": copy_examples(work / "cold"), "warm": copy_examples(work / "warm")}
+    flags = {"cold": [*extra, "--cold"], "warm": extra}
+    times: dict[tuple[str, str], list[float]] = {}
+    identical = True
+    try:
+        for mode, root in copies.items():
+            seconds, line = build(root, manifest, flags[mode], env)
+            print(f"first build, {mode}: {seconds:.1f} s ({line})")
+        for round_number in range(1, options.rounds + 1):
+            for edit, change in (("weights-only", new_weights), ("metadata-only", new_description)):
+                for mode in ("cold", "warm") if round_number % 2 else ("warm", "cold"):
+                    change(copies[mode], options.model, round_number)
+                    seconds, line = build(copies[mode], manifest, flags[mode], env)
+                    times.setdefault((edit, mode), []).append(seconds)
+                    print(f"round {round_number}, {edit}, {mode}: {seconds:.1f} s ({line})")
+                same = artifacts(copies["cold"], options.model) == artifacts(copies["warm"], options.model)
+                identical = identical and same
+                if not same:
+                    print(f"round {round_number}, {edit}: artifacts DIFFER between warm and cold")
+        print()
+        print(f"{options.model}, {'with' if options.bench else 'without'} benchmark stages, median of {options.rounds} rounds:")
+        print(f"{'edit':<15}{'cold s':>9}{'warm s':>9}{'warm/cold':>11}  goal")
+        for edit in ("weights-only", "metadata-only"):
+            cold, warm = statistics.median(times[(edit, "cold")]), statistics.median(times[(edit, "warm")])
+            print(f"{edit:<15}{cold:>9.1f}{warm:>9.1f}{warm / cold:>10.2f}×  ≤ 0.20 {'met' if warm / cold <= 0.20 else 'NOT met'}")
+        print(f"artifacts byte-identical, warm vs cold, after every round: {identical}")
+    finally:
+        subprocess.run([sys.executable, "-m", "modelbuild", "workers", "stop"], cwd=copies["warm"], env=env, capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    if not identical:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""The warm server for real: a subprocess that forks a process per stage.
+
+Most tests turn the warm-up off (``MODELBUILD_WORKERS_WARM_UP=0``: a plain fork server, fast
+to start); the byte-identity test keeps it, since the warm-up is what could leak into results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from modelbuild.workers.place import place_for
+from tests.adversarial.test_user_code import LAYERS, MODULE, run_artifact, two_folders
+from tests.conftest import copy_examples, run_cli
+
+LIGHT = {"MODELBUILD_WORKERS": "warm", "MODELBUILD_WORKERS_WARM_UP": "0"}
+
+
+def status_of(root: Path) -> dict | None:
+    try:
+        return json.loads(place_for(root / "cache").status.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def wait_for(condition, seconds: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def artifact_digests(root: Path, models: list[str]) -> dict[str, str]:
+    found = {}
+    for model in models:
+        for path in sorted((root / "build" / model).rglob("*")):
+            if path.is_file() and "logs" not in path.relative_to(root / "build").parts:
+                found[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert found
+    return found
+
+
+@pytest.mark.convert
+def test_warm_builds_are_byte_identical_to_cold_ones_after_plugins_and_same_named_modules(tmp_path: Path) -> None:
+    roots = {}
+    for mode in ("warm", "cold"):
+        root = copy_examples(tmp_path / mode)
+        for name, offset, factor in (("first", 1, 2), ("second", 10, 3)):  # two models/tiny.py with other code
+            folder = root / name
+            (folder / "models").mkdir(parents=True)
+            (folder / "models" / "__init__.py").write_text("")
+            (folder / "models" / "tiny.py").write_text(MODULE.format(offset=offset))
+            (folder / "models" / "layers.py").write_text(LAYERS.format(factor=factor))
+            (folder / f"{name}.yaml").write_text(
+                f"name: {name}\nsource: {{factory: models.tiny:build}}\ninputs: [{{name: x, shape: [1, 4]}}]\n"
+                "outputs: [{name: y, select: out}]\ntargets: {torchscript: {}, onnx: {}}\n"
+            )
+        # smooth without its plugin: coremltools does not know aten::celu, warm or cold.
+        bare = (root / "manifests" / "smooth.yaml").read_text().replace("plugins: [plugins.celu]\n", "").replace("name: smooth", "name: bare")
+        (root / "manifests" / "bare.yaml").write_text(bare)
+        roots[mode] = root
+    env = {"MODELBUILD_WORKERS": "warm"}
+    runs = {}
+    for mode, root in roots.items():
+        flags = ["--no-bench"] + (["--cold"] if mode == "cold" else [])
+        built = run_cli(root, "build", "manifests/smooth.yaml", "first", "second", "manifests/gpt.yaml", *flags, env=env)
+        assert built.returncode == 0, built.stdout + built.stderr
+        status = status_of(root)
+        assert (status is None) if mode == "cold" else (status is not None and status["served"] >= 10)  # --cold never starts one
+        runs[mode] = run_cli(root, "build", "manifests/bare.yaml", "--target", "coreml", *flags, env=env)
+    models = ["smooth", "first", "second", "gpt"]
+    assert artifact_digests(roots["warm"], models) == artifact_digests(roots["cold"], models)
+    # The plugin registered by smooth's conversion did not outlive it in the warm server.
+    for mode in ("warm", "cold"):
+        assert runs[mode].returncode == 1, runs[mode].stdout
+        assert "celu" in runs[mode].stdout + runs[mode].stderr
+    assert run_artifact(roots["warm"], "first") == [3.0] * 4 and run_artifact(roots["warm"], "second") == [13.0] * 4
+
+
+def test_status_stop_and_a_stale_server_replaced(tmp_path: Path) -> None:
+    root = two_folders(tmp_path)
+    said = run_cli(root, "workers", "status", env=LIGHT)
+    assert said.returncode == 0 and "no warm worker server for this project (builds start one on first use)" in said.stdout
+    built = run_cli(root, "build", "first", "--no-bench", env=LIGHT)
+    assert built.returncode == 0, built.stdout + built.stderr
+    first = status_of(root)
+    assert first is not None and first["served"] >= 2 and alive(first["pid"])
+    said = run_cli(root, "workers", "status", env=LIGHT)
+    assert f"warm worker server: pid {first['pid']}, ready" in said.stdout and "stops after" in said.stdout, said.stdout
+
+    # Garbage on the socket is refused; the server keeps serving.
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(place_for(root / "cache").socket))
+        sock.sendall(b"\x00\x00\x00\x00\x00\x00\x00\x05hello")
+    # A variable the libraries read when they load: this server is stale for that build.
+    stale_env = {**LIGHT, "ATEN_CPU_CAPABILITY": "default"}
+    said = run_cli(root, "workers", "status", env=stale_env)
+    assert "stale: the next build replaces it (environment: ATEN_CPU_CAPABILITY)" in said.stdout, said.stdout
+    rebuilt = run_cli(root, "build", "first", "--no-bench", "--force", env=stale_env)
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    assert "a new server replaced one that was stale (environment: ATEN_CPU_CAPABILITY)" in rebuilt.stdout
+    second = status_of(root)
+    assert second is not None and second["pid"] != first["pid"] and second["served"] >= 2
+    assert wait_for(lambda: not alive(first["pid"]))
+
+    stopped = run_cli(root, "workers", "stop", env=LIGHT)
+    assert f"stopped the warm worker server (pid {second['pid']}" in stopped.stdout
+    assert wait_for(lambda: not alive(second["pid"]), 10) and status_of(root) is None
+    assert not place_for(root / "cache").socket.exists()
+    assert "no warm worker server was running" in run_cli(root, "workers", "stop", env=LIGHT).stdout
+    cold = run_cli(root, "build", "second", "--no-bench", "--cold", env=LIGHT)
+    assert cold.returncode == 0 and status_of(root) is None
+
+
+def test_an_idle_server_stops_by_itself(tmp_path: Path) -> None:
+    root = two_folders(tmp_path)
+    built = run_cli(root, "build", "first", "--no-bench", env={**LIGHT, "MODELBUILD_WORKERS_IDLE": "1"})
+    assert built.returncode == 0, built.stdout + built.stderr
+    status = status_of(root)
+    assert status is not None and status["idle_timeout"] == 1
+    assert wait_for(lambda: not alive(status["pid"]), 20)
+    assert status_of(root) is None and not place_for(root / "cache").socket.exists()
+
+
+SLOW = """\
+import os
+import time
+
+import torch
+
+
+class Tiny(torch.nn.Module):
+    def forward(self, x):
+        return {{"out": x * 2}}
+
+
+def build():
+    if os.path.exists({marker!r}):
+        open({started!r}, "w").close()
+        time.sleep(300)
+    return Tiny()
+"""
+
+
+def test_a_killed_build_takes_its_stage_with_it_and_a_killed_stage_fails_only_itself(tmp_path: Path) -> None:
+    root = two_folders(tmp_path)
+    marker, started = tmp_path / "slow-on", tmp_path / "slow-started"
+    (root / "first" / "models" / "slow.py").write_text(SLOW.format(marker=str(marker), started=str(started)))
+    (root / "first" / "slow.yaml").write_text(
+        "name: slow\nsource: {factory: models.slow:build}\ninputs: [{name: x, shape: [1, 4]}]\noutputs: [{name: y, select: out}]\ntargets: {torchscript: {}}\n"
+    )
+    marker.write_text("")
+    env = {**os.environ, **LIGHT}
+    build = subprocess.Popen([sys.executable, "-m", "modelbuild", "build", "first/slow.yaml", "--no-bench"], cwd=root, env=env)
+    try:
+        assert wait_for(started.exists, 120)
+        status = status_of(root)
+        assert status is not None and status["running"] == 1
+        forks = children(status["pid"])
+        assert len(forks) == 1
+        build.send_signal(signal.SIGKILL)  # the build dies: nobody will read what the stage makes
+        build.wait()
+        assert wait_for(lambda: not alive(forks[0]), 15), "the stage of a build that went away is still running"
+        assert alive(status["pid"])
+    finally:
+        if build.poll() is None:
+            build.kill()
+
+    # Now the stage's own process dies (out of memory, say): that stage fails, the server lives.
+    started.unlink()
+    build = subprocess.Popen(
+        [sys.executable, "-m", "modelbuild", "build", "first/slow.yaml", "--no-bench"], cwd=root, env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert wait_for(started.exists, 120)
+    os.kill(children(status["pid"])[0], signal.SIGKILL)
+    out, _ = build.communicate(timeout=120)
+    assert build.returncode == 1 and "worker process died" in out, out
+    marker.unlink()
+    result = run_cli(root, "build", "first/slow.yaml", "--no-bench", env=LIGHT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert status_of(root)["pid"] == status["pid"]  # type: ignore[index]
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return [child for child in found if alive(child)]
