@@ -60,7 +60,5 @@ def test_watch_rebuilds_after_a_change_and_stops_on_ctrl_c(tmp_path: Path) -> No
 
 def test_watch_rejects_a_bad_interval(tmp_path: Path) -> None:
     root = two_folders(tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "modelbuild", "watch", "first", "--interval", "0"], cwd=root, capture_output=True, text=True, timeout=120
-    )
+    result = subprocess.run([sys.executable, "-m", "modelbuild", "watch", "first", "--interval", "0"], cwd=root, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "--interval must be > 0" in result.stderr
