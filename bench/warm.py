@@ -49,14 +49,21 @@ def new_weights(root: Path, model: str, round_number: int) -> None:
 
 
 def new_description(root: Path, model: str, round_number: int) -> None:
+    """A metadata-only edit: the manifest's ``metadata.author``, set or replaced."""
     manifest = root / "manifests" / f"{model}.yaml"
-    lines = manifest.read_text().splitlines(keepends=True)
-    at = next(i for i, line in enumerate(lines) if line.startswith("  description:") or line.startswith("metadata:"))
-    if lines[at].startswith("metadata:"):
-        lines.insert(at + 1, f"  author: round {round_number}\n")
-    else:
-        lines[at] = lines[at].rstrip("\n").split(" (round")[0] + f" (round {round_number})\n"
+    lines = [line for line in manifest.read_text().splitlines(keepends=True) if not line.startswith("  author: round ")]
+    at = next(i for i, line in enumerate(lines) if line.startswith("metadata:"))
+    lines.insert(at + 1, f"  author: round {round_number}\n")
     manifest.write_text("".join(lines))
+
+
+def slowest(root: Path, count: int = 3) -> str:
+    """The stages that took longest in the last build, from report.json."""
+    import json
+
+    models = json.loads((root / "build" / "report.json").read_text())["models"]
+    ran = [(name, entry["seconds"]) for model in models.values() for name, entry in model["stages"].items() if entry.get("status") == "built"]
+    return ", ".join(f"{name} {seconds:.1f}s" for name, seconds in sorted(ran, key=lambda item: -item[1])[:count])
 
 
 def artifacts(root: Path, model: str) -> dict[str, str]:
@@ -89,7 +96,7 @@ def main() -> None:
                     change(copies[mode], options.model, round_number)
                     seconds, line = build(copies[mode], manifest, flags[mode], env)
                     times.setdefault((edit, mode), []).append(seconds)
-                    print(f"round {round_number}, {edit}, {mode}: {seconds:.1f} s ({line})")
+                    print(f"round {round_number}, {edit}, {mode}: {seconds:.1f} s ({line}; slowest: {slowest(copies[mode])})")
                 same = artifacts(copies["cold"], options.model) == artifacts(copies["warm"], options.model)
                 identical = identical and same
                 if not same:

@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     build = with_cold(with_remote(with_paths(sub.add_parser("build", help="build what is stale, then print a summary"))))
-    build.add_argument("-j", "--jobs", type=int, default=None, help="stages run in parallel across models (processes)")
+    build.add_argument("-j", "--jobs", type=int, default=None, help="stages run at once, of one model or several (processes)")
     build.add_argument(
         "--scheduler", default=None, metavar="ADDRESS", help="run heavy stages on Dask: tcp://HOST:8786 (a running scheduler) or local:N (N processes here)"
     )

@@ -24,7 +24,7 @@ Signatures = dict[str, str]
 
 def add_parser(sub: Any, with_paths: Callable[..., Any], with_remote: Callable[..., Any], with_cold: Callable[..., Any]) -> None:
     watch = with_cold(with_remote(with_paths(sub.add_parser("watch", help="build, then rebuild what a change makes stale, until Ctrl-C"))))
-    watch.add_argument("-j", "--jobs", type=int, default=None, help="stages run in parallel across models (processes)")
+    watch.add_argument("-j", "--jobs", type=int, default=None, help="stages run at once, of one model or several (processes)")
     watch.add_argument("--no-bench", action="store_true", help="leave out the benchmark stages")
     watch.add_argument("--keep-going", action="store_true", help="build the other models when one fails")
     watch.add_argument("--interval", type=float, default=0.5, help="seconds between looks at the files (default 0.5)")

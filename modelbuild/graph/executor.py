@@ -367,7 +367,10 @@ class Executor:
         self.listener("done", self.nodes[nid], result)
 
     def _workers(self) -> int:
-        return max(1, min(self.options.jobs, len({n.model for n in self.nodes.values()})))
+        """Up to ``jobs`` stages at once, of one model or several: a model's conversions are
+        independent of one another (Core ML, ONNX and ExecuTorch all read the capture), and
+        on a single-model project they are the only parallelism there is."""
+        return max(1, self.options.jobs)
 
     def _pool(self) -> futures.Executor:
         return self.pool_factory(self._workers())

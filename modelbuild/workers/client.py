@@ -76,7 +76,7 @@ def ensure_server(place: Place, idle: float, mine: dict[str, Any]) -> str | None
                 return None
             replaced = "; ".join(changed) or "its socket was gone"
             stop_server(place)
-        place.log.parent.mkdir(parents=True, exist_ok=True)
+        _rotate(place.log)
         with open(place.log, "ab") as log:
             command = [sys.executable, "-m", "modelbuild.workers.server", "--folder", str(place.folder), "--name", place.name, "--idle", str(idle)]
             subprocess.Popen(command, cwd="/", stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True)
@@ -179,6 +179,16 @@ class WarmPool(futures.Executor):
             with self._lock:
                 self._open.discard(sock)
             sock.close()
+
+
+def _rotate(log: Path, limit: int = 5 << 20) -> None:
+    """A server's log is appended to by every server of the project: past ``limit`` bytes the
+    old one becomes ``.log.1`` (replacing the one before)."""
+    try:
+        if log.stat().st_size > limit:
+            os.replace(log, log.with_name(log.name + ".1"))
+    except FileNotFoundError:
+        pass
 
 
 def _is_server(pid: Any) -> bool:

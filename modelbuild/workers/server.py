@@ -15,6 +15,7 @@ stop`` (SIGTERM), or when its socket is taken by a newer server.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -60,6 +61,10 @@ class Server:
             from modelbuild.workers.warmup import warm
 
             self.warm_seconds = warm(self.log)
+            # Every fork shares the server's objects: frozen, the forks' collections never walk
+            # (and so never copy) them. Python's advice for fork without exec.
+            gc.collect()
+            gc.freeze()
             self.state = "ready"
             self.threads = _torch_threads()
             self._write_status()
@@ -209,6 +214,7 @@ class Server:
             "last_used": time.time() - (time.monotonic() - self.last_used),
             "identity": self.identity,
             "warm_up": self.warm_seconds,
+            "memory": _resident_bytes(),
         }
         text = json.dumps(status, indent=1, sort_keys=True)
         if text != getattr(self, "_last_status", None) and self._still_mine():  # a newer server's file is not ours to write
@@ -252,6 +258,14 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _resident_bytes() -> int:
+    """The server's resident memory (its forks share these pages until they write to them)."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _torch_threads() -> int | None:

@@ -205,3 +205,31 @@ def children(pid: int) -> list[int]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         found += [int(child) for child in (task / "children").read_text().split()]
     return [child for child in found if alive(child)]
+
+
+def test_builds_starting_at_once_share_one_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import concurrent.futures
+
+    from modelbuild.workers.client import ensure_server, stop_server
+    from modelbuild.workers.identity import identity
+
+    monkeypatch.setenv("MODELBUILD_WORKERS_WARM_UP", "0")
+    place = place_for(tmp_path / "cache")
+    mine = identity()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda _: ensure_server(place, 60, mine), range(4)))
+        status = json.loads(place.status.read_text())
+        servers = [
+            p for p in Path("/proc").iterdir() if p.name.isdigit() and b"modelbuild.workers.server" in _cmdline(p) and place.name.encode() in _cmdline(p)
+        ]
+        assert [int(p.name) for p in servers if alive(int(p.name))] == [status["pid"]]
+    finally:
+        stop_server(place)
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""
