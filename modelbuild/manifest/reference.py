@@ -19,8 +19,8 @@ defaults by `python -m modelbuild.manifest.reference`; a test fails when this pa
 schema disagree. A manifest is YAML or TOML and holds one model, or a top-level `models:` list
 of models. Relative paths are relative to the manifest's folder. Project settings
 (`modelbuild.toml` or `[tool.modelbuild]` in `pyproject.toml`: `cache_dir`, `out_dir`, `jobs`,
-`[defaults]` deep-merged under every manifest) are described in the README; the `[remote]`
-table (a shared cache) in docs/team.md.
+`[defaults]` deep-merged under every manifest, `[workers]` for warm workers) are described in
+the README; the `[remote]` table (a shared cache) in docs/team.md.
 
 Editors validate and complete manifests with the schema: put
 `# yaml-language-server: $schema=<path to modelbuild/schema/manifest.schema.json>` on the
