@@ -68,7 +68,7 @@ def identity() -> dict[str, Any]:
         "tools": {name: _version(name) for name in TOOLS},
         "packages": _packages_digest(),
         "environment": relevant_environment(dict(os.environ)),
-        "sys_path": list(sys.path[1:]),  # [0] is the script's folder: the server's differs by design
+        "sys_path": search_path(),
     }
 
 
@@ -108,6 +108,14 @@ def differences(server: dict[str, Any], build: dict[str, Any]) -> list[str]:
     return said
 
 
+def search_path() -> list[str]:
+    """``sys.path`` as far as it is the same for every build of the project: without its first
+    entry (the script's folder) and the working folder (``PYTHONPATH=.`` resolves to wherever
+    the process started; the server starts in ``/``, a build in the project)."""
+    here = os.getcwd()
+    return [entry for entry in sys.path[1:] if entry and os.path.abspath(entry) != here]
+
+
 def _version(distribution: str) -> str:
     from importlib import metadata
 
@@ -134,8 +142,8 @@ def _packages_digest() -> str:
     """The folders on sys.path by stat signature: installing, upgrading or removing any
     package changes its site-packages folder (what a version list alone might miss)."""
     digest = hashlib.sha256()
-    for entry in sys.path[1:]:
-        if entry and Path(entry).is_dir():
+    for entry in search_path():
+        if Path(entry).is_dir():
             digest.update(_signature(Path(entry)).encode())
     return digest.hexdigest()[:20]
 

@@ -122,6 +122,14 @@ def test_status_stop_and_a_stale_server_replaced(tmp_path: Path) -> None:
     assert second is not None and second["pid"] != first["pid"] and second["served"] >= 2
     assert wait_for(lambda: not alive(first["pid"]))
 
+    # The working folder on the path (PYTHONPATH=.) is not a change: the server starts in /.
+    once = run_cli(root, "build", "second", "--no-bench", "--force", env={**stale_env, "PYTHONPATH": "."})
+    assert "stale (environment: PYTHONPATH)" in once.stdout  # the variable itself changed
+    second = status_of(root)  # type: ignore[assignment]
+    again = run_cli(root, "build", "second", "--no-bench", "--force", env={**stale_env, "PYTHONPATH": "."})
+    assert again.returncode == 0 and "replaced" not in again.stdout, again.stdout + again.stderr
+    assert second is not None and status_of(root)["pid"] == second["pid"]  # type: ignore[index]
+
     stopped = run_cli(root, "workers", "stop", env=LIGHT)
     assert f"stopped the warm worker server (pid {second['pid']}" in stopped.stdout
     assert wait_for(lambda: not alive(second["pid"]), 10) and status_of(root) is None
