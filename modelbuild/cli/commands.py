@@ -251,6 +251,8 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
                 report = executor.run()
                 if db.repaired:
                     report.warnings.insert(0, db.repaired)
+                if warm is not None and warm.trouble:
+                    report.warnings.append(f"warm workers: {warm.trouble}; stages ran in fresh processes instead (as with --cold)")
                 report.variant_of = {m.name: m.data["variant_of"] for m in models if "variant_of" in m.data}
             finally:
                 terminal.stop_progress()

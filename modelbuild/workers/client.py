@@ -96,6 +96,9 @@ class WarmPool(futures.Executor):
         self.idle = idle
         self.identity = identity()
         self.replaced: str | None = None  # why this build replaced a stale server
+        self.trouble: str | None = None  # why stages ran in fresh processes after all
+        self._jobs = max(1, jobs)
+        self._fallback: futures.Executor | None = None
         self._threads = futures.ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="modelbuild-warm")
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -132,9 +135,14 @@ class WarmPool(futures.Executor):
                     except OSError:
                         pass
         self._threads.shutdown(wait=wait, cancel_futures=cancel_futures)
+        if self._fallback is not None:
+            self._fallback.shutdown(wait=wait, cancel_futures=cancel_futures)
 
     def _run(self, job: tuple[Any, ...]) -> Any:
-        self._ready.result()
+        try:
+            self._ready.result()
+        except Exception as exc:  # noqa: BLE001 - no server: the build goes on cold, and says so
+            return self._cold(job, f"the server could not start ({type(exc).__name__}: {exc})")
         for attempt in range(2):
             try:
                 answer = self._ask(job)
@@ -146,13 +154,28 @@ class WarmPool(futures.Executor):
             if kind == "crashed":
                 raise WorkerTrouble(f"the stage's warm worker failed outside the stage: {payload.strip().splitlines()[-1]}")
             if attempt == 0 and not self._closing:  # "stale" or "gone": a fresh server, once
-                with self._lock:
-                    replaced = ensure_server(self.place, self.idle, self.identity)
-                    if kind == "stale":
-                        self.replaced = "; ".join(payload)
-                    elif replaced:
-                        self.replaced = replaced
-        raise WorkerTrouble("the warm worker server went away twice; build with --cold if it keeps happening")
+                try:
+                    with self._lock:
+                        replaced = ensure_server(self.place, self.idle, self.identity)
+                except Exception as exc:  # noqa: BLE001
+                    return self._cold(job, f"the server could not be restarted ({type(exc).__name__}: {exc})")
+                self.replaced = "; ".join(payload) if kind == "stale" else replaced or self.replaced
+        if self._closing:
+            raise WorkerTrouble("interrupted")
+        return self._cold(job, "the server went away twice during this build")
+
+    def _cold(self, job: tuple[Any, ...], why: str) -> Any:
+        """Run the stage in a fresh process, as ``--cold`` would: warm workers are an
+        optimisation, and trouble with them must not fail a build."""
+        from modelbuild.graph.executor import process_pool
+        from modelbuild.graph.worker import run_stage
+
+        with self._lock:
+            self.trouble = self.trouble or why
+            if self._fallback is None:
+                self._fallback = process_pool(self._jobs)
+            fallback = self._fallback
+        return fallback.submit(run_stage, *job).result()
 
     def _ask(self, job: tuple[Any, ...]) -> tuple[str, Any]:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -241,3 +241,24 @@ def _cmdline(proc: Path) -> bytes:
         return (proc / "cmdline").read_bytes()
     except OSError:
         return b""
+
+
+def test_a_server_that_cannot_start_leaves_the_build_cold_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from modelbuild.cli.commands import main
+    from modelbuild.workers import client
+
+    root = two_folders(tmp_path)
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("MODELBUILD_WORKERS", "warm")
+
+    def broken(*args: object) -> None:
+        raise client.WorkerTrouble("no room for a server")
+
+    monkeypatch.setattr(client, "ensure_server", broken)
+    assert main(["build", "first", "--no-bench"]) == 0
+    said = capsys.readouterr()
+    assert "warning: warm workers: the server could not start (WorkerTrouble: no room for a server); stages ran in fresh processes" in said.err
+    assert run_artifact(root, "first") == [3.0] * 4
+    assert status_of(root) is None
