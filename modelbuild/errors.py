@@ -8,6 +8,7 @@ Anything else escaping is a bug in modelbuild and keeps its traceback.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,15 @@ def first_line(exc: BaseException) -> str:
 def problem(location: Location, message: str) -> str:
     """Format one manifest problem the way every message in modelbuild reads."""
     return f"{location}: {message}"
+
+
+def table_problems(table: Any, name: str, known: set[str] | frozenset[str], where: str, shape: str = "a table") -> tuple[bool, list[str]]:
+    """A settings table (``[remote]``, ``[workers]``): whether it is a table at all, and a
+    problem for each key it does not know, named ``name.key``."""
+    if not isinstance(table, dict):
+        return False, [problem(Location(where, field=name), f"expected {shape}, got {table!r}")]
+    expected = ", ".join(sorted(known))
+    return True, [problem(Location(where, field=f"{name}.{key}"), f"unknown setting {key!r}; expected one of {expected}") for key in table if key not in known]
 
 
 class StageFailure(Exception):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from modelbuild.errors import Location, UserError, problem
+from modelbuild.errors import Location, UserError, problem, table_problems
 
 ENVIRONMENT = "MODELBUILD_REMOTE"
 PUSH_ENVIRONMENT = "MODELBUILD_REMOTE_PUSH"
@@ -38,12 +38,9 @@ def redact(url: str) -> str:
 
 def check_settings(table: Any, where: str) -> list[str]:
     """Problems of a ``[remote]`` settings table, each naming the field."""
-    if not isinstance(table, dict):
-        return [problem(Location(where, field="remote"), f"expected a table (url, push, options), got {table!r}")]
-    problems = []
-    for key in table:
-        if key not in KEYS:
-            problems.append(problem(Location(where, field=f"remote.{key}"), f"unknown setting {key!r}; expected one of {', '.join(sorted(KEYS))}"))
+    is_table, problems = table_problems(table, "remote", KEYS, where, "a table (url, push, options)")
+    if not is_table:
+        return problems
     url = table.get("url")
     if not isinstance(url, str) or not url.strip():
         problems.append(problem(Location(where, field="remote.url"), f"expected a URL such as 's3://bucket/prefix' or 'file:///shared/disk', got {url!r}"))

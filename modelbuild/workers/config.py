@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from modelbuild.errors import Location, UserError, problem
+from modelbuild.errors import Location, UserError, problem, table_problems
 
 DEFAULT_IDLE = 900.0
 FIELDS = {"warm", "idle_timeout"}
@@ -28,12 +28,9 @@ class WorkerSettings:
 
 def check_settings(table: Any, where: str) -> list[str]:
     """Problems in a ``[workers]`` table, each naming the field, what was expected and found."""
-    if not isinstance(table, dict):
-        return [problem(Location(where, field="workers"), f"expected a table, got {table!r}")]
-    problems = []
-    for key in table:
-        if key not in FIELDS:
-            problems.append(problem(Location(where, field=f"workers.{key}"), f"unknown setting {key!r}; expected one of {', '.join(sorted(FIELDS))}"))
+    is_table, problems = table_problems(table, "workers", FIELDS, where)
+    if not is_table:
+        return problems
     if "warm" in table and not isinstance(table["warm"], bool):
         problems.append(problem(Location(where, field="workers.warm"), f"expected true or false, got {table['warm']!r}"))
     if "idle_timeout" in table and parse_duration(table["idle_timeout"]) is None:
