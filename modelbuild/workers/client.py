@@ -37,7 +37,7 @@ def read_status(place: Place) -> dict[str, Any] | None:
         status = json.loads(place.status.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(status, dict) or not _is_server(status.get("pid")):
+    if not isinstance(status, dict) or not _is_server(status.get("pid"), place):
         place.status.unlink(missing_ok=True)
         return None
     return status
@@ -54,9 +54,9 @@ def stop_server(place: Place, wait: float = 10.0) -> dict[str, Any] | None:
     except ProcessLookupError:
         return status
     deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and _is_server(pid):
+    while time.monotonic() < deadline and _is_server(pid, place):
         time.sleep(0.05)
-    if _is_server(pid):
+    if _is_server(pid, place):
         os.kill(pid, signal.SIGKILL)
     place.status.unlink(missing_ok=True)
     place.socket.unlink(missing_ok=True)
@@ -101,7 +101,8 @@ class WarmPool(futures.Executor):
         self._fallback: futures.Executor | None = None
         self._threads = futures.ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="modelbuild-warm")
         self._open: set[socket.socket] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the open connections, the fallback pool
+        self._restarting = threading.Lock()  # one restart at a time
         self._ready: futures.Future[None] = futures.Future()
         self._closing = False
 
@@ -144,18 +145,14 @@ class WarmPool(futures.Executor):
         except Exception as exc:  # noqa: BLE001 - no server: the build goes on cold, and says so
             return self._cold(job, f"the server could not start ({type(exc).__name__}: {exc})")
         for attempt in range(2):
-            try:
-                answer = self._ask(job)
-            except (ConnectionRefusedError, FileNotFoundError):
-                answer = ("gone", None)
-            kind, payload = answer
+            kind, payload = self._ask(job)
             if kind == "done":
                 return payload
             if kind == "crashed":
                 raise WorkerTrouble(f"the stage's warm worker failed outside the stage: {payload.strip().splitlines()[-1]}")
             if attempt == 0 and not self._closing:  # "stale" or "gone": a fresh server, once
                 try:
-                    with self._lock:
+                    with self._restarting:
                         replaced = ensure_server(self.place, self.idle, self.identity)
                 except Exception as exc:  # noqa: BLE001
                     return self._cold(job, f"the server could not be restarted ({type(exc).__name__}: {exc})")
@@ -178,11 +175,12 @@ class WarmPool(futures.Executor):
         return fallback.submit(run_stage, *job).result()
 
     def _ask(self, job: tuple[Any, ...]) -> tuple[str, Any]:
+        """The server's answer: ("done", outcome), ("crashed", traceback), ("stale", what
+        changed), or ("gone", None) when no server took the request."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         with self._lock:
             self._open.add(sock)
         try:
-            sock.connect(str(self.place.socket))
             request = {
                 "kind": "run",
                 "identity": self.identity,
@@ -191,13 +189,17 @@ class WarmPool(futures.Executor):
                 "environ": dict(os.environ),
                 "sys_path": list(sys.path),
             }
-            wire.send(sock, request)
+            try:
+                sock.connect(str(self.place.socket))
+                wire.send(sock, request)
+            except OSError:  # no socket, nobody listening, reset while sending
+                return ("gone", None)
             try:
                 return wire.receive(sock)
-            except EOFError:
+            except (EOFError, OSError):
                 if self._closing:
                     raise WorkerTrouble("interrupted") from None
-                raise WorkerTrouble("the stage's warm worker process died (killed, or out of memory); see the stage's log") from None
+                raise WorkerTrouble("its process (a fork of the warm server) ended without an answer: killed, or out of memory; see the stage's log") from None
         finally:
             with self._lock:
                 self._open.discard(sock)
@@ -214,8 +216,9 @@ def _rotate(log: Path, limit: int = 5 << 20) -> None:
         pass
 
 
-def _is_server(pid: Any) -> bool:
-    """Whether ``pid`` is a live warm server (not a process that reused its number)."""
+def _is_server(pid: Any, place: Place) -> bool:
+    """Whether ``pid`` is the live warm server of ``place`` (not a process that reused its
+    number, nor another project's server that did)."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -223,4 +226,5 @@ def _is_server(pid: Any) -> bool:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return False
-    return b"modelbuild.workers.server" in command and state != "Z"
+    arguments = command.split(b"\0")
+    return b"modelbuild.workers.server" in arguments and place.name.encode() in arguments and state != "Z"

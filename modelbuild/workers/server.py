@@ -219,8 +219,13 @@ class Server:
         text = json.dumps(status, indent=1, sort_keys=True)
         if text != getattr(self, "_last_status", None) and self._still_mine():  # a newer server's file is not ours to write
             temporary = self.place.status.with_name(self.place.status.name + f".{os.getpid()}.tmp")
-            temporary.write_text(text, encoding="utf-8")
-            os.replace(temporary, self.place.status)
+            try:
+                temporary.write_text(text, encoding="utf-8")
+                os.replace(temporary, self.place.status)
+            except OSError as exc:  # a full disk: `workers status` shows an older state; serving goes on
+                self.log.warning("status not written: %s", exc)
+                temporary.unlink(missing_ok=True)
+                return
             self._last_status = text
 
 
