@@ -72,27 +72,6 @@ def _tiny() -> tuple[Any, tuple[Any, ...]]:
     return model, (torch.zeros(1, 3, 8, 8),)
 
 
-def _attention() -> tuple[Any, tuple[Any, ...], Any]:
-    """A tiny token model with a flexible sequence length: symbolic shapes, embedding, layer
-    norm, matmul and softmax (what transformers lower through), which the CNN does not touch."""
-    import torch
-
-    class Attention(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.embed = torch.nn.Embedding(16, 8)
-            self.norm = torch.nn.LayerNorm(8)
-            self.query = torch.nn.Linear(8, 8)
-
-        def forward(self, ids: torch.Tensor) -> torch.Tensor:
-            x = self.norm(self.embed(ids))
-            scores = torch.softmax(self.query(x) @ x.transpose(-1, -2), dim=-1)
-            return scores @ x
-
-    seq = torch.export.Dim("seq", min=2, max=16)
-    return Attention().eval(), (torch.zeros(1, 4, dtype=torch.int64),), {"ids": {1: seq}}
-
-
 def _executorch() -> None:
     import torch
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -100,9 +79,6 @@ def _executorch() -> None:
 
     model, sample = _tiny()
     program = torch.export.export(model, sample)
-    to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
-    model, sample, shapes = _attention()
-    program = torch.export.export(model, sample, dynamic_shapes=shapes, strict=False)
     to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
 
 
