@@ -66,6 +66,7 @@ class Server:
             gc.collect()
             gc.freeze()
             self.state = "ready"
+            self.last_used = time.monotonic()  # the idle clock starts when it can serve (a build may be waiting already)
             self.threads = _torch_threads()
             self._write_status()
             self._loop()
