@@ -74,14 +74,14 @@ def _answer(project: Any, wanted: dict[str, Any]) -> str | None:
     if record.get("format") != FORMAT or record.get("request") != wanted or record.get("context") != _context():
         return None
     watched = record.get("watched", {})
-    for name, signature in watched.items():
-        if _signature(Path(name)) != signature:
+    for name, recorded in watched.items():
+        if signature(Path(name)) != recorded:
             return None
     if "report" in record:
         # report.json says what this run did: every stage up to date, as the full path writes it.
         report = project.out_dir / "report.json"
         _replace(report, record.pop("report"))
-        watched[str(report)] = _signature(report)
+        watched[str(report)] = signature(report)
         _replace(path, json.dumps(record))
     return f"modelbuild build: nothing to do, {record['stages']} stages up to date (no file changed since the last build)"
 
@@ -139,7 +139,7 @@ def remember(args: Any, project: Any, models: Iterable[Any], nodes: Iterable[Any
         for root, dirs, names in os.walk(tree):
             folders.update(Path(root) / d for d in dirs)
             files.update(Path(root) / n for n in names)
-    watched = {str(p): _signature(p) for p in sorted(files | folders)}
+    watched = {str(p): signature(p) for p in sorted(files | folders)}
     record: dict[str, Any] = {"format": FORMAT, "request": wanted, "context": _context(), "stages": len(report.results), "watched": watched}
     if any(r.status != "cached" for r in report.results):
         record["report"] = _noop_report(report)
@@ -185,7 +185,8 @@ def _own_variables() -> list[str]:
     return sorted(k for k in os.environ if k.startswith("MODELBUILD_") and k != "MODELBUILD_FASTPATH")
 
 
-def _signature(path: Path) -> str:
+def signature(path: Path) -> str:
+    """A path's stat signature ("missing" when it is gone): what "changed" means to a no-op and to ``watch``."""
     try:
         st = os.stat(path)
     except OSError:

@@ -88,14 +88,9 @@ def _watched(remembered: set[str], paths: list[str]) -> set[str]:
 
 
 def _signatures(paths: set[str]) -> Signatures:
-    signatures = {}
-    for path in paths:
-        try:
-            st = os.stat(path)
-            signatures[path] = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_ctime_ns}"
-        except OSError:
-            signatures[path] = "missing"
-    return signatures
+    from modelbuild.cli.fastpath import signature
+
+    return {path: signature(Path(path)) for path in paths}
 
 
 def _changes(before: Signatures, now: Signatures) -> list[str]:

@@ -149,7 +149,8 @@ class WarmPool(futures.Executor):
             if kind == "done":
                 return payload
             if kind == "crashed":
-                raise WorkerTrouble(f"the stage's warm worker failed outside the stage: {payload.strip().splitlines()[-1]}")
+                last = payload.strip().splitlines()[-1]
+                raise WorkerTrouble(f"the warm worker failed before or after the stage: {last}; build with --cold if it keeps happening")
             if attempt == 0 and not self._closing:  # "stale" or "gone": a fresh server, once
                 try:
                     with self._restarting:
