@@ -22,6 +22,7 @@ from modelbuild.graph.outcome import Outcome
 from modelbuild.remote.cache import RemoteCache
 from modelbuild.remote.config import RemoteConfig
 from modelbuild.stages import STAGES
+from modelbuild.stages.base import PREVIOUS
 from modelbuild.store.objects import ObjectStore
 
 BENCHMARK = "benchmark"
@@ -131,7 +132,8 @@ class ClusterPool(futures.Executor):
                 return result
             from modelbuild.cluster.remote_job import run_remote_stage
 
-            remote_inputs = {label: self._share(Path(path)) for label, path in inputs.items()}
+            # A stage's own previous output only speeds it up; it is not worth an upload.
+            remote_inputs = {label: self._share(Path(path)) for label, path in inputs.items() if label != PREVIOUS}
             remote_files = {label: self._share(Path(path)) for label, path in files.items()}
             task = self.client.submit(run_remote_stage, node_json, remote_inputs, remote_files, self.remote, **options)
             task.add_done_callback(lambda done: self._after.submit(self._settle, done, result, Path(log_path)))

@@ -22,6 +22,7 @@ from modelbuild.graph.outcome import Outcome
 from modelbuild.report import BuildReport, StageResult, Status
 from modelbuild.report.reasons import Reason, Why
 from modelbuild.stages import STAGES
+from modelbuild.stages.base import PREVIOUS
 from modelbuild.store.objects import ObjectStore
 from modelbuild.store.paths import disk_size, inside, remove
 from modelbuild.store.snapshots import Snapshots
@@ -264,9 +265,22 @@ class Executor:
         node = self.nodes[nid]
         self.listener("start", node, None)
         inputs = {d.split(":", 1)[1]: str(self.store.path(self.outputs[d])) for d in node.deps}
+        previous = self._previous(node)
+        if previous is not None:
+            inputs[PREVIOUS] = previous
         files = {label: str(self.store.path(digest)) for label, digest in self.file_digests[nid].items()}
         log = inside(self.out_dir / node.model / "logs" / f"{node.stage}.log", self.out_dir, "a log")
         return node.to_json(), inputs, files, str(self.store.root), str(log)
+
+    def _previous(self, node: StageNode) -> str | None:
+        """This stage's last output, for a stage that can build faster from it (ExecuTorch's
+        weights-only patch); never under --force, which asks for a build from nothing."""
+        if self.options.force or not STAGES.get(node.stage).reuses_previous:
+            return None
+        last = self.db.last_stage(node.model, node.stage)
+        if last is None or not self.store.has(last[2]) or not self._trusted(last[2]):
+            return None
+        return str(self.store.path(last[2]))
 
     def _run_here(self, nid: str) -> Outcome:
         from modelbuild.graph.worker import run_stage

@@ -14,6 +14,8 @@ from modelbuild.errors import Location
 from modelbuild.graph.node import StageNode
 from modelbuild.manifest.spec import ModelSpec
 
+PREVIOUS = "previous"  # the job input naming the stage's own previous output (reuses_previous)
+
 
 @dataclass
 class StageJob:
@@ -62,6 +64,10 @@ class Stage:
     # What the stage is for: "build" (makes something), "verify" (checks an artifact against
     # the PyTorch model) or "measure" (timings). Reports group and filter by it.
     role: ClassVar[str] = "build"
+    # Whether the stage may read its own previous output (``job.inputs[PREVIOUS]``, when the
+    # cache still holds it) to build faster. What it writes must not depend on it: a stage that
+    # uses it proves, per run, that the result equals what it would build without.
+    reuses_previous: ClassVar[bool] = False
 
     @classmethod
     def skip_reason(cls, node: StageNode) -> str | None:

@@ -10,7 +10,7 @@ from modelbuild.errors import StageFailure, first_line
 from modelbuild.manifest.spec import ModelSpec
 from modelbuild.runtimes.base import missing_module
 from modelbuild.stages import STAGES
-from modelbuild.stages.base import Stage, StageJob
+from modelbuild.stages.base import PREVIOUS, Stage, StageJob
 from modelbuild.stages.capture import calibration, calibration_files, module_params, target_options
 
 
@@ -33,11 +33,13 @@ class ExecuTorchExportStage(Stage):
     # v4: XNNPACK-friendly decompositions (targets.executorch.decompose); the delegation report
     # v5: the report no longer specialises symbolic sizes (v4 programs could take only their sample's shape)
     # v6, v7: nearest upsampling decomposed at fixed sizes; report lines name the model's code, not modelbuild's wrapper
-    version = 7
+    # v8: constants.json (where each stored constant came from): weights-only rebuilds patch constants
+    version = 8
     tools = ("torch", "executorch")
     warm_imports = ("executorch.exir", "executorch.backends.xnnpack.partition.xnnpack_partitioner")
     deps = ("source", "capture")
     artifacts = ("{model}.pte",)
+    reuses_previous = True
 
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:
@@ -129,21 +131,64 @@ class ExecuTorchExportStage(Stage):
                 job.notes.append("fixed_shapes: the program takes the default shapes only")
         if backend == "xnnpack":
             program = _friendlier(program, options.get("decompose", {}), job)
+        from modelbuild.graph.keys import tool_version
+        from modelbuild.torch_side import pte_constants as constants
+
+        artifact = f"{job.node.model}.pte"
+        settings = {"stage": self.version, "params": job.node.params, "tools": {tool: tool_version(tool) for tool in self.tools}}
+        patchable = backend in ("xnnpack", "portable") and not quantize
+        if patchable and PREVIOUS in job.inputs and _patched(job, artifact, program, settings):
+            return
+        before = constants.value_digests(program) if patchable else {}
+        mark = len(job.notes)
         try:
-            edge = to_edge_transform_and_lower(program, partitioner=partitioners(backend))
+            with constants.recording() as recorder:
+                edge = to_edge_transform_and_lower(program, partitioner=partitioners(backend))
             if backend != "portable":
                 _report_delegation(edge, backend, job)  # before to_executorch, which rewrites the graph to out-variants
             lowered = edge.to_executorch()
         except Exception as exc:  # noqa: BLE001
             first = first_line(exc)
             raise StageFailure(f"ExecuTorch lowering ({backend}) failed: {first}; try backend 'portable' (log has the rest)") from exc
-        (job.out / f"{job.node.model}.pte").write_bytes(lowered.buffer)
+        (job.out / artifact).write_bytes(lowered.buffer)
         delegated = _delegated_calls(lowered)
         job.info["backend"] = backend
         job.info["delegate_calls"] = delegated
         if backend != "portable" and delegated == 0:
             job.notes[:] = [n for n in job.notes if not n.startswith("delegation: ")]
             job.notes.append(f"no part of the model was delegated to {backend}; it runs on portable kernels")
+        if not patchable:
+            return
+        try:
+            record = constants.learn(program, before, recorder, lowered.buffer, lowered.exported_program(), settings)
+        except constants.NotPatchable as exc:
+            record = {"format": constants.FORMAT, "refused": str(exc)}
+        except Exception:  # noqa: BLE001 - the program is fine; only the record of its constants failed
+            job.log.warning("recording the program's constants failed; the next weights-only rebuild converts in full", exc_info=True)
+            record = {"format": constants.FORMAT, "refused": "recording the constants failed (see the log of the build that made it)"}
+        # What a patched rebuild reports as this conversion did (notes and figures of the lowering).
+        record["replay"] = {"notes": job.notes[mark:], "info": {k: job.info[k] for k in ("backend", "delegate_calls", "delegation") if k in job.info}}
+        constants.write_record(job.out, record)
+
+
+def _patched(job: StageJob, artifact: str, program: Any, settings: dict[str, Any]) -> bool:
+    """Write the previous program with this program's constants, when that is provably what a
+    full conversion would write (see modelbuild.torch_side.pte_constants); False: convert."""
+    from modelbuild.torch_side import pte_constants as constants
+
+    previous = job.inputs[PREVIOUS]
+    try:
+        data, record = constants.patch(previous, artifact, program, settings)
+    except constants.NotPatchable as exc:
+        job.log.info("converting in full: %s", exc)
+        return False
+    (job.out / artifact).write_bytes(data)
+    constants.write_record(job.out, record)
+    job.notes += record["replay"]["notes"]
+    job.info.update(record["replay"]["info"])
+    job.info["constants_patched"] = True
+    job.log.info("weights-only change: the previous program with new constants (%d delegate, %d program)", len(record["named"]), len(record["constants"]))
+    return True
 
 
 def _friendlier(program: Any, switches: dict[str, bool], job: StageJob) -> Any:
