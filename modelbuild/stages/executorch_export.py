@@ -182,6 +182,9 @@ def _patched(job: StageJob, artifact: str, program: Any, settings: dict[str, Any
     except constants.NotPatchable as exc:
         job.log.info("converting in full: %s", exc)
         return False
+    except Exception:  # noqa: BLE001 - a record from other code, a file the cache lost: converting in full is always right
+        job.log.warning("patching the previous program failed; converting in full", exc_info=True)
+        return False
     (job.out / artifact).write_bytes(data)
     constants.write_record(job.out, record)
     job.notes += record["replay"]["notes"]

@@ -106,7 +106,7 @@ def fingerprint(program: Any, settings: dict[str, Any]) -> str:
     """Everything about the exported program but its constant values: the graph, its
     signature and symbolic ranges, every node's source line, every tensor's name, dtype and
     shape, and the stage's settings. Two programs with one fingerprint lower alike."""
-    nodes = [(node.name, str(node.target), node.meta.get("stack_trace") or "") for node in program.graph.nodes]
+    nodes = [(node.name, str(node.target), _frames(node.meta.get("stack_trace") or "")) for node in program.graph.nodes]
     tensors = {name: _meta(value) for name, value in sorted(_tensors(program).items())}
     material = {
         "code": program.graph_module.code,
@@ -117,6 +117,15 @@ def fingerprint(program: Any, settings: dict[str, Any]) -> str:
         "settings": settings,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+_FRAME = re.compile(r'File "([^"]*)", line (\d+), in (\S+)')
+
+
+def _frames(stack_trace: str) -> list[str]:
+    """A node's source lines without the folders: the record is part of the stage's output,
+    which must be the same bytes in every checkout (``modelbuild.lock``)."""
+    return [f"{Path(file).name}:{line}:{function}" for file, line, function in _FRAME.findall(stack_trace)]
 
 
 def _tensors(program: Any) -> dict[str, Any]:
@@ -196,8 +205,17 @@ def learn(program: Any, before: dict[str, str], recorder: Recorder, pte: bytes, 
     named = _named_entries(pte_file, recorder, tensors)
     constants = _constant_entries(pte_file, final, program)
     used = {name for entry in named + constants for name, _ in entry["sources"]}
-    fixed = {name: digest for name, digest in sorted(before.items()) if name not in used}
+    read = _read_by_graph(program)
+    fixed = {name: digest for name, digest in sorted(before.items()) if name not in used and name in read}
     return {"format": FORMAT, "fingerprint": fingerprint(program, settings), "named": named, "constants": constants, "fixed": fixed}
+
+
+def _read_by_graph(program: Any) -> set[str]:
+    """The tensors some node of the exported graph reads (a training-only head's weights are
+    in the state dict but read by nothing, so their value cannot matter)."""
+    signature = program.graph_signature
+    tables = (signature.inputs_to_parameters, signature.inputs_to_buffers, signature.inputs_to_lifted_tensor_constants)
+    return {table[node.name] for node in program.graph.nodes if node.op == "placeholder" and node.users for table in tables if node.name in table}
 
 
 def _named_entries(pte_file: Any, recorder: Recorder, tensors: dict[str, Any]) -> list[dict[str, Any]]:
@@ -214,13 +232,14 @@ def _named_entries(pte_file: Any, recorder: Recorder, tensors: dict[str, Any]) -
         index = placed.buffer_index
         if key not in sources:
             raise NotPatchable(f"named data {key[:12]} has no recorded source")
-        data = bytes(named.buffers[index])
-        for name, steps in sources[key]:
-            if name not in tensors or _xnnpack_bytes(tensors[name], json.loads(steps)) != data:
-                raise NotPatchable(f"the stored bytes of {name} are not its value after XNNPACK's layout steps")
+        read = bytes(named.buffers[index])
+        derived = {_xnnpack_bytes(tensors[name], json.loads(steps)) if name in tensors else None for name, steps in sources[key]}
+        data = next(iter(derived))
+        if len(derived) != 1 or data is None or not _padded(data, read):
+            raise NotPatchable(f"the stored bytes of {key[:12]} are not its weights' values after XNNPACK's layout steps")
         if hashlib.sha256(data).hexdigest() != key:
             raise NotPatchable("a named buffer's key is not the sha256 of its bytes")
-        entries.append({"key": key, "index": index, "sources": [[name, json.loads(steps)] for name, steps in sorted(sources[key])]})
+        entries.append({"key": key, "index": index, "size": len(data), "sources": [[name, json.loads(steps)] for name, steps in sorted(sources[key])]})
     if len(entries) != len(named.buffers) or sorted(e["index"] for e in entries) != list(range(len(named.buffers))):
         raise NotPatchable("named buffers are shared between keys")
     return entries
@@ -260,13 +279,14 @@ def _constant_entries(pte_file: Any, final: Any, program: Any) -> list[dict[str,
             index = where[data] = len(layout)
             layout.append(data)
         sources.setdefault(index, set()).add(LITERAL if literal else str(name))
-    if layout != stored:
+    # A file's constants are read back with the zeros that align the next one.
+    if len(layout) != len(stored) or not all(_padded(data, read) for data, read in zip(layout, stored)):
         raise NotPatchable("the program's constants are not laid out as replayed")
     entries = []
     for index in sorted(sources):
         if LITERAL in sources[index] and len(sources[index]) > 1:
             raise NotPatchable("a weight is stored as one with a literal of the graph")
-        entries.append({"index": index, "sources": sorted([name, None] for name in sources[index])})
+        entries.append({"index": index, "size": len(layout[index]), "sources": sorted([name, None] for name in sources[index])})
     return entries
 
 
@@ -291,8 +311,10 @@ def _is_literal(spec: Any, data: bytes, literals: set[float]) -> bool:
 
     if not data:
         return False
-    value = torch.frombuffer(bytearray(data), dtype=spec.dtype)
-    return value.numel() == 1 and float(value.item()) in literals
+    if torch.frombuffer(bytearray(data), dtype=spec.dtype).numel() != 1:
+        return False
+    # Compared in the constant's dtype: 1e-5 lifted to float32 is not the float 1e-5.
+    return any(_plain_bytes(torch.tensor(literal, dtype=spec.dtype)) == data for literal in literals)
 
 
 def patch(previous: Path, artifact: str, program: Any, settings: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
@@ -305,6 +327,8 @@ def patch(previous: Path, artifact: str, program: Any, settings: dict[str, Any])
         old = (previous / artifact).read_bytes()
     except (OSError, ValueError) as exc:
         raise NotPatchable(f"no usable previous program: {exc}") from None
+    if record.get("format") == FORMAT and "refused" in record:
+        raise NotPatchable(f"the previous program cannot be patched: {record['refused']}")
     if record.get("format") != FORMAT or record.get("fingerprint") != fingerprint(program, settings):
         raise NotPatchable("the program's structure or settings changed")
     digests = value_digests(program)
@@ -318,8 +342,9 @@ def patch(previous: Path, artifact: str, program: Any, settings: dict[str, Any])
     for entry in record["named"]:
         data = _agreed({_xnnpack_bytes(tensors[name], steps) for name, steps in entry["sources"]})
         key = hashlib.sha256(data).hexdigest()
-        _same_size(data, pte_file.named_data.buffers[entry["index"]])
-        pte_file.named_data.buffers[entry["index"]] = data
+        if len(data) != entry["size"]:
+            raise NotPatchable("a constant's size changed")
+        pte_file.named_data.buffers[entry["index"]] = data + bytes(pte_file.named_data.buffers[entry["index"]])[len(data) :]
         renamed[entry["key"]] = key
         new_named.append({**entry, "key": key})
     if len(set(renamed.values())) != len(renamed):
@@ -329,11 +354,13 @@ def patch(previous: Path, artifact: str, program: Any, settings: dict[str, Any])
     contents = []
     for entry in record["constants"]:
         if entry["sources"] == [[LITERAL, None]]:
-            contents.append(bytes(pte_file.program.constant_buffer[entry["index"]].storage))
+            contents.append(bytes(pte_file.program.constant_buffer[entry["index"]].storage)[: entry["size"]])
             continue
         data = _agreed({_storage_bytes(tensors[name].contiguous()) for name, _ in entry["sources"]})
-        _same_size(data, pte_file.program.constant_buffer[entry["index"]].storage)
-        pte_file.program.constant_buffer[entry["index"]].storage = data
+        buffer = pte_file.program.constant_buffer[entry["index"]]
+        if len(data) != entry["size"]:
+            raise NotPatchable("a constant's size changed")
+        buffer.storage = data + bytes(buffer.storage)[len(data) :]
         contents.append(data)
     if len(set(contents)) != len(contents):
         raise NotPatchable("weights that were stored apart are now equal")
@@ -341,15 +368,14 @@ def patch(previous: Path, artifact: str, program: Any, settings: dict[str, Any])
     return new, {**record, "named": new_named}
 
 
+def _padded(data: bytes, read: bytes) -> bool:
+    return read[: len(data)] == data and not any(read[len(data) :])
+
+
 def _agreed(candidates: set[bytes]) -> bytes:
     if len(candidates) != 1:
         raise NotPatchable("weights that were equal (stored once) now differ")
     return next(iter(candidates))
-
-
-def _same_size(new: bytes, old: Any) -> None:
-    if len(new) != len(bytes(old)):
-        raise NotPatchable("a constant's size changed")
 
 
 def _rename_in_delegates(program: Any, renamed: dict[str, str]) -> None:

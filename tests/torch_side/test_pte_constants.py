@@ -1,0 +1,166 @@
+"""Patching an ExecuTorch program's constants: equal to a full conversion, or refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("executorch")
+
+from modelbuild.torch_side import pte_constants as constants  # noqa: E402
+
+SETTINGS = {"stage": 1}
+
+
+class Tiny(torch.nn.Module):
+    """Delegated linears, layer norms whose weights start equal (ones), a non-delegated
+    embedding, and a scalar literal that lowering lifts into a constant."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(32, 16)
+        self.first = torch.nn.Linear(16, 16)
+        self.norm_a = torch.nn.LayerNorm(16)
+        self.norm_b = torch.nn.LayerNorm(16)
+        self.last = torch.nn.Linear(16, 4)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.embed(ids)
+        x = self.norm_a(torch.relu(self.first(x)) / 4.0)
+        return self.last(self.norm_b(x))
+
+
+def tiny(seed: int = 0) -> Tiny:
+    torch.manual_seed(seed)
+    return Tiny().eval()
+
+
+IDS = torch.tensor([[1, 5, 7, 30]])
+
+
+def export(model: torch.nn.Module) -> object:
+    return torch.export.export(model, (IDS,), strict=False)
+
+
+def lower(program: object) -> tuple[bytes, dict]:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    before = constants.value_digests(program)
+    with constants.recording() as recorder:
+        edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+    lowered = edge.to_executorch()
+    return lowered.buffer, constants.learn(program, before, recorder, lowered.buffer, lowered.exported_program(), SETTINGS)
+
+
+def previous(tmp_path: Path, model: torch.nn.Module) -> Path:
+    data, record = lower(export(model))
+    constants.write_record(tmp_path, record)
+    (tmp_path / "m.pte").write_bytes(data)
+    return tmp_path
+
+
+def retrained(model: Tiny) -> Tiny:
+    """New weights as training gives them, with the layer norms still equal to each other."""
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            param.mul_(1.5)
+            if not name.startswith("norm_"):
+                param.add_(0.01)
+    return model
+
+
+def run(tmp_path: Path, data: bytes) -> torch.Tensor:
+    from executorch.runtime import Runtime
+
+    path = tmp_path / "run.pte"
+    path.write_bytes(data)
+    method = Runtime.get().load_program(str(path)).load_method("forward")
+    return method.execute([IDS])[0]
+
+
+def test_a_patched_program_is_the_full_conversion_byte_for_byte_and_runs(tmp_path: Path) -> None:
+    folder = previous(tmp_path, tiny())
+    record = constants.json.loads((folder / constants.RECORD).read_text())
+    assert len(record["named"]) >= 3 and record["constants"], record  # delegated and program constants both patched
+    assert any(entry["sources"] == [[constants.LITERAL, None]] for entry in record["constants"])  # the lifted 4.0
+
+    new_model = retrained(tiny())
+    program = export(new_model)
+    patched, patched_record = constants.patch(folder, "m.pte", program, SETTINGS)
+    full, full_record = lower(export(new_model))
+    assert patched == full
+    assert patched_record == full_record
+    with torch.no_grad():
+        torch.testing.assert_close(run(tmp_path, patched), new_model(IDS), atol=1e-5, rtol=1e-5)
+
+
+def test_weights_that_were_stored_once_and_now_differ_are_refused(tmp_path: Path) -> None:
+    folder = previous(tmp_path, tiny())
+    model = tiny()
+    with torch.no_grad():
+        model.norm_b.weight.add_(0.5)  # the two layer norms were equal: one stored buffer
+    with pytest.raises(constants.NotPatchable, match="were equal"):
+        constants.patch(folder, "m.pte", export(model), SETTINGS)
+
+
+def test_weights_that_become_equal_are_refused(tmp_path: Path) -> None:
+    folder = previous(tmp_path, tiny())
+    model = tiny()
+    with torch.no_grad():
+        model.norm_a.weight.zero_()
+        model.norm_b.weight.zero_()  # still equal to each other, and now to the biases (zeros): stored once in a full conversion
+    with pytest.raises(constants.NotPatchable, match="now equal"):
+        constants.patch(folder, "m.pte", export(model), SETTINGS)
+
+
+def test_another_graph_or_other_settings_are_refused(tmp_path: Path) -> None:
+    folder = previous(tmp_path, tiny())
+
+    class Other(Tiny):
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return super().forward(ids) * 2.0
+
+    with pytest.raises(constants.NotPatchable, match="structure or settings"):
+        constants.patch(folder, "m.pte", export(Other().eval()), SETTINGS)
+    with pytest.raises(constants.NotPatchable, match="structure or settings"):
+        constants.patch(folder, "m.pte", export(tiny()), {"stage": 2})
+
+
+def test_a_constant_xnnpack_computes_from_weights_makes_the_program_unpatchable() -> None:
+    class ConvNorm(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3)
+            self.norm = torch.nn.BatchNorm2d(8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.norm(self.conv(x))
+
+    model = ConvNorm().eval()
+    with torch.no_grad():
+        model.norm.running_var.fill_(2.0)
+    program = torch.export.export(model, (torch.randn(1, 3, 8, 8),), strict=False)
+    with pytest.raises(constants.NotPatchable):
+        lower(program)
+
+
+def test_a_previous_output_without_a_usable_record_is_refused(tmp_path: Path) -> None:
+    folder = previous(tmp_path, tiny())
+    (folder / constants.RECORD).write_text('{"format": 1, "refused": "x"}')
+    with pytest.raises(constants.NotPatchable):
+        constants.patch(folder, "m.pte", export(tiny()), SETTINGS)
+    (folder / constants.RECORD).unlink()
+    with pytest.raises(constants.NotPatchable, match="no usable previous program"):
+        constants.patch(folder, "m.pte", export(tiny()), SETTINGS)
+
+
+def test_the_fingerprint_keeps_source_lines_but_not_the_checkouts_folder() -> None:
+    # The record is part of the stage's output, which modelbuild.lock pins across checkouts.
+    here = '  File "/home/a/proj/models/gpt.py", line 43, in forward\n    x = 1\n'
+    there = '  File "/tmp/ci/models/gpt.py", line 43, in forward\n    x = 1\n'
+    moved = '  File "/tmp/ci/models/gpt.py", line 44, in forward\n    x = 1\n'
+    assert constants._frames(here) == constants._frames(there) == ["gpt.py:43:forward"]
+    assert constants._frames(moved) != constants._frames(here)
