@@ -5,23 +5,12 @@ The material is kept next to each record so ``plan`` can say *which* input chang
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any, Callable
 
 from modelbuild.graph.node import StageNode
 from modelbuild.report.reasons import UNSET, Reason, Why
 from modelbuild.stages import STAGES
 from modelbuild.store.hashing import digest_json
-
-
-@lru_cache(maxsize=64)
-def tool_version(distribution: str) -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def toolchain() -> list[str]:
@@ -44,7 +33,7 @@ def material(node: StageNode, upstream: dict[str, str], file_digest: Callable[[s
         "params": node.params,
         "files": {label: file_digest(path) for label, path in sorted(node.files.items())},
         "inputs": {dep.split(":", 1)[1]: upstream[dep] for dep in node.deps},
-        "tools": {name: tool_version(name) for name in stage.tools},
+        "tools": stage.tool_versions(),
     }
 
 

@@ -52,7 +52,8 @@ def deterministic_zip(folder: Path, destination: Path) -> None:
 
 
 def tool_versions() -> dict[str, str]:
-    from modelbuild.graph.keys import tool_version, toolchain
+    from modelbuild.graph.keys import toolchain
+    from modelbuild.stages.base import tool_version
 
     return {"python": platform.python_version(), **{name: tool_version(name) for name in toolchain()}}
 

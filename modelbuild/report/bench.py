@@ -78,8 +78,8 @@ def skipped_backends(report: BuildReport) -> list[tuple[str, str, str]]:
 
 
 def machine() -> str:
-    from modelbuild.graph.keys import tool_version
     from modelbuild.runtimes import RUNTIMES
+    from modelbuild.stages.base import tool_version
 
     # The runtimes' own distributions: what ran the timed code.
     runtimes = sorted({d for name in RUNTIMES.names() for d in RUNTIMES.get(name).distributions} - {"modelbuild"})

@@ -7,12 +7,24 @@ the planner and executor never change for it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
 from modelbuild.errors import Location
 from modelbuild.graph.node import StageNode
 from modelbuild.manifest.spec import ModelSpec
+
+
+@lru_cache(maxsize=64)
+def tool_version(distribution: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
 
 PREVIOUS = "previous"  # the job input naming the stage's own previous output (reuses_previous)
 
@@ -68,6 +80,11 @@ class Stage:
     # cache still holds it) to build faster. What it writes must not depend on it: a stage that
     # uses it proves, per run, that the result equals what it would build without.
     reuses_previous: ClassVar[bool] = False
+
+    @classmethod
+    def tool_versions(cls) -> dict[str, str]:
+        """The installed version of each of ``tools``: part of the stage's key."""
+        return {name: tool_version(name) for name in cls.tools}
 
     @classmethod
     def skip_reason(cls, node: StageNode) -> str | None:

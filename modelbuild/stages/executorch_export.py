@@ -131,11 +131,10 @@ class ExecuTorchExportStage(Stage):
                 job.notes.append("fixed_shapes: the program takes the default shapes only")
         if backend == "xnnpack":
             program = _friendlier(program, options.get("decompose", {}), job)
-        from modelbuild.graph.keys import tool_version
         from modelbuild.torch_side import pte_constants as constants
 
         artifact = f"{job.node.model}.pte"
-        settings = {"stage": self.version, "params": job.node.params, "tools": {tool: tool_version(tool) for tool in self.tools}}
+        settings = {"stage": self.version, "params": job.node.params, "tools": self.tool_versions()}
         patchable = backend in ("xnnpack", "portable") and not quantize
         if patchable and PREVIOUS in job.inputs and _patched(job, artifact, program, settings):
             return

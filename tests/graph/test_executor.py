@@ -21,6 +21,7 @@ from modelbuild.graph.planner import ordered_nodes, plan_graph
 from modelbuild.manifest.load import load_models
 from modelbuild.manifest.spec import ModelSpec
 from modelbuild.stages import STAGES, Stage, StageJob
+from modelbuild.stages.base import PREVIOUS
 from modelbuild.store.objects import ObjectStore
 from modelbuild.store.state import StateDB
 
@@ -423,3 +424,51 @@ def test_a_stage_is_started_only_when_a_worker_is_free(project: Project) -> None
     most[0] = 0
     project.build(listener, jobs=2, force=True)
     assert most[0] == 2
+
+
+SEEN_PREVIOUS: list[bytes | None] = []
+
+
+class PatchingConvert(FakeConvert):
+    """A conversion that may build from its own last output (as executorch.export does)."""
+
+    reuses_previous = True
+
+    def run(self, job: StageJob) -> None:
+        previous = job.inputs.get(PREVIOUS)
+        SEEN_PREVIOUS.append((previous / "raw").read_bytes() if previous is not None else None)
+        super().run(job)
+
+
+def test_a_stage_that_reuses_its_previous_output_gets_it_but_never_under_force(project: Project) -> None:
+    SEEN_PREVIOUS.clear()
+    with STAGES.override(PatchingConvert):
+        project.build()
+        assert SEEN_PREVIOUS == [None, None]  # a first build has nothing to reuse
+        (project.root / "alpha" / "weights.bin").write_bytes(b"ALFA-w1")
+        project.build()
+        assert SEEN_PREVIOUS[2:] == [b"alph-converted"]  # its own model's last output, read from the cache
+        project.build(force=True)
+        assert SEEN_PREVIOUS[3:] == [None, None]
+        # An entry the cache no longer holds is not offered.
+        last = StateDB(project.cache / "state.sqlite").last_stage("alpha", "coreml.convert")
+        assert last is not None
+        ObjectStore(project.cache).evict(last[2])
+        (project.root / "alpha" / "weights.bin").write_bytes(b"ALFB-w2")
+        project.build()
+        assert SEEN_PREVIOUS[5:] == [None]
+
+
+class PlainConvert(FakeConvert):
+    def run(self, job: StageJob) -> None:
+        SEEN_PREVIOUS.append(b"offered" if PREVIOUS in job.inputs else None)
+        super().run(job)
+
+
+def test_only_stages_that_ask_get_their_previous_output(project: Project) -> None:
+    SEEN_PREVIOUS.clear()
+    with STAGES.override(PlainConvert):
+        project.build()
+        (project.root / "alpha" / "weights.bin").write_bytes(b"ALFA-w1")
+        project.build()
+    assert SEEN_PREVIOUS == [None, None, None]
