@@ -138,7 +138,7 @@ class ExecuTorchExportStage(Stage):
         patchable = backend in ("xnnpack", "portable") and not quantize
         if patchable and PREVIOUS in job.inputs and _patched(job, artifact, program, settings):
             return
-        before = constants.value_digests(program) if patchable else {}
+        before = constants.describe(program, settings) if patchable else None
         mark = len(job.notes)
         try:
             with constants.recording() as recorder:
@@ -156,10 +156,10 @@ class ExecuTorchExportStage(Stage):
         if backend != "portable" and delegated == 0:
             job.notes[:] = [n for n in job.notes if not n.startswith("delegation: ")]
             job.notes.append(f"no part of the model was delegated to {backend}; it runs on portable kernels")
-        if not patchable:
+        if before is None:
             return
         try:
-            record = constants.learn(program, before, recorder, lowered.buffer, lowered.exported_program(), settings)
+            record = constants.learn(program, before, recorder, lowered.buffer, lowered.exported_program())
         except constants.NotPatchable as exc:
             record = {"format": constants.FORMAT, "refused": str(exc)}
         except Exception:  # noqa: BLE001 - the program is fine; only the record of its constants failed

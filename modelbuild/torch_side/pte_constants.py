@@ -84,11 +84,11 @@ def recording() -> Iterator[Recorder]:
             recorder.calls.append((key, source))
         return index
 
-    NodeVisitor.get_serialized_buffer_index = watched  # type: ignore[method-assign]
+    NodeVisitor.get_serialized_buffer_index = watched
     try:
         yield recorder
     finally:
-        NodeVisitor.get_serialized_buffer_index = original  # type: ignore[method-assign]
+        NodeVisitor.get_serialized_buffer_index = original
 
 
 def _source(program: Any, node: Any) -> dict[str, Any] | None:
@@ -188,26 +188,42 @@ def _xnnpack_bytes(value: Any, steps: dict[str, Any]) -> bytes:
     return _storage_bytes(const)
 
 
-def learn(program: Any, before: dict[str, str], recorder: Recorder, pte: bytes, final: Any, settings: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Described:
+    """The exported program as it was handed to the lowering (which may add constants to it
+    or touch its graph in place): what a record is learnt from and a patch is checked against."""
+
+    fingerprint: str
+    digests: dict[str, str]
+    read: frozenset[str]
+    literals: frozenset[float]
+
+
+def describe(program: Any, settings: dict[str, Any]) -> Described:
+    """Taken just before lowering."""
+    return Described(fingerprint(program, settings), value_digests(program), frozenset(_read_by_graph(program)), frozenset(_literals(program)))
+
+
+def learn(program: Any, before: Described, recorder: Recorder, pte: bytes, final: Any) -> dict[str, Any]:
     """The record of a full conversion, or NotPatchable. ``program`` is what was lowered,
-    ``before`` its value digests taken before lowering, ``final`` the program to_executorch
+    ``before`` its description taken before lowering, ``final`` the program to_executorch
     emitted (its placeholders name the constants outside the delegate)."""
     from executorch.exir._serialize._program import deserialize_pte_binary, serialize_pte_binary
 
-    if value_digests(program) != before:
+    tensors = {name: value for name, value in _tensors(program).items() if name in before.digests}
+    after = value_digests(program)
+    if {name: after.get(name) for name in before.digests} != before.digests:
         raise NotPatchable("lowering changed a tensor of the exported program in place")
     pte_file = deserialize_pte_binary(pte)
     if bytes(serialize_pte_binary(pte_file, **_SERIALISE)) != pte:
         raise NotPatchable("the program does not serialise back to its own bytes")
     if pte_file.mutable_data or len(pte_file.program.execution_plan) != 1:
         raise NotPatchable("the program has mutable buffers or several methods")
-    tensors = _tensors(program)
     named = _named_entries(pte_file, recorder, tensors)
-    constants = _constant_entries(pte_file, final, program)
+    constants = _constant_entries(pte_file, final, tensors, before.literals)
     used = {name for entry in named + constants for name, _ in entry["sources"]}
-    read = _read_by_graph(program)
-    fixed = {name: digest for name, digest in sorted(before.items()) if name not in used and name in read}
-    return {"format": FORMAT, "fingerprint": fingerprint(program, settings), "named": named, "constants": constants, "fixed": fixed}
+    fixed = {name: digest for name, digest in sorted(before.digests.items()) if name not in used and name in before.read}
+    return {"format": FORMAT, "fingerprint": before.fingerprint, "named": named, "constants": constants, "fixed": fixed}
 
 
 def _read_by_graph(program: Any) -> set[str]:
@@ -245,7 +261,7 @@ def _named_entries(pte_file: Any, recorder: Recorder, tensors: dict[str, Any]) -
     return entries
 
 
-def _constant_entries(pte_file: Any, final: Any, program: Any) -> list[dict[str, Any]]:
+def _constant_entries(pte_file: Any, final: Any, tensors: dict[str, Any], literals: frozenset[float]) -> list[dict[str, Any]]:
     """The constants outside any delegate, as the emitter lays them out: placeholders in graph
     order, equal bytes stored once. The layout is replayed and must equal the file's.
 
@@ -255,9 +271,6 @@ def _constant_entries(pte_file: Any, final: Any, program: Any) -> list[dict[str,
     one of the graph's literals could be folded from weights and makes the program unpatchable.
     """
     from executorch.exir.tensor import TensorSpec
-
-    tensors = _tensors(program)
-    literals = _literals(program)
 
     signature = final.graph_signature
     tables = (signature.inputs_to_parameters, signature.inputs_to_buffers, signature.inputs_to_lifted_tensor_constants)
@@ -306,7 +319,7 @@ def _literals(program: Any) -> set[float]:
     return found
 
 
-def _is_literal(spec: Any, data: bytes, literals: set[float]) -> bool:
+def _is_literal(spec: Any, data: bytes, literals: frozenset[float]) -> bool:
     import torch
 
     if not data:

@@ -48,11 +48,11 @@ def lower(program: object) -> tuple[bytes, dict]:
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    before = constants.value_digests(program)
+    before = constants.describe(program, SETTINGS)
     with constants.recording() as recorder:
         edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
     lowered = edge.to_executorch()
-    return lowered.buffer, constants.learn(program, before, recorder, lowered.buffer, lowered.exported_program(), SETTINGS)
+    return lowered.buffer, constants.learn(program, before, recorder, lowered.buffer, lowered.exported_program())
 
 
 def previous(tmp_path: Path, model: torch.nn.Module) -> Path:
