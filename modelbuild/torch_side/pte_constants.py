@@ -120,12 +120,15 @@ def fingerprint(program: Any, settings: dict[str, Any]) -> str:
 
 
 _FRAME = re.compile(r'File "([^"]*)", line (\d+), in (\S+)')
+# fx names the code it generates by a per-process counter (an ONNX source's modules are fx
+# code): "<eval_with_key>.11" in one build is "<eval_with_key>.17" in the next.
+_EVAL_COUNTER = re.compile(r"(?<=<eval_with_key>)\.\d+$")
 
 
 def _frames(stack_trace: str) -> list[str]:
-    """A node's source lines without the folders: the record is part of the stage's output,
-    which must be the same bytes in every checkout (``modelbuild.lock``)."""
-    return [f"{Path(file).name}:{line}:{function}" for file, line, function in _FRAME.findall(stack_trace)]
+    """A node's source lines without the folders or fx's counters: the record is part of the
+    stage's output, which must be the same bytes in every checkout and process (``modelbuild.lock``)."""
+    return [f"{_EVAL_COUNTER.sub('', Path(file).name)}:{line}:{function}" for file, line, function in _FRAME.findall(stack_trace)]
 
 
 def _tensors(program: Any) -> dict[str, Any]:

@@ -164,3 +164,6 @@ def test_the_fingerprint_keeps_source_lines_but_not_the_checkouts_folder() -> No
     moved = '  File "/tmp/ci/models/gpt.py", line 44, in forward\n    x = 1\n'
     assert constants._frames(here) == constants._frames(there) == ["gpt.py:43:forward"]
     assert constants._frames(moved) != constants._frames(here)
+    # fx-generated code (an ONNX source's modules) is numbered by a per-process counter.
+    one, other = ('  File "<eval_with_key>.%d", line 5, in forward\n' % n for n in (11, 17))
+    assert constants._frames(one) == constants._frames(other) == ["<eval_with_key>:5:forward"]
