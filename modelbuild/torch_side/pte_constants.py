@@ -255,7 +255,8 @@ def _named_entries(pte_file: Any, recorder: Recorder, tensors: dict[str, Any]) -
         derived = {_xnnpack_bytes(tensors[name], json.loads(steps)) if name in tensors else None for name, steps in sources[key]}
         data = next(iter(derived))
         if len(derived) != 1 or data is None or not _padded(data, read):
-            raise NotPatchable(f"the stored bytes of {key[:12]} are not its weights' values after XNNPACK's layout steps")
+            names = ", ".join(sorted({name for name, _ in sources[key]}))
+            raise NotPatchable(f"the stored bytes of {names} are not the value after XNNPACK's layout steps (a constant lowering computed)")
         if hashlib.sha256(data).hexdigest() != key:
             raise NotPatchable("a named buffer's key is not the sha256 of its bytes")
         entries.append({"key": key, "index": index, "size": len(data), "sources": [[name, json.loads(steps)] for name, steps in sorted(sources[key])]})
