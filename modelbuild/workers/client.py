@@ -79,6 +79,7 @@ def ensure_server(place: Place, idle: float, mine: dict[str, Any]) -> str | None
         _rotate(place.log)
         with open(place.log, "ab") as log:
             command = [sys.executable, "-m", "modelbuild.workers.server", "--folder", str(place.folder), "--name", place.name, "--idle", str(idle)]
+            command += ["--here", os.getcwd()]  # its identity leaves out this build's folder, as the build's does
             subprocess.Popen(command, cwd="/", stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True)
         deadline = time.monotonic() + START_WAIT
         while not (place.socket.exists() and place.status.exists()):

@@ -57,8 +57,9 @@ COORDINATOR_ONLY = (
 )
 
 
-def identity() -> dict[str, Any]:
-    """This process's identity, as a JSON-able dict two processes can compare."""
+def identity(here: str | None = None) -> dict[str, Any]:
+    """This process's identity, as a JSON-able dict two processes can compare. ``here``: the
+    working folder of the build it is compared with (the server's own is ``/``)."""
     from modelbuild import __version__
 
     return {
@@ -66,9 +67,9 @@ def identity() -> dict[str, Any]:
         "code": _code_digest(),
         "python": [sys.executable, sys.version],
         "tools": {name: _version(name) for name in TOOLS},
-        "packages": _packages_digest(),
+        "packages": _packages_digest(here),
         "environment": relevant_environment(dict(os.environ)),
-        "sys_path": search_path(),
+        "sys_path": search_path(here),
     }
 
 
@@ -108,12 +109,13 @@ def differences(server: dict[str, Any], build: dict[str, Any]) -> list[str]:
     return said
 
 
-def search_path() -> list[str]:
+def search_path(here: str | None = None) -> list[str]:
     """``sys.path`` as far as it is the same for every build of the project: without its first
-    entry (the script's folder) and the working folder (``PYTHONPATH=.`` resolves to wherever
-    the process started; the server starts in ``/``, a build in the project)."""
-    here = os.getcwd()
-    return [entry for entry in sys.path[1:] if entry and os.path.abspath(entry) != here]
+    entry (the script's folder) and the build's working folder (``PYTHONPATH=.``, or the
+    project's own path in ``PYTHONPATH``: the server starts in ``/`` and is told the folder of
+    the build that started it)."""
+    here = os.path.abspath(here or os.getcwd())
+    return [entry for entry in sys.path[1:] if entry and os.path.abspath(entry) not in (here, os.getcwd())]
 
 
 def _version(distribution: str) -> str:
@@ -138,11 +140,11 @@ def _code_digest() -> str:
     return digest.hexdigest()[:20]
 
 
-def _packages_digest() -> str:
+def _packages_digest(here: str | None) -> str:
     """The folders on sys.path by stat signature: installing, upgrading or removing any
     package changes its site-packages folder (what a version list alone might miss)."""
     digest = hashlib.sha256()
-    for entry in search_path():
+    for entry in search_path(here):
         if Path(entry).is_dir():
             digest.update(_signature(Path(entry)).encode())
     return digest.hexdigest()[:20]

@@ -34,11 +34,11 @@ from modelbuild.workers.place import Place
 
 
 class Server:
-    def __init__(self, place: Place, idle: float, log: logging.Logger) -> None:
+    def __init__(self, place: Place, idle: float, log: logging.Logger, here: str | None = None) -> None:
         self.place = place
         self.idle = idle
         self.log = log
-        self.identity = identity()
+        self.identity = identity(here)
         self.running: dict[int, socket.socket | None] = {}  # fork pid -> its build's connection (None: being killed)
         self.threads: int | None = None
         self.doomed: dict[int, float] = {}  # fork pid -> when to kill it (its build closed the connection)
@@ -284,12 +284,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folder", required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--idle", type=float, required=True)
+    parser.add_argument("--here", default=None, help="the working folder of the build that started it")
     args = parser.parse_args(argv)
     place = Place(Path(args.folder), args.name)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(message)s", stream=sys.stderr)
     log = logging.getLogger("modelbuild.workers")
     log.info("server starting for %s (idle timeout %.0fs)", place.name, args.idle)
-    Server(place, args.idle, log).serve()
+    Server(place, args.idle, log, args.here).serve()
     log.info("server stopped")
     return 0
 

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
-from modelbuild.workers.identity import differences, identity, relevant_environment
+from modelbuild.workers.identity import differences, identity, relevant_environment, search_path
 
 
 def test_a_variable_read_at_import_time_changes_the_identity(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -27,3 +30,14 @@ def test_differences_say_what_changed() -> None:
     said = differences(old, new)
     assert "modelbuild's code changed" in said and "another interpreter" in said
     assert f"torch {old['tools']['torch']} -> 9.9.9" in said
+
+
+def test_the_builds_own_folder_on_sys_path_is_not_a_difference(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # PYTHONPATH=/path/to/project, built from that project: the server starts in / and is told
+    # the build's folder; without that it kept the entry the build dropped, and was stale forever.
+    monkeypatch.setattr(sys, "path", ["/the/script", str(tmp_path), "/usr/lib/python3/site"])
+    monkeypatch.chdir(tmp_path)
+    build = search_path()
+    monkeypatch.chdir("/")
+    assert search_path(str(tmp_path)) == build == ["/usr/lib/python3/site"]
+    assert search_path() != build

@@ -122,11 +122,12 @@ def test_status_stop_and_a_stale_server_replaced(tmp_path: Path) -> None:
     assert second is not None and second["pid"] != first["pid"] and second["served"] >= 2
     assert wait_for(lambda: not alive(first["pid"]))
 
-    # The working folder on the path (PYTHONPATH=.) is not a change: the server starts in /.
-    once = run_cli(root, "build", "second", "--no-bench", "--force", env={**stale_env, "PYTHONPATH": "."})
+    # The build's working folder on the path (PYTHONPATH=. or the project's own path) is not a
+    # change: the server starts in / and is told the folder of the build that started it.
+    once = run_cli(root, "build", "second", "--no-bench", "--force", env={**stale_env, "PYTHONPATH": str(root)})
     assert "stale (environment: PYTHONPATH)" in once.stdout  # the variable itself changed
     second = status_of(root)  # type: ignore[assignment]
-    again = run_cli(root, "build", "second", "--no-bench", "--force", env={**stale_env, "PYTHONPATH": "."})
+    again = run_cli(root, "build", "second", "--no-bench", "--force", env={**stale_env, "PYTHONPATH": str(root)})
     assert again.returncode == 0 and "replaced" not in again.stdout, again.stdout + again.stderr
     assert second is not None and status_of(root)["pid"] == second["pid"]  # type: ignore[index]
 
