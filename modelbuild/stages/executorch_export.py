@@ -178,6 +178,8 @@ def _patched(job: StageJob, artifact: str, program: Any, settings: dict[str, Any
     previous = job.inputs[PREVIOUS]
     try:
         data, record = constants.patch(previous, artifact, program, settings)
+        replay = record["replay"]
+        notes, info = list(replay["notes"]), dict(replay["info"])
     except constants.NotPatchable as exc:
         job.log.info("converting in full: %s", exc)
         return False
@@ -186,8 +188,8 @@ def _patched(job: StageJob, artifact: str, program: Any, settings: dict[str, Any
         return False
     (job.out / artifact).write_bytes(data)
     constants.write_record(job.out, record)
-    job.notes += record["replay"]["notes"]
-    job.info.update(record["replay"]["info"])
+    job.notes += notes
+    job.info.update(info)
     job.info["constants_patched"] = True
     job.log.info("weights-only change: the previous program with new constants (%d delegate, %d program)", len(record["named"]), len(record["constants"]))
     return True

@@ -32,6 +32,7 @@ import hashlib
 import inspect
 import json
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -54,41 +55,59 @@ class Recorder:
     calls: list[tuple[str, dict[str, Any] | None]] = field(default_factory=list)
 
 
+_ACTIVE = threading.local()  # the recorder of the lowering running on this thread, if any
+_INSTALLED: list[bool] = []
+_INSTALLING = threading.Lock()
+
+
 @contextlib.contextmanager
 def recording() -> Iterator[Recorder]:
     """Watch XNNPACK's constant serialisation for the length of one lowering.
 
-    The stage runs in a process of its own (a worker or a fork) and lowers one program at a
-    time, so replacing the method on the class for the ``with`` block is safe.
+    The watch is installed once per process and records only for the thread inside this
+    block: a process that lowers two programs at once (a Dask worker with several threads)
+    must never give one program's record another's calls.
     """
-    from executorch.backends.xnnpack.operators.node_visitor import NodeVisitor
-
+    _install()
     recorder = Recorder()
-    original = NodeVisitor.get_serialized_buffer_index
-
-    parameters = inspect.signature(original)
-
-    def watched(self: Any, *args: Any, **kwargs: Any) -> int:
-        call = parameters.bind(self, *args, **kwargs)
-        call.apply_defaults()
-        given = call.arguments
-        xnn_graph = given["xnn_graph"]
-        before = len(xnn_graph.constant_data)
-        index = original(self, *args, **kwargs)
-        if len(xnn_graph.constant_data) > before:
-            key = xnn_graph.constant_data[-1].named_key
-            source = _source(self.exported_program, given["tensor"]) if given["quant_params"] is None else None
-            if source is not None:
-                swap, groups = bool(given["swap_in_out_for_weights"]), int(given["groups"])
-                source["steps"] = {"nhwc": bool(given["convert_to_nhwc"]), "swap": swap, "groups": groups, "fp32": bool(given["force_fp32"])}
-            recorder.calls.append((key, source))
-        return index
-
-    NodeVisitor.get_serialized_buffer_index = watched
+    outer = getattr(_ACTIVE, "recorder", None)
+    _ACTIVE.recorder = recorder
     try:
         yield recorder
     finally:
-        NodeVisitor.get_serialized_buffer_index = original
+        _ACTIVE.recorder = outer
+
+
+def _install() -> None:
+    from executorch.backends.xnnpack.operators.node_visitor import NodeVisitor
+
+    with _INSTALLING:
+        if _INSTALLED:
+            return
+        original = NodeVisitor.get_serialized_buffer_index
+        parameters = inspect.signature(original)
+
+        def watched(self: Any, *args: Any, **kwargs: Any) -> int:
+            recorder = getattr(_ACTIVE, "recorder", None)
+            if recorder is None:
+                return original(self, *args, **kwargs)
+            call = parameters.bind(self, *args, **kwargs)
+            call.apply_defaults()
+            given = call.arguments
+            xnn_graph = given["xnn_graph"]
+            before = len(xnn_graph.constant_data)
+            index = original(self, *args, **kwargs)
+            if len(xnn_graph.constant_data) > before:
+                key = xnn_graph.constant_data[-1].named_key
+                source = _source(self.exported_program, given["tensor"]) if given["quant_params"] is None else None
+                if source is not None:
+                    swap, groups = bool(given["swap_in_out_for_weights"]), int(given["groups"])
+                    source["steps"] = {"nhwc": bool(given["convert_to_nhwc"]), "swap": swap, "groups": groups, "fp32": bool(given["force_fp32"])}
+                recorder.calls.append((key, source))
+            return index
+
+        NodeVisitor.get_serialized_buffer_index = watched
+        _INSTALLED.append(True)
 
 
 def _source(program: Any, node: Any) -> dict[str, Any] | None:

@@ -167,3 +167,21 @@ def test_the_fingerprint_keeps_source_lines_but_not_the_checkouts_folder() -> No
     # fx-generated code (an ONNX source's modules) is numbered by a per-process counter.
     one, other = ('  File "<eval_with_key>.%d", line 5, in forward\n' % n for n in (11, 17))
     assert constants._frames(one) == constants._frames(other) == ["<eval_with_key>:5:forward"]
+
+
+def test_a_recording_hears_only_its_own_threads_lowering() -> None:
+    # A Dask worker with several threads may lower two programs at once: a record must never
+    # take another program's constants for its own.
+    import threading
+
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    program = export(tiny())
+    with constants.recording() as recorder:
+        other = threading.Thread(target=lambda: to_edge_transform_and_lower(export(tiny(1)), partitioner=[XnnpackPartitioner()]))
+        other.start()
+        other.join()
+        assert recorder.calls == []
+        to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+    assert recorder.calls and all(source is not None for _, source in recorder.calls)
