@@ -20,9 +20,9 @@ could differ from a full conversion:
   equal bytes) are no longer equal, or weights that differed became equal;
 - the previous program does not serialise back to its own bytes.
 
-Equal bytes to a full conversion are proven for every example by tests/torch_side/
-test_pte_constants.py; the verify stage compares the patched program with PyTorch as it
-compares every artifact.
+Equal bytes to a full conversion are proven for every example by tests/stages/
+test_executorch_patch.py (each refusal: tests/torch_side/test_pte_constants.py); the verify
+stage compares the patched program with PyTorch as it compares every artifact.
 """
 
 from __future__ import annotations
