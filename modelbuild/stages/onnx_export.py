@@ -10,7 +10,7 @@ from modelbuild.errors import StageFailure, first_line
 from modelbuild.manifest.spec import ModelSpec
 from modelbuild.runtimes.base import missing_module
 from modelbuild.stages import STAGES
-from modelbuild.stages.base import Stage, StageJob
+from modelbuild.stages.base import PREVIOUS, Stage, StageJob
 from modelbuild.stages.capture import calibration, calibration_files, module_params, structural_prepare, target_options
 from modelbuild.stages.reference import output_names
 from modelbuild.usercode.plugins import plugin_params
@@ -21,10 +21,12 @@ class OnnxExportStage(Stage):
     name = "onnx.export"
     # v6: no TorchScript-exporter fallback for data-dependent control flow (it would bake one pass of a loop in)
     # v7: no torch.export symbol names in the graph's metadata (they depend on what the worker ran before)
-    version = 7
+    # v8: optimised from the translated graph kept beside the file (unoptimized.onnx): weights-only rebuilds patch it
+    version = 8
     tools = ("torch", "onnx", "onnxscript")
     warm_imports = ("onnx", "onnxscript", "torch.onnx")
     deps = ("source", "capture")
+    reuses_previous = True
     # No artifact of its own: onnx.package stamps the metadata and writes {model}.onnx.
 
     @classmethod
@@ -51,6 +53,7 @@ class OnnxExportStage(Stage):
         import onnx
         import torch
 
+        from modelbuild.torch_side import onnx_constants
         from modelbuild.torch_side.capture import data_dependent_flow, data_dependent_message, dynamic_shapes, export_failure, export_sample
         from modelbuild.torch_side.eager import build_prepared, flatten
         from modelbuild.torch_side.samples import make_inputs
@@ -75,35 +78,48 @@ class OnnxExportStage(Stage):
             if shapes is not None:
                 example = export_sample(example, inputs)
         names = output_names(ctx["outputs"], count)
-        proto, problem = None, ""
-        try:
-            program = torch.onnx.export(
-                source,
-                tuple(example),
-                dynamo=True,
-                dynamic_shapes=shapes,
-                opset_version=opset,
-                input_names=[i["name"] for i in inputs],
-                output_names=names,
-                external_data=False,
-                verbose=False,
-                report=False,
-                custom_translation_table=translations or None,
-            )
-            assert program is not None  # dynamo=True returns the program
-            proto = program.model_proto
-            lost = [] if fixed else specialised_axes(proto, inputs)
-            if lost:
-                problem = f"torch.export fixed the flexible dimension(s) {', '.join(lost)}"
-                proto = None
-        except Exception as exc:  # noqa: BLE001
-            job.log.warning("dynamo exporter failed", exc_info=True)
-            condition = data_dependent_flow(exc)
-            if condition is not None:
-                # The TorchScript-based exporter would trace one pass of the loop and bake it
-                # in: a wrong model, so no fallback here.
-                raise StageFailure(data_dependent_message(condition, "ONNX")) from exc
-            problem = f"torch.onnx.export failed: {export_failure(exc, inputs)}"
+        settings = {"stage": self.version, "params": job.node.params, "tools": self.tool_versions()}
+        quantize = job.node.params["targets"]["onnx"].get("quantize")
+        patchable = not translations and not quantize  # a translation plugin's code or calibration could change anything
+        program = source if "program" in captured and not fixed else None
+        if patchable and program is None:
+            # The exporter's own capture, made here so that the program can be compared with
+            # the previous one; the exporter is then handed the program and skips capturing.
+            with torch.no_grad():
+                program = onnx_constants.capture(source, tuple(example), shapes)
+        proto, structure, record, problem = None, None, None, ""
+        if patchable and program is not None and PREVIOUS in job.inputs:
+            proto, structure, record = _patched(job, program, settings)
+        if proto is None:
+            try:
+                translated = torch.onnx.export(
+                    source if program is None else program,
+                    tuple(example),
+                    dynamo=True,
+                    dynamic_shapes=shapes,
+                    opset_version=opset,
+                    input_names=[i["name"] for i in inputs],
+                    output_names=names,
+                    external_data=False,
+                    verbose=False,
+                    report=False,
+                    optimize=False,  # optimised below, from the graph a weights-only rebuild keeps
+                    custom_translation_table=translations or None,
+                )
+                assert translated is not None  # dynamo=True returns the program
+                proto, structure, record = _optimized(job, translated, program if patchable else None, settings)
+            except Exception as exc:  # noqa: BLE001
+                job.log.warning("dynamo exporter failed", exc_info=True)
+                condition = data_dependent_flow(exc)
+                if condition is not None:
+                    # The TorchScript-based exporter would trace one pass of the loop and bake it
+                    # in: a wrong model, so no fallback here.
+                    raise StageFailure(data_dependent_message(condition, "ONNX")) from exc
+                problem = f"torch.onnx.export failed: {export_failure(exc, inputs)}"
+        lost = [] if fixed or proto is None else specialised_axes(proto, inputs)
+        if lost:
+            problem = f"torch.export fixed the flexible dimension(s) {', '.join(lost)}"
+            proto, structure, record = None, None, None
         if proto is None:
             if "program" in captured and not fixed:
                 raise StageFailure(f"{problem} (full text in the log)")
@@ -124,7 +140,9 @@ class OnnxExportStage(Stage):
             raise StageFailure(f"onnx.checker rejects the exported model: {first_line(exc)}") from exc
         artifact = job.out / "model.onnx"
         artifact.write_bytes(proto.SerializeToString(deterministic=True))
-        quantize = job.node.params["targets"]["onnx"].get("quantize")
+        if patchable:
+            why = "exported by the TorchScript-based exporter" if problem else "torch.export could not capture the model as the exporter does"
+            onnx_constants.write(job.out, structure, record or {"format": onnx_constants.FORMAT, "refused": why})
         if quantize:
             self._quantize(job, artifact, quantize)
         job.info["opset"] = opset
@@ -150,6 +168,42 @@ class OnnxExportStage(Stage):
             + (f", calibrated on {len(feeds)} sample(s)" if feeds else "")
             + f": {float_size / 1024:.0f} KB → {artifact.stat().st_size / 1024:.0f} KB"
         )
+
+
+def _optimized(job: StageJob, translated: Any, program: Any | None, settings: dict[str, Any]) -> tuple[Any, Any | None, dict[str, Any] | None]:
+    """(the file, the translated graph without weights, its record): the exporter's optimizer
+    on the translated graph, filled with the program's weights by name when that graph can
+    take a later program's weights (see modelbuild.torch_side.onnx_constants)."""
+    from modelbuild.torch_side import onnx_constants
+
+    unoptimized = translated.model_proto
+    strip_debug_metadata(unoptimized)
+    if program is None:
+        return onnx_constants.optimize(unoptimized), None, None
+    try:
+        structure, record = onnx_constants.learn(unoptimized, program, translated.exported_program, settings)
+        return onnx_constants.optimize(onnx_constants.filled(structure, program, record)), structure, record
+    except onnx_constants.NotPatchable as exc:
+        return onnx_constants.optimize(unoptimized), None, {"format": onnx_constants.FORMAT, "refused": str(exc)}
+
+
+def _patched(job: StageJob, program: Any, settings: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]] | tuple[None, None, None]:
+    """The previous translated graph with this program's weights, optimised, when that is
+    provably what a full export would write; (None, None, None): export in full."""
+    from modelbuild.torch_side import onnx_constants
+
+    try:
+        model, structure, record = onnx_constants.patch(job.inputs[PREVIOUS], program, settings)
+        proto = onnx_constants.optimize(model)
+    except onnx_constants.NotPatchable as exc:
+        job.log.info("exporting in full: %s", exc)
+        return None, None, None
+    except Exception:  # noqa: BLE001 - a record from other code, a file the cache lost: exporting in full is always right
+        job.log.warning("patching the previous ONNX graph failed; exporting in full", exc_info=True)
+        return None, None, None
+    job.info["constants_patched"] = True
+    job.log.info("weights-only change: the previous ONNX graph with new weights (%d initializers)", len(record["weights"]))
+    return proto, structure, record
 
 
 def specialised_axes(proto: Any, inputs: list[dict[str, Any]]) -> list[str]:

@@ -37,6 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from modelbuild.torch_side.program_identity import fingerprint, plain_bytes, read_by_graph, storage_bytes, value_digests
+from modelbuild.torch_side.program_identity import tensors as program_tensors
+
 RECORD = "constants.json"
 FORMAT = 1
 # What ExecutorchBackendConfig() serialises with (to_executorch's defaults, which the stage uses).
@@ -121,77 +124,6 @@ def _source(program: Any, node: Any) -> dict[str, Any] | None:
     return None
 
 
-def fingerprint(program: Any, settings: dict[str, Any]) -> str:
-    """Everything about the exported program but its constant values: the graph, its
-    signature and symbolic ranges, every node's source line, every tensor's name, dtype and
-    shape, and the stage's settings. Two programs with one fingerprint lower alike."""
-    nodes = [(node.name, str(node.target), _frames(node.meta.get("stack_trace") or "")) for node in program.graph.nodes]
-    tensors = {name: _meta(value) for name, value in sorted(_tensors(program).items())}
-    material = {
-        "code": program.graph_module.code,
-        "signature": str(program.graph_signature),
-        "ranges": sorted(str(item) for item in program.range_constraints.items()),
-        "nodes": nodes,
-        "tensors": tensors,
-        "settings": settings,
-    }
-    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
-
-
-_FRAME = re.compile(r'File "([^"]*)", line (\d+), in (\S+)')
-# fx names the code it generates by a per-process counter (an ONNX source's modules are fx
-# code): "<eval_with_key>.11" in one build is "<eval_with_key>.17" in the next.
-_EVAL_COUNTER = re.compile(r"(?<=<eval_with_key>)\.\d+$")
-
-
-def _frames(stack_trace: str) -> list[str]:
-    """A node's source lines without the folders or fx's counters: the record is part of the
-    stage's output, which must be the same bytes in every checkout and process (``modelbuild.lock``)."""
-    return [f"{_EVAL_COUNTER.sub('', Path(file).name)}:{line}:{function}" for file, line, function in _FRAME.findall(stack_trace)]
-
-
-def _tensors(program: Any) -> dict[str, Any]:
-    return {**program.state_dict, **program.constants}
-
-
-def _meta(value: Any) -> list[Any]:
-    import torch
-
-    if not isinstance(value, torch.Tensor):
-        return [type(value).__name__]
-    return [str(value.dtype), list(value.shape), list(value.stride()), value.is_contiguous()]
-
-
-def value_digests(program: Any) -> dict[str, str]:
-    """The sha256 of every tensor's bytes: taken before lowering, so a pass that changed a
-    tensor in place cannot pass unseen."""
-    return {name: hashlib.sha256(_plain_bytes(value)).hexdigest() for name, value in _tensors(program).items() if _is_tensor(value)}
-
-
-def _is_tensor(value: Any) -> bool:
-    import torch
-
-    return isinstance(value, torch.Tensor)
-
-
-def _plain_bytes(tensor: Any) -> bytes:
-    """A tensor's own bytes (a clone: a view's storage holds more than the view)."""
-    import torch
-
-    return _storage_bytes(tensor.detach().clone(memory_format=torch.contiguous_format))
-
-
-def _storage_bytes(tensor: Any) -> bytes:
-    """What both serialisers write: the bytes of a tensor's whole storage (or of a storage)."""
-    import ctypes
-
-    storage = tensor.untyped_storage() if hasattr(tensor, "untyped_storage") else tensor
-    size = storage.nbytes()
-    if size == 0:
-        return b""
-    return bytes(ctypes.cast(storage.data_ptr(), ctypes.POINTER(ctypes.c_char * size)).contents)
-
-
 def _xnnpack_bytes(value: Any, steps: dict[str, Any]) -> bytes:
     """XNNPACK's constant serialisation (NodeVisitor.get_serialized_buffer_index, float path),
     step by step."""
@@ -207,7 +139,7 @@ def _xnnpack_bytes(value: Any, steps: dict[str, Any]) -> bytes:
         const = const.reshape((shape[1] * groups, shape[0] // groups) + tuple(shape[2:])).contiguous()
     if steps["nhwc"]:
         const = const.to(memory_format=torch.channels_last)
-    return _storage_bytes(const)
+    return storage_bytes(const)
 
 
 @dataclass(frozen=True)
@@ -223,7 +155,7 @@ class Described:
 
 def describe(program: Any, settings: dict[str, Any]) -> Described:
     """Taken just before lowering."""
-    return Described(fingerprint(program, settings), value_digests(program), frozenset(_read_by_graph(program)), frozenset(_literals(program)))
+    return Described(fingerprint(program, settings), value_digests(program), frozenset(read_by_graph(program)), frozenset(_literals(program)))
 
 
 def learn(program: Any, before: Described, recorder: Recorder, pte: bytes, final: Any) -> dict[str, Any]:
@@ -232,7 +164,7 @@ def learn(program: Any, before: Described, recorder: Recorder, pte: bytes, final
     emitted (its placeholders name the constants outside the delegate)."""
     from executorch.exir._serialize._program import deserialize_pte_binary, serialize_pte_binary
 
-    tensors = {name: value for name, value in _tensors(program).items() if name in before.digests}
+    tensors = {name: value for name, value in program_tensors(program).items() if name in before.digests}
     after = value_digests(program)
     if {name: after.get(name) for name in before.digests} != before.digests:
         raise NotPatchable("lowering changed a tensor of the exported program in place")
@@ -246,14 +178,6 @@ def learn(program: Any, before: Described, recorder: Recorder, pte: bytes, final
     used = {name for entry in named + constants for name, _ in entry["sources"]}
     fixed = {name: digest for name, digest in sorted(before.digests.items()) if name not in used and name in before.read}
     return {"format": FORMAT, "fingerprint": before.fingerprint, "named": named, "constants": constants, "fixed": fixed}
-
-
-def _read_by_graph(program: Any) -> set[str]:
-    """The tensors some node of the exported graph reads (a training-only head's weights are
-    in the state dict but read by nothing, so their value cannot matter)."""
-    signature = program.graph_signature
-    tables = (signature.inputs_to_parameters, signature.inputs_to_buffers, signature.inputs_to_lifted_tensor_constants)
-    return {table[node.name] for node in program.graph.nodes if node.op == "placeholder" and node.users for table in tables if node.name in table}
 
 
 def _named_entries(pte_file: Any, recorder: Recorder, tensors: dict[str, Any]) -> list[dict[str, Any]]:
@@ -306,9 +230,9 @@ def _constant_entries(pte_file: Any, final: Any, tensors: dict[str, Any], litera
         if node.op != "placeholder" or not isinstance(spec, TensorSpec) or not spec.const:
             continue
         name = next((table[node.name] for table in tables if node.name in table), None)
-        data = _storage_bytes(spec.storage) if spec.allocated_memory != 0 else b""
+        data = storage_bytes(spec.storage) if spec.allocated_memory != 0 else b""
         literal = name not in tensors and _is_literal(spec, data, literals)
-        if not literal and (name is None or name not in tensors or _storage_bytes(tensors[name].contiguous()) != data):
+        if not literal and (name is None or name not in tensors or storage_bytes(tensors[name].contiguous()) != data):
             raise NotPatchable(f"program constant {node.name} is not a weight of the exported program as it was, nor one of its literals")
         index = where.get(data)
         if index is None:
@@ -350,7 +274,7 @@ def _is_literal(spec: Any, data: bytes, literals: frozenset[float]) -> bool:
     if torch.frombuffer(bytearray(data), dtype=spec.dtype).numel() != 1:
         return False
     # Compared in the constant's dtype: 1e-5 lifted to float32 is not the float 1e-5.
-    return any(_plain_bytes(torch.tensor(literal, dtype=spec.dtype)) == data for literal in literals)
+    return any(plain_bytes(torch.tensor(literal, dtype=spec.dtype)) == data for literal in literals)
 
 
 def patch(previous: Path, artifact: str, program: Any, settings: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
@@ -371,7 +295,7 @@ def patch(previous: Path, artifact: str, program: Any, settings: dict[str, Any])
     changed = sorted(name for name, digest in record["fixed"].items() if digests.get(name) != digest)
     if changed:
         raise NotPatchable(f"{changed[0]} changed but feeds no stored constant directly")
-    tensors = _tensors(program)
+    tensors = program_tensors(program)
     pte_file = deserialize_pte_binary(old)
     renamed: dict[str, str] = {}
     new_named: list[dict[str, Any]] = []
@@ -392,7 +316,7 @@ def patch(previous: Path, artifact: str, program: Any, settings: dict[str, Any])
         if entry["sources"] == [[LITERAL, None]]:
             contents.append(bytes(pte_file.program.constant_buffer[entry["index"]].storage)[: entry["size"]])
             continue
-        data = _agreed({_storage_bytes(tensors[name].contiguous()) for name, _ in entry["sources"]})
+        data = _agreed({storage_bytes(tensors[name].contiguous()) for name, _ in entry["sources"]})
         buffer = pte_file.program.constant_buffer[entry["index"]]
         if len(data) != entry["size"]:
             raise NotPatchable("a constant's size changed")

@@ -9,6 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("executorch")
 
+from modelbuild.torch_side import program_identity as identity  # noqa: E402
 from modelbuild.torch_side import pte_constants as constants  # noqa: E402
 
 SETTINGS = {"stage": 1}
@@ -162,11 +163,11 @@ def test_the_fingerprint_keeps_source_lines_but_not_the_checkouts_folder() -> No
     here = '  File "/home/a/proj/models/gpt.py", line 43, in forward\n    x = 1\n'
     there = '  File "/tmp/ci/models/gpt.py", line 43, in forward\n    x = 1\n'
     moved = '  File "/tmp/ci/models/gpt.py", line 44, in forward\n    x = 1\n'
-    assert constants._frames(here) == constants._frames(there) == ["gpt.py:43:forward"]
-    assert constants._frames(moved) != constants._frames(here)
+    assert identity._frames(here) == identity._frames(there) == ["gpt.py:43:forward"]
+    assert identity._frames(moved) != identity._frames(here)
     # fx-generated code (an ONNX source's modules) is numbered by a per-process counter.
     one, other = ('  File "<eval_with_key>.%d", line 5, in forward\n' % n for n in (11, 17))
-    assert constants._frames(one) == constants._frames(other) == ["<eval_with_key>:5:forward"]
+    assert identity._frames(one) == identity._frames(other) == ["<eval_with_key>:5:forward"]
 
 
 def test_a_recording_hears_only_its_own_threads_lowering() -> None:
