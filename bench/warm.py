@@ -70,11 +70,12 @@ def slowest(root: Path, count: int = 3) -> str:
 
 
 def patched(root: Path, model: str) -> str:
-    """Whether the last build patched the ExecuTorch program's constants."""
+    """Which stages the last build patched (new weights in the previous output) rather than converted."""
     import json
 
-    entry = json.loads((root / "build" / "report.json").read_text())["models"][model]["stages"].get("executorch.export", {})
-    return "patched" if entry.get("info", {}).get("constants_patched") else "converted"
+    stages = json.loads((root / "build" / "report.json").read_text())["models"][model]["stages"]
+    done = [name for name in ("executorch.export", "onnx.export") if stages.get(name, {}).get("info", {}).get("constants_patched")]
+    return f"patched: {', '.join(done)}" if done else "nothing patched"
 
 
 def artifacts(root: Path, model: str) -> dict[str, str]:

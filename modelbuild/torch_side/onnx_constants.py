@@ -80,7 +80,9 @@ def learn(translated: Any, program: Any, decomposed: Any, settings: dict[str, An
         taken.append(initializer.name)
     _no_stray_copies(structure, program)
     digests = value_digests(program)
-    fixed = {name: digests[name] for name in sorted(read_by_graph(program)) if name not in taken and name in digests}
+    # What the translation read (after the exporter's decompositions, which drop a head whose
+    # output nothing uses) but stored under no name of its own must keep its value.
+    fixed = {name: digests[name] for name in sorted(read_by_graph(decomposed)) if name not in taken and name in digests}
     return structure, {"format": FORMAT, "fingerprint": fingerprint(program, settings), "weights": sorted(taken), "fixed": fixed}
 
 

@@ -1,0 +1,141 @@
+"""The build's side of a warm coordinator: hand the whole build to the project's warm server.
+
+A metadata-only edit rebuilds two small stages, yet a build in a fresh interpreter spends most
+of a second importing the manifest checker, the graph, ONNX and the console before it plans
+anything. The Gradle daemon's answer: a thin client. When the project's server is ready and
+has this build's identity (code, tools, interpreter, import path, environment), the build
+sends it its arguments, folder, environment and its standard streams (the file descriptors
+themselves, over the Unix socket), and the server forks: the fork runs the command exactly as
+this process would have, with the imports already done, writing straight to this terminal,
+and ends with it. This process waits for the exit code.
+
+Whenever the server is missing, still warming up, stale or says no, the build runs here as
+before (and starts or replaces the server itself when a stage needs it).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from typing import Any, Sequence
+
+from modelbuild.workers import wire
+
+# Set in the fork that runs a handed-over build, so it never hands itself over again.
+DELEGATED = "MODELBUILD_DELEGATED"
+
+
+def run_in_server(argv: Sequence[str], project: Any, cold: bool) -> int | None:
+    """The exit code of this build run by the warm server; None: run it here."""
+    if os.environ.get(DELEGATED) or not _streams_open():
+        return None
+    from modelbuild.workers.client import read_status
+    from modelbuild.workers.config import resolve
+    from modelbuild.workers.identity import differences, identity
+    from modelbuild.workers.place import place_for
+
+    try:
+        settings = resolve(project.workers, cold)
+        if not settings.warm:
+            return None
+        place = place_for(project.cache_dir)
+    except Exception:  # noqa: BLE001 - the build run here reports a bad setting or folder in its own words
+        return None
+    status = read_status(place)
+    if status is None or status.get("state") != "ready":
+        return None  # no server, or one still importing: here is faster than waiting
+    mine = identity()
+    if differences(status.get("identity", {}), mine):
+        return None  # the build run here replaces the stale server
+    try:
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        connection.connect(str(place.socket))
+    except OSError:
+        return None
+    with connection:
+        request = {"kind": "build", "identity": mine, "argv": list(argv), "cwd": os.getcwd(), "environ": dict(os.environ), "sys_path": list(sys.path)}
+        try:
+            wire.send(connection, request)
+            socket.send_fds(connection, [b"F"], [0, 1, 2])
+            answer = wire.receive(connection)
+        except (OSError, EOFError):
+            return None  # refused before it started (a server stopping): nothing ran
+        if not (isinstance(answer, tuple) and answer and answer[0] == "started"):
+            return None  # ("stale", why): run here, which replaces the server
+        sys.stdout.flush()
+        try:
+            outcome = wire.receive(connection)
+        except KeyboardInterrupt:
+            # The server sees this connection close and interrupts the build's fork, which says
+            # "interrupted" itself; its stages are stopped as when a build dies.
+            return 130
+        except (OSError, EOFError):
+            print("error: the warm server's build process died; see `modelbuild workers status` for its log, or build with --cold", file=sys.stderr)
+            return 1
+    if isinstance(outcome, tuple) and len(outcome) == 2 and outcome[0] == "exit" and isinstance(outcome[1], int):
+        return outcome[1]
+    print(f"error: the warm server answered {outcome!r:.80}; build with --cold", file=sys.stderr)
+    return 1
+
+
+def _streams_open() -> bool:
+    """Standard input, output and error are open descriptors (a daemon may run with one closed)."""
+    try:
+        for fd in (0, 1, 2):
+            os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def run_handed_over(conn: socket.socket, request: dict[str, Any], streams: list[int]) -> None:
+    """In the server's fork: become the build's process (its folder, environment, import path
+    and standard streams), run the command, send the exit code, and end."""
+    import io
+    import logging
+    import signal
+
+    code = 1
+    try:
+        os.setpgid(0, 0)  # the server interrupts (then kills) the whole group if the client goes away
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for target, fd in enumerate(streams):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["environ"])
+        os.environ[DELEGATED] = "1"
+        sys.path[:] = request["sys_path"]
+        sys.argv = ["modelbuild", *request["argv"]]
+        # New stream objects on the build's descriptors: the server's were made for its log
+        # file (block-buffered), a terminal wants lines as they come.
+        sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8", errors="replace")
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="replace", line_buffering=True)
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace", line_buffering=True)
+        root = logging.getLogger()
+        for handler in list(root.handlers):  # the server's log handler, which now points at the build's stderr
+            root.removeHandler(handler)
+        root.setLevel(logging.WARNING)
+        wire.send(conn, ("started", os.getpid()))
+        from modelbuild.cli.commands import main
+
+        try:
+            code = main(request["argv"])
+        except SystemExit as exc:  # argparse: --help, a usage error
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        wire.send(conn, ("exit", int(code)))
+    except BaseException:  # noqa: BLE001 - the client reports a dead build process
+        import traceback
+
+        try:
+            sys.stderr.write(traceback.format_exc())
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001
+            pass
+    finally:
+        os._exit(code if isinstance(code, int) and 0 <= code < 256 else 1)
