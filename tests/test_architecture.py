@@ -16,7 +16,7 @@ import networkx as nx
 PACKAGE = Path(__file__).resolve().parent.parent / "modelbuild"
 
 LAYERS = [
-    ["modelbuild", "modelbuild.errors", "modelbuild.registry"],
+    ["modelbuild", "modelbuild.errors", "modelbuild.registry", "modelbuild.versions"],
     [
         "modelbuild.store",
         "modelbuild.checks",
@@ -46,6 +46,8 @@ LAYERS = [
     ["modelbuild.report.bench", "modelbuild.report.sizes", "modelbuild.report.document"],
     ["modelbuild.release"],
     ["modelbuild.cli", "modelbuild.__main__"],
+    # Process entry points that run the command line: the warm server and its handed-over builds.
+    ["modelbuild.workers.server", "modelbuild.workers.handover"],
 ]
 
 # Modules allowed to import Core ML code (modelbuild.coreml, modelbuild.mil): its target,
@@ -115,4 +117,4 @@ def test_only_core_ml_rooms_import_core_ml_code() -> None:
 
 def test_the_package_root_holds_only_foundations() -> None:
     loose = sorted(p.name for p in PACKAGE.glob("*.py"))
-    assert loose == ["__init__.py", "__main__.py", "errors.py", "registry.py"]
+    assert loose == ["__init__.py", "__main__.py", "errors.py", "registry.py", "versions.py"]

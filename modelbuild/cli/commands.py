@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -11,6 +12,13 @@ from typing import Any, Sequence
 from modelbuild import __version__
 from modelbuild.cli import cache_commands, watch, worker_commands
 from modelbuild.errors import ManifestError, UserError
+
+
+@functools.lru_cache(maxsize=1)
+def parser() -> argparse.ArgumentParser:
+    """The command line's parser, built once per process (a warm server builds it before it
+    forks, so a handed-over build starts past it)."""
+    return _parser()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -102,9 +110,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     try:
-        return _run(args)
+        return _run(args, list(sys.argv[1:] if argv is None else argv))
     except BrokenPipeError:
         # ``modelbuild graph | head``: the reader went away; that is not an error.
         import os
@@ -113,7 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    """One command; ``argv``, when given, lets a build be handed to the warm server whole
+    (``watch`` runs its rounds here, in its own long-lived process)."""
     import sqlite3
 
     try:
@@ -123,6 +133,13 @@ def _run(args: argparse.Namespace) -> int:
         if unchanged is not None:
             print(unchanged)
             return 0
+        if argv is not None and args.command == "build" and not getattr(args, "scheduler", None) and not getattr(args, "dry_run", False):
+            from modelbuild.manifest.project import load_project
+            from modelbuild.workers.delegate import run_in_server
+
+            code = run_in_server(argv, load_project(), getattr(args, "cold", False))  # the warm server's fork runs it, imports done
+            if code is not None:
+                return code
         return COMMANDS[args.command](args)
     except ManifestError as exc:
         _print_problems(exc)

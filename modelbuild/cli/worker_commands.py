@@ -61,7 +61,8 @@ def describe(status: dict[str, Any], place: Any) -> list[str]:
     idle = f"stops after {_duration(max(0.0, idle_left))} more without work (idle timeout {_duration(status['idle_timeout'])})"
     lines = [
         f"warm worker server: pid {status['pid']}, {status['state']}, up {_duration(now - status['started'])}, {status.get('memory', 0) / 1e9:.1f} GB resident",
-        f"  served {status['served']} stage(s), {status['running']} running; " + (idle if not status["running"] else "busy"),
+        f"  served {status['served']} stage(s) and {status.get('builds', 0)} handed-over build(s), {status['running']} running; "
+        + (idle if not status["running"] else "busy"),
     ]
     warm = {name: seconds for name, seconds in status.get("warm_up", {}).items() if seconds >= 0.5 or seconds < 0}
     if warm:

@@ -18,12 +18,9 @@ from modelbuild.manifest.spec import ModelSpec
 
 @lru_cache(maxsize=64)
 def tool_version(distribution: str) -> str:
-    from importlib import metadata
+    from modelbuild.versions import installed_version
 
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return "not installed"
+    return installed_version(distribution)
 
 
 PREVIOUS = "previous"  # the job input naming the stage's own previous output (reuses_previous)

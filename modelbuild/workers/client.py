@@ -190,6 +190,7 @@ class WarmPool(futures.Executor):
                 "cwd": os.getcwd(),
                 "environ": dict(os.environ),
                 "sys_path": list(sys.path),
+                "umask": current_umask(),  # the stage's files get the build's modes, not the server's
             }
             try:
                 sock.connect(str(self.place.socket))
@@ -206,6 +207,20 @@ class WarmPool(futures.Executor):
             with self._lock:
                 self._open.discard(sock)
             sock.close()
+
+
+def current_umask() -> int:
+    """This process's umask, read without changing it (setting and restoring it would give a
+    file another thread creates meanwhile the wrong modes)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no /proc (warm workers need Linux anyway)
+    os.umask(mask)
+    return mask
 
 
 def _rotate(log: Path, limit: int = 5 << 20) -> None:

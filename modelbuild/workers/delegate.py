@@ -30,7 +30,7 @@ def run_in_server(argv: Sequence[str], project: Any, cold: bool) -> int | None:
     """The exit code of this build run by the warm server; None: run it here."""
     if os.environ.get(DELEGATED) or not _streams_open():
         return None
-    from modelbuild.workers.client import read_status
+    from modelbuild.workers.client import current_umask, read_status
     from modelbuild.workers.config import resolve
     from modelbuild.workers.identity import differences, identity
     from modelbuild.workers.place import place_for
@@ -54,7 +54,15 @@ def run_in_server(argv: Sequence[str], project: Any, cold: bool) -> int | None:
     except OSError:
         return None
     with connection:
-        request = {"kind": "build", "identity": mine, "argv": list(argv), "cwd": os.getcwd(), "environ": dict(os.environ), "sys_path": list(sys.path)}
+        request = {
+            "kind": "build",
+            "identity": mine,
+            "argv": list(argv),
+            "cwd": os.getcwd(),
+            "environ": dict(os.environ),
+            "sys_path": list(sys.path),
+            "umask": current_umask(),  # the build's files get this user's modes, not the server's
+        }
         try:
             wire.send(connection, request)
             socket.send_fds(connection, [b"F"], [0, 1, 2])
@@ -87,55 +95,3 @@ def _streams_open() -> bool:
     except OSError:
         return False
     return True
-
-
-def run_handed_over(conn: socket.socket, request: dict[str, Any], streams: list[int]) -> None:
-    """In the server's fork: become the build's process (its folder, environment, import path
-    and standard streams), run the command, send the exit code, and end."""
-    import io
-    import logging
-    import signal
-
-    code = 1
-    try:
-        os.setpgid(0, 0)  # the server interrupts (then kills) the whole group if the client goes away
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        for target, fd in enumerate(streams):
-            os.dup2(fd, target)
-            os.close(fd)
-        os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["environ"])
-        os.environ[DELEGATED] = "1"
-        sys.path[:] = request["sys_path"]
-        sys.argv = ["modelbuild", *request["argv"]]
-        # New stream objects on the build's descriptors: the server's were made for its log
-        # file (block-buffered), a terminal wants lines as they come.
-        sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8", errors="replace")
-        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="replace", line_buffering=True)
-        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace", line_buffering=True)
-        root = logging.getLogger()
-        for handler in list(root.handlers):  # the server's log handler, which now points at the build's stderr
-            root.removeHandler(handler)
-        root.setLevel(logging.WARNING)
-        wire.send(conn, ("started", os.getpid()))
-        from modelbuild.cli.commands import main
-
-        try:
-            code = main(request["argv"])
-        except SystemExit as exc:  # argparse: --help, a usage error
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        wire.send(conn, ("exit", int(code)))
-    except BaseException:  # noqa: BLE001 - the client reports a dead build process
-        import traceback
-
-        try:
-            sys.stderr.write(traceback.format_exc())
-            sys.stderr.flush()
-        except Exception:  # noqa: BLE001
-            pass
-    finally:
-        os._exit(code if isinstance(code, int) and 0 <= code < 256 else 1)

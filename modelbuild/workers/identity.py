@@ -54,6 +54,7 @@ COORDINATOR_ONLY = (
     "MODELBUILD_WORKERS_DIR",
     "MODELBUILD_REMOTE",
     "MODELBUILD_REMOTE_PUSH",
+    "MODELBUILD_DELEGATED",  # set in the fork that runs a handed-over build (modelbuild.workers.delegate)
 )
 
 
@@ -119,12 +120,9 @@ def search_path(here: str | None = None) -> list[str]:
 
 
 def _version(distribution: str) -> str:
-    from importlib import metadata
+    from modelbuild.versions import installed_version
 
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return "not installed"
+    return installed_version(distribution)
 
 
 def _code_digest() -> str:

@@ -6,7 +6,8 @@ first stage waits only for what is left of the warm-up (the imports run while th
 
 One thread, one loop: accept a request, check the peer is this user and the identity is the
 server's, fork; the fork runs the stage exactly as a cold worker does and sends the outcome
-back on the same connection. The server watches each running stage's connection: when the
+back on the same connection. A thin client may also hand over a whole build with its standard
+streams (``modelbuild.workers.delegate``): the fork then runs the command line itself. The server watches each running stage's connection: when the
 build goes away (interrupted, killed) the stage's process group is killed, so no orphan keeps
 writing into the cache. It stops after ``idle`` seconds with nothing to do, on ``workers
 stop`` (SIGTERM), or when its socket is taken by a newer server.
@@ -43,6 +44,8 @@ class Server:
         self.threads: int | None = None
         self.doomed: dict[int, float] = {}  # fork pid -> when to kill it (its build closed the connection)
         self.served = 0
+        self.builds: set[int] = set()  # the running forks that run a whole handed-over build
+        self.served_builds = 0
         self.started = time.time()
         self.last_used = time.monotonic()
         self.stopping = False
@@ -144,21 +147,32 @@ class Server:
             conn.close()
             return
         self.last_used = time.monotonic()
-        if isinstance(request, dict) and request.get("kind") == "run" and isinstance(request.get("identity"), dict):
+        kind = request.get("kind") if isinstance(request, dict) and isinstance(request.get("identity"), dict) else None
+        if kind == "run":
             self._run(conn, request)
+        elif kind == "build":
+            self._build(conn, request)
         else:
             conn.close()
 
-    def _run(self, conn: socket.socket, request: dict[str, Any]) -> None:
+    def _stale(self, conn: socket.socket, request: dict[str, Any]) -> bool:
         changed = differences(self.identity, request["identity"])
-        if changed:
-            # A build with other code or tools: this server is stale. It says why, stops taking
-            # work, and lets the build start a fresh one in its place.
-            self.log.info("stale for a build (%s): stopping", "; ".join(changed))
+        if not changed:
+            return False
+        # A build with other code or tools: this server is stale. It says why, stops taking
+        # work, and lets the build start a fresh one in its place.
+        self.log.info("stale for a build (%s): stopping", "; ".join(changed))
+        try:
             wire.send(conn, ("stale", changed))
-            conn.close()
-            self.place.socket.unlink(missing_ok=True)
-            self.stopping = True
+        except OSError:
+            pass
+        conn.close()
+        self.place.socket.unlink(missing_ok=True)
+        self.stopping = True
+        return True
+
+    def _run(self, conn: socket.socket, request: dict[str, Any]) -> None:
+        if self._stale(conn, request):
             return
         pid = os.fork()
         if pid == 0:  # the stage's process
@@ -172,14 +186,53 @@ class Server:
         self.served += 1
         self._write_status()
 
+    def _build(self, conn: socket.socket, request: dict[str, Any]) -> None:
+        """A whole build handed over by a thin client (modelbuild.workers.delegate), with its
+        standard streams: a fork runs the command as the client would have, imports done."""
+        try:
+            _, streams, _, _ = socket.recv_fds(conn, 1, 3)
+        except OSError as exc:
+            self.log.warning("a build's streams could not be received: %s", exc)
+            conn.close()
+            return
+        try:
+            if len(streams) != 3 or self._stale(conn, request):
+                conn.close()
+                return
+            pid = os.fork()
+            if pid == 0:  # the build's process
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # until the build's own handler is in place
+                try:
+                    self.listener.close()
+                    for other in self.running.values():
+                        if other is not None:
+                            other.close()
+                    from modelbuild.workers.handover import run_handed_over
+
+                    run_handed_over(conn, request, streams)
+                finally:
+                    os._exit(1)
+        finally:
+            for fd in streams:
+                os.close(fd)
+        conn.settimeout(None)
+        self.running[pid] = conn
+        self.builds.add(pid)
+        self.served_builds += 1
+        self._write_status()
+
     def _build_went_away(self, conn: socket.socket) -> None:
         """A running stage's build closed its end. Usually it has just read the answer and the
-        fork is exiting; a fork still there a second later is not wanted: killed, with its group."""
+        fork is exiting; a fork still there a second later is not wanted: killed, with its group.
+        A handed-over build whose client went away (Ctrl-C) is interrupted first, so it stops
+        its stages and says so, and killed if it is still there five seconds later."""
         for pid, watched in list(self.running.items()):
             if watched is conn:
                 conn.close()
                 self.running[pid] = None
-                self.doomed[pid] = time.monotonic() + 1.0
+                if pid in self.builds:
+                    _signal_group(pid, signal.SIGINT)
+                self.doomed[pid] = time.monotonic() + (5.0 if pid in self.builds else 1.0)
 
     def _kill_doomed(self) -> None:
         for pid, deadline in list(self.doomed.items()):
@@ -197,6 +250,7 @@ class Server:
             except ChildProcessError:
                 done = pid
             if done:
+                self.builds.discard(pid)
                 conn = self.running.pop(pid)
                 if conn is not None:
                     conn.close()
@@ -211,6 +265,7 @@ class Server:
             "started": self.started,
             "idle_timeout": self.idle,
             "served": self.served,
+            "builds": self.served_builds,
             "running": len(self.running),
             "last_used": time.time() - (time.monotonic() - self.last_used),
             "identity": self.identity,
@@ -239,6 +294,7 @@ def _run_in_fork(conn: socket.socket, request: dict[str, Any], threads: int | No
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.chdir(request["cwd"])
+        os.umask(int(request.get("umask", 0o022)))
         os.environ.clear()
         os.environ.update(request["environ"])
         sys.path[:] = request["sys_path"]
@@ -260,8 +316,12 @@ def _run_in_fork(conn: socket.socket, request: dict[str, Any], threads: int | No
 
 
 def _kill_group(pid: int) -> None:
+    _signal_group(pid, signal.SIGKILL)
+
+
+def _signal_group(pid: int, signum: int) -> None:
     try:
-        os.killpg(pid, signal.SIGKILL)
+        os.killpg(pid, signum)
     except (ProcessLookupError, PermissionError):
         pass
 

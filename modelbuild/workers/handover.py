@@ -1,0 +1,71 @@
+"""The warm server's side of a handed-over build (see modelbuild.workers.delegate): the fork
+that becomes the build's process and runs the command line.
+
+A process entry point like the server itself, so it sits above the command line in the
+layers: nothing but the server imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from typing import Any
+
+from modelbuild.workers import wire
+from modelbuild.workers.delegate import DELEGATED
+
+
+def run_handed_over(conn: socket.socket, request: dict[str, Any], streams: list[int]) -> None:
+    """In the server's fork: become the build's process (its folder, environment, import path
+    and standard streams), run the command, send the exit code, and end."""
+    import io
+    import logging
+    import signal
+
+    code = 1
+    try:
+        os.setpgid(0, 0)  # the server interrupts (then kills) the whole group if the client goes away
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for target, fd in enumerate(streams):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.chdir(request["cwd"])
+        os.umask(int(request.get("umask", 0o022)))
+        os.environ.clear()
+        os.environ.update(request["environ"])
+        os.environ[DELEGATED] = "1"
+        sys.path[:] = request["sys_path"]
+        sys.argv = ["modelbuild", *request["argv"]]
+        # New stream objects on the build's descriptors: the server's were made for its log
+        # file (block-buffered), a terminal wants lines as they come.
+        sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8", errors="replace")
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="replace", line_buffering=True)
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace", line_buffering=True)
+        root = logging.getLogger()
+        for handler in list(root.handlers):  # the server's log handler, which now points at the build's stderr
+            root.removeHandler(handler)
+        root.setLevel(logging.WARNING)
+        wire.send(conn, ("started", os.getpid()))
+        from modelbuild.cli.commands import main
+
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C, relayed by the server
+        try:
+            code = main(request["argv"])
+        except SystemExit as exc:  # argparse: --help, a usage error
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # from here on, only os._exit ends this process
+        sys.stdout.flush()
+        sys.stderr.flush()
+        wire.send(conn, ("exit", int(code)))
+    except BaseException:  # noqa: BLE001 - the client reports a dead build process
+        import traceback
+
+        try:
+            sys.stderr.write(traceback.format_exc())
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001
+            pass
+    finally:
+        os._exit(code if isinstance(code, int) and 0 <= code < 256 else 1)

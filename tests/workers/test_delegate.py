@@ -1,0 +1,125 @@
+"""A whole build handed to the warm server (the thin client): same output, same exit codes,
+the build's own streams, and Ctrl-C still stops it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.adversarial.test_user_code import run_artifact, two_folders
+from tests.conftest import run_cli
+from tests.workers.test_server import LIGHT, alive, children, status_of, wait_for
+
+
+def builds_served(root: Path) -> int:
+    status = status_of(root)
+    assert status is not None
+    return int(status["builds"])
+
+
+def test_a_build_handed_to_the_warm_server_writes_what_a_local_build_writes(tmp_path: Path) -> None:
+    (tmp_path / "warm").mkdir()
+    (tmp_path / "cold").mkdir()
+    root = two_folders(tmp_path / "warm")
+    cold_root = two_folders(tmp_path / "cold")
+    first = run_cli(root, "build", "first", "--no-bench", env=LIGHT)  # no server yet: built here, and it starts one
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert builds_served(root) == 0
+
+    for folder in (root, cold_root):
+        layers = folder / "first" / "models" / "layers.py"
+        layers.write_text(layers.read_text().replace("* 2", "* 5"))
+    handed = subprocess.run(
+        [sys.executable, "-c", "import os, sys; os.umask(0o077); from modelbuild.cli import main; sys.exit(main())", "build", "first", "second", "--no-bench"],
+        cwd=root,
+        env={**os.environ, **LIGHT},
+        capture_output=True,
+        text=True,
+    )
+    assert handed.returncode == 0, handed.stdout + handed.stderr
+    assert builds_served(root) == 1
+    assert "built" in handed.stdout  # the summary reached this process's own stdout
+    assert (root / "build" / "first" / "first.pt").stat().st_mode & 0o077 == 0  # the client's umask, not the server's
+    cold = run_cli(cold_root, "build", "first", "second", "--no-bench", "--cold", env=LIGHT)
+    assert cold.returncode == 0, cold.stdout + cold.stderr
+    for name in ("first", "second"):
+        assert (root / "build" / name / f"{name}.pt").exists()
+        assert run_artifact(root, name) == run_artifact(cold_root, name)
+    assert run_artifact(root, "first") == [6.0] * 4  # 1 * 5 + 1: the edit was built, not an old result
+
+    # A manifest error: exit code 2 and the message on this process's stderr, from the fork.
+    manifest = root / "second" / "second.yaml"
+    manifest.write_text(manifest.read_text().replace("shape: [1, 4]", "shape: [1, four]"))
+    bad = run_cli(root, "build", "second", "--no-bench", env=LIGHT)
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    assert "second.yaml" in bad.stderr and "Traceback" not in bad.stderr
+    assert builds_served(root) == 2
+
+    # --cold, or a build whose environment the server was not started with, runs here.
+    run_cli(root, "build", "first", "--no-bench", "--cold", "--force", env=LIGHT)
+    assert builds_served(root) == 2
+    stale = run_cli(root, "build", "first", "--no-bench", "--force", env={**LIGHT, "ATEN_CPU_CAPABILITY": "default"})
+    assert stale.returncode == 0 and "replaced one that was stale" in stale.stdout, stale.stdout + stale.stderr
+    assert builds_served(root) == 0  # the new server has served no handed-over build yet
+
+
+SLOW = """\
+import os
+import time
+
+import torch
+
+
+class Tiny(torch.nn.Module):
+    def forward(self, x):
+        return {{"out": x * 2}}
+
+
+def build():
+    if os.path.exists({marker!r}):
+        with open({started!r}, "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(300)
+    return Tiny()
+"""
+
+
+def test_ctrl_c_stops_a_handed_over_build_and_its_stage(tmp_path: Path) -> None:
+    root = two_folders(tmp_path)
+    assert run_cli(root, "build", "first", "--no-bench", env=LIGHT).returncode == 0  # starts the server
+    marker, started = tmp_path / "slow-on", tmp_path / "slow-started"
+    (root / "first" / "models" / "slow.py").write_text(SLOW.format(marker=str(marker), started=str(started)))
+    (root / "first" / "slow.yaml").write_text(
+        "name: slow\nsource: {factory: models.slow:build}\ninputs: [{name: x, shape: [1, 4]}]\noutputs: [{name: y, select: out}]\ntargets: {torchscript: {}}\n"
+    )
+    server = status_of(root)
+    assert server is not None
+    marker.write_text("")
+    build = subprocess.Popen(
+        [sys.executable, "-m", "modelbuild", "build", "first/slow.yaml", "--no-bench"],
+        cwd=root,
+        env={**os.environ, **LIGHT},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_for(lambda: started.exists() and started.read_text() != "", 120)
+        stage = int(started.read_text())
+        forks = children(server["pid"])
+        assert builds_served(root) == 1 and len(forks) == 2 and stage in forks  # the build's fork and its stage's
+        build.send_signal(signal.SIGINT)
+        _, err = build.communicate(timeout=60)
+        assert build.returncode == 130, err
+        assert wait_for(lambda: not any(alive(pid) for pid in forks), 20), "a handed-over build or its stage outlived Ctrl-C"
+        assert alive(server["pid"])
+    finally:
+        if build.poll() is None:
+            build.kill()
+    marker.unlink()
+    again = run_cli(root, "build", "first/slow.yaml", "--no-bench", env=LIGHT)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert status_of(root)["pid"] == server["pid"]  # type: ignore[index]
