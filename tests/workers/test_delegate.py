@@ -123,3 +123,43 @@ def test_ctrl_c_stops_a_handed_over_build_and_its_stage(tmp_path: Path) -> None:
     again = run_cli(root, "build", "first/slow.yaml", "--no-bench", env=LIGHT)
     assert again.returncode == 0, again.stdout + again.stderr
     assert status_of(root)["pid"] == server["pid"]  # type: ignore[index]
+
+
+def test_a_handed_over_build_that_dies_is_reported_and_takes_its_stage_with_it(tmp_path: Path) -> None:
+    """The fork running the build is killed (out of memory, say): the client says so and
+    fails; the stage it was waiting for is stopped; the cache is left as a build killed at
+    that point leaves it, so the next build succeeds."""
+    root = two_folders(tmp_path)
+    assert run_cli(root, "build", "first", "--no-bench", env=LIGHT).returncode == 0  # starts the server
+    server = status_of(root)
+    assert server is not None
+    marker, started = tmp_path / "slow-on", tmp_path / "slow-started"
+    (root / "first" / "models" / "slow.py").write_text(SLOW.format(marker=str(marker), started=str(started)))
+    (root / "first" / "slow.yaml").write_text(
+        "name: slow\nsource: {factory: models.slow:build}\ninputs: [{name: x, shape: [1, 4]}]\noutputs: [{name: y, select: out}]\ntargets: {torchscript: {}}\n"
+    )
+    marker.write_text("")
+    build = subprocess.Popen(
+        [sys.executable, "-m", "modelbuild", "build", "first/slow.yaml", "--no-bench"],
+        cwd=root,
+        env={**os.environ, **LIGHT},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_for(lambda: started.exists() and started.read_text() != "", 120)
+        stage = int(started.read_text())
+        forks = children(server["pid"])
+        coordinator = next(pid for pid in forks if pid != stage)
+        os.kill(coordinator, signal.SIGKILL)
+        _, err = build.communicate(timeout=60)
+        assert build.returncode == 1 and "the warm server's build process died" in err, err
+        assert wait_for(lambda: not alive(stage), 20), "the stage of a dead handed-over build is still running"
+        assert alive(server["pid"])
+    finally:
+        if build.poll() is None:
+            build.kill()
+    marker.unlink()
+    again = run_cli(root, "build", "first/slow.yaml", "--no-bench", env=LIGHT)
+    assert again.returncode == 0, again.stdout + again.stderr
