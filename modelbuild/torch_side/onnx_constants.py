@@ -29,7 +29,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from modelbuild.torch_side.program_identity import fingerprint, read_by_graph, value_digests
+from modelbuild.torch_side.program_identity import fingerprint, read_by_graph, refusal, value_digests
 from modelbuild.torch_side.program_identity import tensors as program_tensors
 
 RECORD = "constants.json"
@@ -162,14 +162,9 @@ def patch(previous: Path, program: Any, settings: dict[str, Any]) -> tuple[Any, 
         structure = onnx.load_model_from_string((previous / STRUCTURE).read_bytes()) if "refused" not in record else None
     except Exception as exc:  # noqa: BLE001 - a missing file, broken JSON, a truncated protobuf (DecodeError)
         raise NotPatchable(f"no usable previous graph: {exc}") from None
-    if record.get("format") == FORMAT and "refused" in record:
-        raise NotPatchable(f"the previous graph cannot be patched: {record['refused']}")
-    if record.get("format") != FORMAT or record.get("fingerprint") != fingerprint(program, settings):
-        raise NotPatchable("the program's structure or settings changed")
-    digests = value_digests(program)
-    changed = sorted(name for name, digest in record["fixed"].items() if digests.get(name) != digest)
-    if changed:
-        raise NotPatchable(f"{changed[0]} changed but is not one of the graph's initializers")
+    why = refusal(record, FORMAT, program, settings, "graph", "is not one of the graph's initializers")
+    if why is not None:
+        raise NotPatchable(why)
     return filled(structure, program, record), structure, record
 
 

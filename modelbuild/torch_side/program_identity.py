@@ -91,3 +91,17 @@ def read_by_graph(program: Any) -> set[str]:
     signature = program.graph_signature
     tables = (signature.inputs_to_parameters, signature.inputs_to_buffers, signature.inputs_to_lifted_tensor_constants)
     return {table[node.name] for node in program.graph.nodes if node.op == "placeholder" and node.users for table in tables if node.name in table}
+
+
+def refusal(record: dict[str, Any], record_format: int, program: Any, settings: dict[str, Any], kind: str, unstored: str) -> str | None:
+    """Why a previous output's record cannot take this program's weights, in words; None when
+    it can as far as both patches agree: the record was not refused, has this format and this
+    program's fingerprint, and no tensor it stores under no name of its own (``fixed``) changed.
+    ``kind`` names the previous output, ``unstored`` says why such a tensor matters."""
+    if record.get("format") == record_format and "refused" in record:
+        return f"the previous {kind} cannot be patched: {record['refused']}"
+    if record.get("format") != record_format or record.get("fingerprint") != fingerprint(program, settings):
+        return "the program's structure or settings changed"
+    digests = value_digests(program)
+    changed = sorted(name for name, digest in record["fixed"].items() if digests.get(name) != digest)
+    return f"{changed[0]} changed but {unstored}" if changed else None

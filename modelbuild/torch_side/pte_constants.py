@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from modelbuild.torch_side.program_identity import fingerprint, plain_bytes, read_by_graph, storage_bytes, value_digests
+from modelbuild.torch_side.program_identity import fingerprint, plain_bytes, read_by_graph, refusal, storage_bytes, value_digests
 from modelbuild.torch_side.program_identity import tensors as program_tensors
 
 RECORD = "constants.json"
@@ -287,14 +287,9 @@ def patch(previous: Path, artifact: str, program: Any, settings: dict[str, Any])
         old = (previous / artifact).read_bytes()
     except (OSError, ValueError) as exc:
         raise NotPatchable(f"no usable previous program: {exc}") from None
-    if record.get("format") == FORMAT and "refused" in record:
-        raise NotPatchable(f"the previous program cannot be patched: {record['refused']}")
-    if record.get("format") != FORMAT or record.get("fingerprint") != fingerprint(program, settings):
-        raise NotPatchable("the program's structure or settings changed")
-    digests = value_digests(program)
-    changed = sorted(name for name, digest in record["fixed"].items() if digests.get(name) != digest)
-    if changed:
-        raise NotPatchable(f"{changed[0]} changed but feeds no stored constant directly")
+    why = refusal(record, FORMAT, program, settings, "program", "feeds no stored constant directly")
+    if why is not None:
+        raise NotPatchable(why)
     tensors = program_tensors(program)
     pte_file = deserialize_pte_binary(old)
     renamed: dict[str, str] = {}

@@ -36,23 +36,28 @@ def scale_weights(root: Path, factor: float = 1.01) -> None:
         onnx.save(graph, str(path))
 
 
-def executorch_stages(root: Path) -> dict[str, dict]:
+def stage_entries(root: Path, stage: str) -> dict[str, dict]:
+    """report.json's entry of ``stage`` for every model that has it."""
     report = json.loads((root / "build" / "report.json").read_text())
-    return {model: stages["executorch.export"] for model, stages in ((m, v["stages"]) for m, v in report["models"].items()) if "executorch.export" in stages}
+    return {model: entry["stages"][stage] for model, entry in report["models"].items() if stage in entry["stages"]}
 
 
-def test_new_weights_patch_every_float_example_to_the_bytes_of_a_full_conversion(built_examples: Path, tmp_path: Path) -> None:
+def patched_then_full(built_examples: Path, tmp_path: Path, target: str, stage: str) -> tuple[Path, dict[str, dict], dict[str, dict]]:
+    """Every example with new weights, built for ``target`` (patching where it can), then
+    again with --force (converting in full): (project, the patched entries, the full ones)."""
     root = tmp_path / "project"
     shutil.copytree(built_examples, root, symlinks=True)
     scale_weights(root)
-
-    patched_run = run_cli(root, "build", "manifests", "--target", "executorch", "--no-bench", "-j", "2")
+    patched_run = run_cli(root, "build", "manifests", "--target", target, "--no-bench", "-j", "2")
     assert patched_run.returncode == 0, patched_run.stdout + patched_run.stderr
-    patched = executorch_stages(root)
-    full_run = run_cli(root, "build", "manifests", "--target", "executorch", "--no-bench", "-j", "2", "--force")
+    patched = stage_entries(root, stage)
+    full_run = run_cli(root, "build", "manifests", "--target", target, "--no-bench", "-j", "2", "--force")
     assert full_run.returncode == 0, full_run.stdout + full_run.stderr
-    full = executorch_stages(root)
+    return root, patched, stage_entries(root, stage)
 
+
+def test_new_weights_patch_every_float_example_to_the_bytes_of_a_full_conversion(built_examples: Path, tmp_path: Path) -> None:
+    root, patched, full = patched_then_full(built_examples, tmp_path, "executorch", "executorch.export")
     assert set(patched) == set(full)
     for model, entry in patched.items():
         assert entry["status"] == "built", (model, entry)  # the weights changed: nothing is cached
@@ -63,12 +68,12 @@ def test_new_weights_patch_every_float_example_to_the_bytes_of_a_full_conversion
     for model in FOLDED:
         assert "fused_bn" in _record(root, full[model]["output"])["refused"], model
     for model in QUANTISED:
-        assert not (_entry(root, full[model]["output"]) / "constants.json").exists(), model
+        assert not (cache_entry(root, full[model]["output"]) / "constants.json").exists(), model
 
 
-def _entry(root: Path, output: str) -> Path:
+def cache_entry(root: Path, output: str) -> Path:
     return root / "cache" / "objects" / output[:2] / output
 
 
 def _record(root: Path, output: str) -> dict:
-    return json.loads((_entry(root, output) / "constants.json").read_text())
+    return json.loads((cache_entry(root, output) / "constants.json").read_text())

@@ -11,32 +11,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxscript")
 
 from modelbuild.torch_side import onnx_constants as constants  # noqa: E402
+from tests.torch_side.tiny_model import IDS, Tiny, tiny  # noqa: E402
 
 SETTINGS = {"stage": 1}
-IDS = torch.tensor([[1, 5, 7, 30]])
-
-
-class Tiny(torch.nn.Module):
-    """Linears (whose weights the optimizer folds into transposed initializers), layer norms
-    whose weights start equal (so the optimizer stores them once), an embedding, a literal."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.embed = torch.nn.Embedding(32, 16)
-        self.first = torch.nn.Linear(16, 16)
-        self.norm_a = torch.nn.LayerNorm(16)
-        self.norm_b = torch.nn.LayerNorm(16)
-        self.last = torch.nn.Linear(16, 4)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        x = self.embed(ids)
-        x = self.norm_a(torch.relu(self.first(x)) / 4.0)
-        return self.last(self.norm_b(x))
-
-
-def tiny(seed: int = 0) -> Tiny:
-    torch.manual_seed(seed)
-    return Tiny().eval()
 
 
 def capture(model: torch.nn.Module) -> object:

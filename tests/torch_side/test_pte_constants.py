@@ -11,34 +11,9 @@ pytest.importorskip("executorch")
 
 from modelbuild.torch_side import program_identity as identity  # noqa: E402
 from modelbuild.torch_side import pte_constants as constants  # noqa: E402
+from tests.torch_side.tiny_model import IDS, Tiny, tiny  # noqa: E402
 
 SETTINGS = {"stage": 1}
-
-
-class Tiny(torch.nn.Module):
-    """Delegated linears, layer norms whose weights start equal (ones), a non-delegated
-    embedding, and a scalar literal that lowering lifts into a constant."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.embed = torch.nn.Embedding(32, 16)
-        self.first = torch.nn.Linear(16, 16)
-        self.norm_a = torch.nn.LayerNorm(16)
-        self.norm_b = torch.nn.LayerNorm(16)
-        self.last = torch.nn.Linear(16, 4)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        x = self.embed(ids)
-        x = self.norm_a(torch.relu(self.first(x)) / 4.0)
-        return self.last(self.norm_b(x))
-
-
-def tiny(seed: int = 0) -> Tiny:
-    torch.manual_seed(seed)
-    return Tiny().eval()
-
-
-IDS = torch.tensor([[1, 5, 7, 30]])
 
 
 def export(model: torch.nn.Module) -> object:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.adversarial.test_user_code import run_artifact, two_folders
 from tests.conftest import run_cli
-from tests.workers.test_server import LIGHT, alive, children, status_of, wait_for
+from tests.workers.test_server import LIGHT, add_slow_model, alive, children, status_of, wait_for
 
 
 def builds_served(root: Path) -> int:
@@ -66,37 +66,13 @@ def test_a_build_handed_to_the_warm_server_writes_what_a_local_build_writes(tmp_
     assert builds_served(root) == 0  # the new server has served no handed-over build yet
 
 
-SLOW = """\
-import os
-import time
-
-import torch
-
-
-class Tiny(torch.nn.Module):
-    def forward(self, x):
-        return {{"out": x * 2}}
-
-
-def build():
-    if os.path.exists({marker!r}):
-        with open({started!r}, "w") as f:
-            f.write(str(os.getpid()))
-        time.sleep(300)
-    return Tiny()
-"""
-
-
-def test_ctrl_c_stops_a_handed_over_build_and_its_stage(tmp_path: Path) -> None:
-    root = two_folders(tmp_path)
+def slow_build_running(root: Path, scratch: Path) -> tuple[subprocess.Popen, int, dict, Path]:
+    """A handed-over build of a model whose stage sleeps: (the client, the stage's pid, the
+    server's status, the marker that makes it sleep)."""
     assert run_cli(root, "build", "first", "--no-bench", env=LIGHT).returncode == 0  # starts the server
-    marker, started = tmp_path / "slow-on", tmp_path / "slow-started"
-    (root / "first" / "models" / "slow.py").write_text(SLOW.format(marker=str(marker), started=str(started)))
-    (root / "first" / "slow.yaml").write_text(
-        "name: slow\nsource: {factory: models.slow:build}\ninputs: [{name: x, shape: [1, 4]}]\noutputs: [{name: y, select: out}]\ntargets: {torchscript: {}}\n"
-    )
     server = status_of(root)
     assert server is not None
+    marker, started = add_slow_model(root, scratch)
     marker.write_text("")
     build = subprocess.Popen(
         [sys.executable, "-m", "modelbuild", "build", "first/slow.yaml", "--no-bench"],
@@ -106,9 +82,27 @@ def test_ctrl_c_stops_a_handed_over_build_and_its_stage(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+    if not wait_for(lambda: started.exists() and started.read_text() != "", 120):
+        build.kill()
+        raise AssertionError("the slow stage did not start")
+    return build, int(started.read_text()), server, marker
+
+
+def stopped_then_built_again(root: Path, build: subprocess.Popen, server: dict, marker: Path) -> None:
+    """The slow build's client gone, the next build of the model (no longer slow) succeeds on
+    the same server: nothing the stopped build left behind is in its way."""
+    if build.poll() is None:
+        build.kill()
+    marker.unlink()
+    again = run_cli(root, "build", "first/slow.yaml", "--no-bench", env=LIGHT)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert status_of(root)["pid"] == server["pid"]  # type: ignore[index]
+
+
+def test_ctrl_c_stops_a_handed_over_build_and_its_stage(tmp_path: Path) -> None:
+    root = two_folders(tmp_path)
+    build, stage, server, marker = slow_build_running(root, tmp_path)
     try:
-        assert wait_for(lambda: started.exists() and started.read_text() != "", 120)
-        stage = int(started.read_text())
         forks = children(server["pid"])
         assert builds_served(root) == 1 and len(forks) == 2 and stage in forks  # the build's fork and its stage's
         build.send_signal(signal.SIGINT)
@@ -117,12 +111,7 @@ def test_ctrl_c_stops_a_handed_over_build_and_its_stage(tmp_path: Path) -> None:
         assert wait_for(lambda: not any(alive(pid) for pid in forks), 20), "a handed-over build or its stage outlived Ctrl-C"
         assert alive(server["pid"])
     finally:
-        if build.poll() is None:
-            build.kill()
-    marker.unlink()
-    again = run_cli(root, "build", "first/slow.yaml", "--no-bench", env=LIGHT)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert status_of(root)["pid"] == server["pid"]  # type: ignore[index]
+        stopped_then_built_again(root, build, server, marker)
 
 
 def test_a_handed_over_build_that_dies_is_reported_and_takes_its_stage_with_it(tmp_path: Path) -> None:
@@ -130,36 +119,13 @@ def test_a_handed_over_build_that_dies_is_reported_and_takes_its_stage_with_it(t
     fails; the stage it was waiting for is stopped; the cache is left as a build killed at
     that point leaves it, so the next build succeeds."""
     root = two_folders(tmp_path)
-    assert run_cli(root, "build", "first", "--no-bench", env=LIGHT).returncode == 0  # starts the server
-    server = status_of(root)
-    assert server is not None
-    marker, started = tmp_path / "slow-on", tmp_path / "slow-started"
-    (root / "first" / "models" / "slow.py").write_text(SLOW.format(marker=str(marker), started=str(started)))
-    (root / "first" / "slow.yaml").write_text(
-        "name: slow\nsource: {factory: models.slow:build}\ninputs: [{name: x, shape: [1, 4]}]\noutputs: [{name: y, select: out}]\ntargets: {torchscript: {}}\n"
-    )
-    marker.write_text("")
-    build = subprocess.Popen(
-        [sys.executable, "-m", "modelbuild", "build", "first/slow.yaml", "--no-bench"],
-        cwd=root,
-        env={**os.environ, **LIGHT},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    build, stage, server, marker = slow_build_running(root, tmp_path)
     try:
-        assert wait_for(lambda: started.exists() and started.read_text() != "", 120)
-        stage = int(started.read_text())
-        forks = children(server["pid"])
-        coordinator = next(pid for pid in forks if pid != stage)
+        coordinator = next(pid for pid in children(server["pid"]) if pid != stage)
         os.kill(coordinator, signal.SIGKILL)
         _, err = build.communicate(timeout=60)
         assert build.returncode == 1 and "the warm server's build process died" in err, err
         assert wait_for(lambda: not alive(stage), 20), "the stage of a dead handed-over build is still running"
         assert alive(server["pid"])
     finally:
-        if build.poll() is None:
-            build.kill()
-    marker.unlink()
-    again = run_cli(root, "build", "first/slow.yaml", "--no-bench", env=LIGHT)
-    assert again.returncode == 0, again.stdout + again.stderr
+        stopped_then_built_again(root, build, server, marker)

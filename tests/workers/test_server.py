@@ -171,13 +171,20 @@ def build():
 """
 
 
-def test_a_killed_build_takes_its_stage_with_it_and_a_killed_stage_fails_only_itself(tmp_path: Path) -> None:
-    root = two_folders(tmp_path)
-    marker, started = tmp_path / "slow-on", tmp_path / "slow-started"
+def add_slow_model(root: Path, scratch: Path) -> tuple[Path, Path]:
+    """first/slow.yaml, whose factory sleeps while ``marker`` exists, after writing its pid
+    to ``started``: (marker, started)."""
+    marker, started = scratch / "slow-on", scratch / "slow-started"
     (root / "first" / "models" / "slow.py").write_text(SLOW.format(marker=str(marker), started=str(started)))
     (root / "first" / "slow.yaml").write_text(
         "name: slow\nsource: {factory: models.slow:build}\ninputs: [{name: x, shape: [1, 4]}]\noutputs: [{name: y, select: out}]\ntargets: {torchscript: {}}\n"
     )
+    return marker, started
+
+
+def test_a_killed_build_takes_its_stage_with_it_and_a_killed_stage_fails_only_itself(tmp_path: Path) -> None:
+    root = two_folders(tmp_path)
+    marker, started = add_slow_model(root, tmp_path)
     marker.write_text("")
     env = {**os.environ, **LIGHT}
     build = subprocess.Popen([sys.executable, "-m", "modelbuild", "build", "first/slow.yaml", "--no-bench"], cwd=root, env=env)
