@@ -88,11 +88,9 @@ def slow_build_running(root: Path, scratch: Path) -> tuple[subprocess.Popen, int
     return build, int(started.read_text()), server, marker
 
 
-def stopped_then_built_again(root: Path, build: subprocess.Popen, server: dict, marker: Path) -> None:
-    """The slow build's client gone, the next build of the model (no longer slow) succeeds on
-    the same server: nothing the stopped build left behind is in its way."""
-    if build.poll() is None:
-        build.kill()
+def built_again(root: Path, server: dict, marker: Path) -> None:
+    """After the slow build was stopped, the next build of the model (no longer slow) succeeds
+    on the same server: nothing the stopped build left behind is in its way."""
     marker.unlink()
     again = run_cli(root, "build", "first/slow.yaml", "--no-bench", env=LIGHT)
     assert again.returncode == 0, again.stdout + again.stderr
@@ -111,7 +109,9 @@ def test_ctrl_c_stops_a_handed_over_build_and_its_stage(tmp_path: Path) -> None:
         assert wait_for(lambda: not any(alive(pid) for pid in forks), 20), "a handed-over build or its stage outlived Ctrl-C"
         assert alive(server["pid"])
     finally:
-        stopped_then_built_again(root, build, server, marker)
+        if build.poll() is None:
+            build.kill()
+    built_again(root, server, marker)
 
 
 def test_a_handed_over_build_that_dies_is_reported_and_takes_its_stage_with_it(tmp_path: Path) -> None:
@@ -128,4 +128,6 @@ def test_a_handed_over_build_that_dies_is_reported_and_takes_its_stage_with_it(t
         assert wait_for(lambda: not alive(stage), 20), "the stage of a dead handed-over build is still running"
         assert alive(server["pid"])
     finally:
-        stopped_then_built_again(root, build, server, marker)
+        if build.poll() is None:
+            build.kill()
+    built_again(root, server, marker)
