@@ -185,6 +185,10 @@ def _optimized(job: StageJob, translated: Any, program: Any | None, settings: di
         return onnx_constants.optimize(onnx_constants.filled(structure, program, record)), structure, record
     except onnx_constants.NotPatchable as exc:
         return onnx_constants.optimize(unoptimized), None, {"format": onnx_constants.FORMAT, "refused": str(exc)}
+    except Exception:  # noqa: BLE001 - the export is fine; only its record failed (never a reason to change exporters)
+        job.log.warning("recording the translated graph failed; the next weights-only rebuild exports in full", exc_info=True)
+        refused = "recording the translated graph failed (see the log of the build that made it)"
+        return onnx_constants.optimize(unoptimized), None, {"format": onnx_constants.FORMAT, "refused": refused}
 
 
 def _patched(job: StageJob, program: Any, settings: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]] | tuple[None, None, None]:

@@ -44,8 +44,10 @@ class NotPatchable(Exception):
 def capture(module: Any, example: tuple[Any, ...], shapes: Any) -> Any | None:
     """The exported program that ``torch.onnx.export`` would capture from ``module``: its own
     capture strategies, in its order. None when none works (the exporter then says why)."""
-    from torch.onnx._internal.exporter import _capture_strategies
-
+    try:
+        from torch.onnx._internal.exporter import _capture_strategies
+    except ImportError:  # another torch: the exporter captures by itself, and nothing is patched
+        return None
     for strategy_class in _capture_strategies.CAPTURE_STRATEGIES:
         result = strategy_class(verbose=False, dump=False)(module, example, None, dynamic_shapes=shapes)
         if result.success and result.exported_program is not None:

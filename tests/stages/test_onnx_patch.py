@@ -25,3 +25,30 @@ def test_new_weights_patch_every_example_to_the_bytes_of_a_full_export(built_exa
     assert set(full) == PATCHED | QUANTISED | UNCHANGED
     for model in QUANTISED:
         assert not (cache_entry(root, full[model]["output"]) / "constants.json").exists(), model
+
+
+def test_a_record_that_cannot_be_made_leaves_the_export_as_it_is(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A bug in the record must cost the next rebuild its patch, never this export its exporter
+    (the stage's outer handler would otherwise fall back to the TorchScript-based one)."""
+    import logging
+    import types
+
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    from modelbuild.stages import onnx_export
+    from modelbuild.torch_side import onnx_constants
+    from tests.torch_side.tiny_model import IDS, tiny
+
+    program = onnx_constants.capture(tiny(0), (IDS,), None)
+    translated = torch.onnx.export(program, (IDS,), dynamo=True, optimize=False, verbose=False, report=False, opset_version=18)
+    expected = onnx_constants.optimize(translated.model_proto)
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(onnx_constants, "learn", broken)
+    job = types.SimpleNamespace(log=logging.getLogger("test"))
+    proto, structure, record = onnx_export._optimized(job, translated, program, {"stage": 1})  # type: ignore[arg-type]
+    assert structure is None and "recording the translated graph failed" in record["refused"]
+    assert proto.graph.node and len(proto.graph.initializer) == len(expected.graph.initializer)
