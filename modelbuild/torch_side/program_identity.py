@@ -102,6 +102,8 @@ def refusal(record: dict[str, Any], record_format: int, program: Any, settings: 
         return f"the previous {kind} cannot be patched: {record['refused']}"
     if record.get("format") != record_format or record.get("fingerprint") != fingerprint(program, settings):
         return "the program's structure or settings changed"
-    digests = value_digests(program)
-    changed = sorted(name for name, digest in record["fixed"].items() if digests.get(name) != digest)
+    values = tensors(program)
+    changed = sorted(
+        name for name, digest in record["fixed"].items() if name not in values or hashlib.sha256(plain_bytes(values[name])).hexdigest() != digest
+    )  # only the tensors the record keeps: hashing every weight would cost a second per GB
     return f"{changed[0]} changed but {unstored}" if changed else None

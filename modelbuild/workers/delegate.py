@@ -24,6 +24,7 @@ from modelbuild.workers import wire
 
 # Set in the fork that runs a handed-over build, so it never hands itself over again.
 DELEGATED = "MODELBUILD_DELEGATED"
+STARTED_WAIT = 30.0  # seconds for the server to fork the build (it forks at once when it can)
 
 
 def run_in_server(argv: Sequence[str], project: Any, cold: bool) -> int | None:
@@ -64,11 +65,13 @@ def run_in_server(argv: Sequence[str], project: Any, cold: bool) -> int | None:
             "umask": current_umask(),  # the build's files get this user's modes, not the server's
         }
         try:
+            connection.settimeout(STARTED_WAIT)  # a server that cannot fork (stopped, swapping): build here
             wire.send(connection, request)
             socket.send_fds(connection, [b"F"], [0, 1, 2])
             answer = wire.receive(connection)
+            connection.settimeout(None)
         except (OSError, EOFError):
-            return None  # refused before it started (a server stopping): nothing ran
+            return None  # refused or not started (a server stopping, or too slow): nothing ran
         if not (isinstance(answer, tuple) and answer and answer[0] == "started"):
             return None  # ("stale", why): run here, which replaces the server
         sys.stdout.flush()
