@@ -13,13 +13,18 @@ from modelbuild.stages import STAGES
 from modelbuild.store.hashing import digest_json
 
 
+def toolchain_stage_names() -> list[str]:
+    """Every stage a build can run: the registered ones and the verify/bench stages each
+    target (and eager torch) derives."""
+    from modelbuild.targets import TARGETS
+
+    return [*STAGES.names(), "torch.bench", *(f"{t}.{kind}" for t in TARGETS.names() for kind in ("verify", "bench"))]
+
+
 def toolchain() -> list[str]:
     """Every distribution some stage keys on (its ``tools``; verify and bench stages take their
     runtime's): what a release records, so its provenance names every tool that shaped it."""
-    from modelbuild.targets import TARGETS
-
-    names = [*STAGES.names(), "torch.bench", *(f"{t}.{kind}" for t in TARGETS.names() for kind in ("verify", "bench"))]
-    return sorted({tool for name in names for tool in STAGES.get(name).tools})
+    return sorted({tool for name in toolchain_stage_names() for tool in STAGES.get(name).tools})
 
 
 def material(node: StageNode, upstream: dict[str, str], file_digest: Callable[[str], str]) -> dict[str, Any]:
