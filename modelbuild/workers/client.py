@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from modelbuild.workers import wire
+from modelbuild.workers import caller, wire
 from modelbuild.workers.identity import differences, identity
 from modelbuild.workers.place import Place
 
@@ -149,6 +149,8 @@ class WarmPool(futures.Executor):
             kind, payload = self._ask(job)
             if kind == "done":
                 return payload
+            if kind == "cold":  # the fork cannot take this build's limits (workers/limits.py)
+                return self._cold(job, payload)
             if kind == "crashed":
                 last = payload.strip().splitlines()[-1]
                 raise WorkerTrouble(f"the warm worker failed before or after the stage: {last}; build with --cold if it keeps happening")
@@ -178,7 +180,8 @@ class WarmPool(futures.Executor):
 
     def _ask(self, job: tuple[Any, ...]) -> tuple[str, Any]:
         """The server's answer: ("done", outcome), ("crashed", traceback), ("stale", what
-        changed), or ("gone", None) when no server took the request."""
+        changed), ("cold", why the fork cannot run it), or ("gone", None) when no server took
+        the request."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         with self._lock:
             self._open.add(sock)
@@ -187,10 +190,7 @@ class WarmPool(futures.Executor):
                 "kind": "run",
                 "identity": self.identity,
                 "job": job,
-                "cwd": os.getcwd(),
-                "environ": dict(os.environ),
-                "sys_path": list(sys.path),
-                "umask": current_umask(),  # the stage's files get the build's modes, not the server's
+                **caller.context(),
             }
             try:
                 sock.connect(str(self.place.socket))
@@ -207,20 +207,6 @@ class WarmPool(futures.Executor):
             with self._lock:
                 self._open.discard(sock)
             sock.close()
-
-
-def current_umask() -> int:
-    """This process's umask, read without changing it (setting and restoring it would give a
-    file another thread creates meanwhile the wrong modes)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)  # no /proc (warm workers need Linux anyway)
-    os.umask(mask)
-    return mask
 
 
 def _rotate(log: Path, limit: int = 5 << 20) -> None:

@@ -31,7 +31,8 @@ def run_in_server(argv: Sequence[str], project: Any, cold: bool) -> int | None:
     """The exit code of this build run by the warm server; None: run it here."""
     if os.environ.get(DELEGATED) or not _streams_open():
         return None
-    from modelbuild.workers.client import current_umask, read_status
+    from modelbuild.workers import caller
+    from modelbuild.workers.client import read_status
     from modelbuild.workers.config import resolve
     from modelbuild.workers.identity import differences, identity
     from modelbuild.workers.place import place_for
@@ -59,10 +60,7 @@ def run_in_server(argv: Sequence[str], project: Any, cold: bool) -> int | None:
             "kind": "build",
             "identity": mine,
             "argv": list(argv),
-            "cwd": os.getcwd(),
-            "environ": dict(os.environ),
-            "sys_path": list(sys.path),
-            "umask": current_umask(),  # the build's files get this user's modes, not the server's
+            **caller.context(),
         }
         try:
             connection.settimeout(STARTED_WAIT)  # a server that cannot fork (stopped, swapping): build here
@@ -73,7 +71,7 @@ def run_in_server(argv: Sequence[str], project: Any, cold: bool) -> int | None:
         except (OSError, EOFError):
             return None  # refused or not started (a server stopping, or too slow): nothing ran
         if not (isinstance(answer, tuple) and answer and answer[0] == "started"):
-            return None  # ("stale", why): run here, which replaces the server
+            return None  # ("stale", why): run here, which replaces the server; ("refused", why): its limits
         sys.stdout.flush()
         try:
             outcome = wire.receive(connection)

@@ -12,8 +12,9 @@ import socket
 import sys
 from typing import Any
 
-from modelbuild.workers import wire
+from modelbuild.workers import caller, wire
 from modelbuild.workers.delegate import DELEGATED
+from modelbuild.workers.limits import LimitsRefused
 
 
 def run_handed_over(conn: socket.socket, request: dict[str, Any], streams: list[int]) -> None:
@@ -30,12 +31,13 @@ def run_handed_over(conn: socket.socket, request: dict[str, Any], streams: list[
         for target, fd in enumerate(streams):
             os.dup2(fd, target)
             os.close(fd)
-        os.chdir(request["cwd"])
-        os.umask(int(request.get("umask", 0o022)))
-        os.environ.clear()
-        os.environ.update(request["environ"])
+        try:
+            caller.become(request)
+        except LimitsRefused as exc:
+            wire.send(conn, ("refused", str(exc)))  # the client builds itself: nothing ran here
+            code = 0
+            return
         os.environ[DELEGATED] = "1"
-        sys.path[:] = request["sys_path"]
         sys.argv = ["modelbuild", *request["argv"]]
         # New stream objects on the build's descriptors: the server's were made for its log
         # file (block-buffered), a terminal wants lines as they come.

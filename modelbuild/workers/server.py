@@ -29,8 +29,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from modelbuild.workers import wire
+from modelbuild.workers import caller, limits, wire
 from modelbuild.workers.identity import differences, identity
+from modelbuild.workers.limits import LimitsRefused
 from modelbuild.workers.place import Place
 
 
@@ -155,6 +156,21 @@ class Server:
         else:
             conn.close()
 
+    def _unfit(self, conn: socket.socket, request: dict[str, Any], answer: str) -> bool:
+        """The build's limits are ones no fork of this server could take (a finite memory
+        limit): answer so, and the build runs the work in a fresh process. A limit that needs
+        a privilege is found by the fork itself (workers/limits.py)."""
+        why = limits.refusal(request.get("limits"))
+        if why is None:
+            return False
+        self.log.info("not forking for a build: %s", why)
+        try:
+            wire.send(conn, (answer, why))
+        except OSError:
+            pass
+        conn.close()
+        return True
+
     def _stale(self, conn: socket.socket, request: dict[str, Any]) -> bool:
         changed = differences(self.identity, request["identity"])
         if not changed:
@@ -172,7 +188,7 @@ class Server:
         return True
 
     def _run(self, conn: socket.socket, request: dict[str, Any]) -> None:
-        if self._stale(conn, request):
+        if self._stale(conn, request) or self._unfit(conn, request, "cold"):
             return
         pid = os.fork()
         if pid == 0:  # the stage's process
@@ -196,7 +212,7 @@ class Server:
             conn.close()
             return
         try:
-            if len(streams) != 3 or self._stale(conn, request):
+            if len(streams) != 3 or self._stale(conn, request) or self._unfit(conn, request, "refused"):
                 conn.close()
                 return
             pid = os.fork()
@@ -293,11 +309,11 @@ def _run_in_fork(conn: socket.socket, request: dict[str, Any], threads: int | No
         os.setpgid(0, 0)  # the server kills the whole group if the build goes away
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.chdir(request["cwd"])
-        os.umask(int(request.get("umask", 0o022)))
-        os.environ.clear()
-        os.environ.update(request["environ"])
-        sys.path[:] = request["sys_path"]
+        try:
+            caller.become(request)
+        except LimitsRefused as exc:
+            wire.send(conn, ("cold", str(exc)))  # the build runs the stage in a fresh process
+            return
         torch = sys.modules.get("torch")
         if torch is not None and threads is not None:
             torch.set_num_threads(threads)
