@@ -24,6 +24,12 @@ from typing import Any
 MEMORY_LIMITS = ("RLIMIT_AS", "RLIMIT_DATA")
 
 
+# A server started under tighter limits or a higher nice level (`nice -n 19 modelbuild build`)
+# cannot loosen them for later builds without a privilege; a server started by one of those
+# builds can.
+RESTART = " (the server has those of the build that started it: `modelbuild workers stop`, and the next build starts one with yours)"
+
+
 class LimitsRefused(Exception):
     """The fork cannot take the build's limits: the work runs in a fresh process instead."""
 
@@ -73,10 +79,10 @@ def adopt(wanted: dict[str, Any] | None) -> None:
         try:
             resource.setrlimit(which, (soft, hard))
         except (ValueError, OSError) as exc:
-            raise LimitsRefused(f"the build's {name} limit ({soft}, {hard}) cannot be set in the warm server's process: {exc}") from exc
+            raise LimitsRefused(f"the build's {name} limit ({soft}, {hard}) cannot be set in the warm server's process: {exc}{RESTART}") from exc
     nice = wanted.get("nice")
     if isinstance(nice, int) and nice != os.getpriority(os.PRIO_PROCESS, 0):
         try:
             os.setpriority(os.PRIO_PROCESS, 0, nice)
         except OSError as exc:
-            raise LimitsRefused(f"the build's nice level {nice} cannot be set in the warm server's process: {exc}") from exc
+            raise LimitsRefused(f"the build's nice level {nice} cannot be set in the warm server's process: {exc}{RESTART}") from exc

@@ -62,6 +62,26 @@ def test_a_finite_memory_limit_is_refused_and_nothing_changes() -> None:
     assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] != 100
 
 
+def test_a_fork_without_the_privilege_to_loosen_its_limits_says_so_and_how_to_get_them() -> None:
+    """A server started by `nice -n 5 modelbuild build` (as a user without privileges) cannot
+    give a later build nice 0: the fork refuses, naming the way out."""
+    result = _in_child(
+        "import os, resource; from modelbuild.workers import limits\n"
+        "wanted = limits.current()\n"
+        "os.setpriority(os.PRIO_PROCESS, 0, wanted['nice'] + 5)\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 64), min(hard, 64)))\n"
+        "if os.getuid() == 0:\n"
+        "    os.setuid(65534)  # root may loosen anything: be nobody, as a user is\n"
+        "try:\n"
+        "    limits.adopt(wanted)\n"
+        "except limits.LimitsRefused as exc:\n"
+        "    print(exc)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "cannot be set in the warm server's process" in result.stdout and "modelbuild workers stop" in result.stdout, result.stdout
+
+
 def test_unknown_limits_are_ignored_and_equal_ones_cost_nothing() -> None:
     wanted = limits.current()
     wanted["rlimits"]["RLIMIT_FROM_ANOTHER_PLATFORM"] = [1, 1]
