@@ -34,7 +34,8 @@ class ExecuTorchExportStage(Stage):
     # v5: the report no longer specialises symbolic sizes (v4 programs could take only their sample's shape)
     # v6, v7: nearest upsampling decomposed at fixed sizes; report lines name the model's code, not modelbuild's wrapper
     # v8: constants.json (where each stored constant came from): weights-only rebuilds patch constants
-    version = 8
+    # v9: the record's fingerprint covers the program's subgraphs (torch.cond branches)
+    version = 9
     tools = ("torch", "executorch")
     warm_imports = ("executorch.exir", "executorch.backends.xnnpack.partition.xnnpack_partitioner")
     deps = ("source", "capture")

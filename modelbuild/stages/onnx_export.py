@@ -22,7 +22,8 @@ class OnnxExportStage(Stage):
     # v6: no TorchScript-exporter fallback for data-dependent control flow (it would bake one pass of a loop in)
     # v7: no torch.export symbol names in the graph's metadata (they depend on what the worker ran before)
     # v8: optimised from the translated graph kept beside the file (unoptimized.onnx): weights-only rebuilds patch it
-    version = 8
+    # v9: the record's fingerprint covers the program's subgraphs (torch.cond branches)
+    version = 9
     tools = ("torch", "onnx", "onnxscript")
     warm_imports = ("onnx", "onnxscript", "torch.onnx")
     deps = ("source", "capture")

@@ -167,6 +167,10 @@ def patch(previous: Path, program: Any, settings: dict[str, Any]) -> tuple[Any, 
     why = refusal(record, FORMAT, program, settings, "graph", "is not one of the graph's initializers")
     if why is not None:
         raise NotPatchable(why)
+    # The checks a full export makes on its record, made again on the new weights: one whose
+    # bytes now equal a constant of the graph makes a full export refuse its record, and the
+    # patch must write what a full export writes.
+    _no_stray_copies(structure, program)
     return filled(structure, program, record), structure, record
 
 

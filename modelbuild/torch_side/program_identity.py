@@ -18,17 +18,37 @@ def fingerprint(program: Any, settings: dict[str, Any]) -> str:
     """Everything about the exported program but its constant values: the graph, its
     signature and symbolic ranges, every node's source line, every tensor's name, dtype and
     shape, and the stage's settings. Two programs with one fingerprint lower alike."""
-    nodes = [(node.name, str(node.target), _frames(node.meta.get("stack_trace") or "")) for node in program.graph.nodes]
     metas = {name: _meta(value) for name, value in sorted(tensors(program).items())}
     material = {
         "code": program.graph_module.code,
         "signature": str(program.graph_signature),
         "ranges": sorted(str(item) for item in program.range_constraints.items()),
-        "nodes": nodes,
+        "nodes": _nodes(program.graph),
         "tensors": metas,
         "settings": settings,
     }
+    # The branches of torch.cond (and the bodies of while_loop, map, scan) are graphs of their
+    # own, in submodules: a constant that came from the model's configuration can sit in one.
+    # Only when there are any, so that a program without them keeps its fingerprint.
+    subgraphs = _subgraphs(program.graph_module)
+    if subgraphs:
+        material["subgraphs"] = subgraphs
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _nodes(graph: Any) -> list[tuple[str, str, list[str]]]:
+    return [(node.name, str(node.target), _frames(node.meta.get("stack_trace") or "")) for node in graph.nodes]
+
+
+def _subgraphs(root: Any) -> dict[str, dict[str, Any]]:
+    """Every graph module under the program's own, nested ones included, by path."""
+    import torch
+
+    return {
+        name: {"code": module.code, "nodes": _nodes(module.graph)}
+        for name, module in root.named_modules()
+        if name and isinstance(module, torch.fx.GraphModule)
+    }
 
 
 _FRAME = re.compile(r'File "([^"]*)", line (\d+), in (\S+)')

@@ -16,26 +16,30 @@ from tests.torch_side.tiny_model import IDS, Tiny, tiny  # noqa: E402
 SETTINGS = {"stage": 1}
 
 
-def capture(model: torch.nn.Module) -> object:
-    program = constants.capture(model, (IDS,), None)
+def capture(model: torch.nn.Module, example: tuple = (IDS,)) -> object:
+    program = constants.capture(model, example, None)
     assert program is not None
     return program
 
 
-def full_export(program: object) -> tuple[bytes, object, dict]:
-    """What the stage does without a previous graph: translate, learn, fill, optimise."""
+def full_export(program: object, example: tuple = (IDS,)) -> tuple[bytes, object, dict]:
+    """What the stage does without a previous graph: translate, learn, fill, optimise (or,
+    when learning refuses, optimise the translation as it is)."""
     from modelbuild.stages.onnx_export import strip_debug_metadata
 
-    translated = torch.onnx.export(program, (IDS,), dynamo=True, optimize=False, verbose=False, report=False, opset_version=18)
+    translated = torch.onnx.export(program, example, dynamo=True, optimize=False, verbose=False, report=False, opset_version=18)
     unoptimized = translated.model_proto
     strip_debug_metadata(unoptimized)
-    structure, record = constants.learn(unoptimized, program, translated.exported_program, SETTINGS)
+    try:
+        structure, record = constants.learn(unoptimized, program, translated.exported_program, SETTINGS)
+    except constants.NotPatchable as exc:
+        return constants.optimize(unoptimized).SerializeToString(deterministic=True), None, {"format": constants.FORMAT, "refused": str(exc)}
     proto = constants.optimize(constants.filled(structure, program, record))
     return proto.SerializeToString(deterministic=True), structure, record
 
 
-def previous(tmp_path: Path, model: torch.nn.Module) -> Path:
-    _, structure, record = full_export(capture(model))
+def previous(tmp_path: Path, model: torch.nn.Module, example: tuple = (IDS,)) -> Path:
+    _, structure, record = full_export(capture(model, example), example)
     folder = tmp_path / "previous"
     folder.mkdir()
     constants.write(folder, structure, record)
@@ -176,3 +180,57 @@ def test_a_copy_of_a_weight_under_another_name_is_refused_when_learning() -> Non
     unoptimized.graph.initializer.append(copy)
     with pytest.raises(constants.NotPatchable, match="stray"):
         constants.learn(unoptimized, program, translated.exported_program, SETTINGS)
+
+
+class Branching(torch.nn.Module):
+    """A constant from the model's configuration inside one branch of torch.cond: the branch
+    is a graph of its own, in a submodule of the program."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 4)
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def scaled(x: torch.Tensor) -> torch.Tensor:
+            return self.linear(x) * self.scale
+
+        def shifted(x: torch.Tensor) -> torch.Tensor:
+            return self.linear(x) - 1.0
+
+        return torch.cond(x.sum() > 0, scaled, shifted, (x,))
+
+
+def test_a_change_inside_a_branch_of_cond_is_refused_and_new_weights_alone_are_not(tmp_path: Path) -> None:
+    example = (torch.ones(2, 4),)
+    torch.manual_seed(0)
+    folder = previous(tmp_path, Branching(2.0).eval(), example)
+    torch.manual_seed(1)
+    with pytest.raises(constants.NotPatchable, match="structure or settings"):  # it used to multiply by the old 2.0
+        constants.patch(folder, capture(Branching(3.0).eval(), example), SETTINGS)
+    torch.manual_seed(1)
+    program = capture(Branching(2.0).eval(), example)
+    full, _, _ = full_export(program, example)
+    assert patched(folder, program) == full
+
+
+class Offsets(torch.nn.Module):
+    """An int64 buffer added to a tiled input: the translation makes a constant (the tile
+    counts) that new offsets can equal."""
+
+    def __init__(self, offsets: list[int]) -> None:
+        super().__init__()
+        self.register_buffer("offsets", torch.tensor(offsets, dtype=torch.int64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tile(x, (2, 1, 1)) + self.offsets
+
+
+def test_new_weights_equal_to_a_constant_of_the_graph_are_refused_as_a_full_export_refuses_them(tmp_path: Path) -> None:
+    example = (torch.ones(1, 2, 3, dtype=torch.int64),)
+    folder = previous(tmp_path, Offsets([5, 5, 5]), example)
+    program = capture(Offsets([2, 1, 1]), example)
+    _, structure, record = full_export(program, example)
+    assert structure is None and "copy of a weight" in record["refused"]
+    with pytest.raises(constants.NotPatchable, match="copy of a weight"):  # so the stage writes what a full export writes
+        constants.patch(folder, program, SETTINGS)
