@@ -45,9 +45,7 @@ def _subgraphs(root: Any) -> dict[str, dict[str, Any]]:
     import torch
 
     return {
-        name: {"code": module.code, "nodes": _nodes(module.graph)}
-        for name, module in root.named_modules()
-        if name and isinstance(module, torch.fx.GraphModule)
+        name: {"code": module.code, "nodes": _nodes(module.graph)} for name, module in root.named_modules() if name and isinstance(module, torch.fx.GraphModule)
     }
 
 
