@@ -17,10 +17,11 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 
-def quantize(src: Path, dst: Path, mode: str, per_channel: bool, calibration: list[dict[str, Any]]) -> None:
+def quantize(src: Path, dst: Path, mode: str, per_channel: bool, calibration: list[dict[str, Any]], keep_float: Sequence[str] = ()) -> None:
+    """Raises keep_float.Unmatched when a ``keep_float`` pattern matches no module of the graph."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -35,8 +36,16 @@ def quantize(src: Path, dst: Path, mode: str, per_channel: bool, calibration: li
     with tempfile.TemporaryDirectory() as scratch:
         pre, out = Path(scratch) / "pre.onnx", Path(scratch) / "int8.onnx"
         quant_pre_process(str(src), str(pre), skip_optimization=True)
+        excluded = float_nodes(onnx.load(str(pre)), keep_float)
         if mode == "dynamic":
-            quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, per_channel=per_channel, op_types_to_quantize=["MatMul", "Gemm"])
+            quantize_dynamic(
+                str(pre),
+                str(out),
+                weight_type=QuantType.QInt8,
+                per_channel=per_channel,
+                op_types_to_quantize=["MatMul", "Gemm"],
+                nodes_to_exclude=excluded,
+            )
         else:
             with settled_ranges():
                 quantize_static(
@@ -48,9 +57,29 @@ def quantize(src: Path, dst: Path, mode: str, per_channel: bool, calibration: li
                     activation_type=QuantType.QInt8,
                     weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax,
+                    nodes_to_exclude=excluded,
                 )
         model = onnx.load(str(out))
     dst.write_bytes(model.SerializeToString(deterministic=True))
+
+
+def float_nodes(model: Any, patterns: Sequence[str]) -> list[str]:
+    """The nodes inside modules ``patterns`` keep float, found by the module scopes the torch
+    exporter writes into each node (``pkg.torch.onnx.name_scopes``)."""
+    import ast
+
+    from modelbuild.quantize.keep_float import KeepFloat
+
+    keep = KeepFloat(patterns)
+    if not keep:
+        return []
+    excluded = []
+    for node in model.graph.node:
+        scopes = next((entry.value for entry in node.metadata_props if entry.key == "pkg.torch.onnx.name_scopes"), None)
+        if scopes is not None and keep.keeps(ast.literal_eval(scopes)):
+            excluded.append(node.name)
+    keep.check()
+    return excluded
 
 
 RANGE_BITS = 10  # ranges rounded outward to 10 significant bits: 0.1% wider at most

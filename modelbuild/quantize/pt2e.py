@@ -10,13 +10,24 @@ export stages do the same). Dynamic dimensions survive.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Sequence
+
+from modelbuild.quantize.keep_float import KeepFloat
 
 
-def quantize_for_xnnpack(module: Any, example: tuple, dynamic_shapes: Any, calibration: list[list[Any]], per_channel: bool, mode: str = "static") -> Any:
+def quantize_for_xnnpack(
+    module: Any,
+    example: tuple,
+    dynamic_shapes: Any,
+    calibration: list[list[Any]],
+    per_channel: bool,
+    mode: str = "static",
+    keep_float: Sequence[str] = (),
+) -> Any:
     """``mode``: static (weights and activations int8, activations calibrated) or dynamic
     (XNNPACK's dynamically quantised linear path: int8 weights, activations quantised per run,
-    Linear layers only, the transformer recipe)."""
+    Linear layers only, the transformer recipe). Operators inside modules that ``keep_float``
+    matches are left float (the quantiser's filter); keep_float.Unmatched when a pattern matches none."""
     logging.getLogger("torchao").setLevel(logging.ERROR)  # missing CUDA kernels are not news on a CPU build
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
@@ -28,6 +39,11 @@ def quantize_for_xnnpack(module: Any, example: tuple, dynamic_shapes: Any, calib
         quantizer = XNNPACKQuantizer().set_module_type(torch.nn.Linear, config)
     else:
         quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
+    if keep_float:
+        keep = KeepFloat(keep_float)
+        kept = {node.name for node in graph.graph.nodes if keep.keeps(path for path, _ in node.meta.get("nn_module_stack", {}).values())}
+        keep.check()
+        quantizer.set_filter_function(lambda node: node.name not in kept)
     observed = prepare_pt2e(graph, quantizer)
     calibrate_in_float64(observed, calibration)
     # The converted graph takes its inputs as flat positional arguments (inputs_0, …): give

@@ -103,19 +103,28 @@ class ExecuTorchExportStage(Stage):
                 job.notes.append(f"dimensions without a max are planned up to {bound} (targets.executorch.unbounded_max)")
             try:
                 if quantize:
+                    from modelbuild.quantize.keep_float import Unmatched
                     from modelbuild.quantize.pt2e import quantize_for_xnnpack
                     from modelbuild.torch_side.samples import calibration_inputs
 
                     data = job.files.get("validate.data")
                     samples = calibration_inputs(ctx["inputs"], quantize["calibration_samples"], data)
                     mode = quantize.get("mode", "static")
-                    program = quantize_for_xnnpack(prepared, tuple(example), shapes, samples, quantize["per_channel"], mode)
+                    keep_float = quantize.get("keep_float", [])
+                    try:
+                        program = quantize_for_xnnpack(prepared, tuple(example), shapes, samples, quantize["per_channel"], mode, keep_float)
+                    except Unmatched as exc:
+                        raise StageFailure(f"{job.where('targets.executorch.quantize.keep_float')}: {exc}") from exc
                     job.notes.append(
                         f"int8 PT2E ({mode}, XNNPACKQuantizer, {'per-channel' if quantize['per_channel'] else 'per-tensor'}), "
-                        f"calibrated on {len(samples)} sample(s)" + (" incl. validate.data" if data else "")
+                        f"calibrated on {len(samples)} sample(s)"
+                        + (" incl. validate.data" if data else "")
+                        + (f", float kept in {', '.join(keep_float)}" if keep_float else "")
                     )
                 else:
                     program = torch.export.export(prepared, tuple(example), dynamic_shapes=shapes, strict=False)
+            except StageFailure:
+                raise
             except Exception as exc:  # noqa: BLE001
                 first = first_line(exc)
                 if "Constraints violated" in first and has_recurrent_layers(model):

@@ -152,6 +152,7 @@ class OnnxExportStage(Stage):
     @staticmethod
     def _quantize(job: StageJob, artifact: Any, quantize: dict[str, Any]) -> None:
         """Replace the float file with its int8 version (the float one is the base model's)."""
+        from modelbuild.quantize.keep_float import Unmatched
         from modelbuild.quantize.onnx_int8 import quantize as quantize_onnx
         from modelbuild.torch_side.samples import calibration_inputs
 
@@ -160,13 +161,16 @@ class OnnxExportStage(Stage):
         feeds = [{i["name"]: t.numpy() for i, t in zip(inputs, sample)} for sample in samples]
         float_size = artifact.stat().st_size
         try:
-            quantize_onnx(artifact, artifact, quantize["mode"], quantize["per_channel"], feeds)
+            quantize_onnx(artifact, artifact, quantize["mode"], quantize["per_channel"], feeds, quantize.get("keep_float", []))
+        except Unmatched as exc:
+            raise StageFailure(f"{job.where('targets.onnx.quantize.keep_float')}: {exc}") from exc
         except Exception as exc:  # noqa: BLE001
             raise StageFailure(f"{job.where('targets.onnx.quantize')}: onnxruntime quantisation ({quantize['mode']}) failed: {first_line(exc)}") from exc
         job.info["float_size"] = float_size
         job.notes.append(
             f"int8 {quantize['mode']}"
             + (f", calibrated on {len(feeds)} sample(s)" if feeds else "")
+            + (f", float kept in {', '.join(quantize['keep_float'])}" if quantize.get("keep_float") else "")
             + f": {float_size / 1024:.0f} KB → {artifact.stat().st_size / 1024:.0f} KB"
         )
 

@@ -103,6 +103,16 @@ def int8_quantize(description: str, **extra: Any) -> dict[str, Any]:
                 "maximum": 1024,
                 "description": "samples the quantiser observes: validate.data first, then seeded samples at the default, min and max shapes",
             },
+            "keep_float": {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1},
+                "uniqueItems": True,
+                "description": (
+                    "modules left float, as fnmatch patterns over the model's module names (a module and everything inside it); "
+                    "a pattern that matches no module fails the export"
+                ),
+                "examples": [["features.0.0", "head"]],
+            },
             **extra,
         },
     }
