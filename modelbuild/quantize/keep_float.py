@@ -63,6 +63,9 @@ class KeepFloat:
         if not missing:
             return None
         if not self.modules:
-            return f"{', '.join(missing)}: this graph names no modules to match (module names come from torch.export's capture)"
+            return (
+                f"{', '.join(missing)}: this graph names no modules (module names come from a torch.export capture; "
+                "the build log says why the export fell back to another way), so nothing can be kept float: remove keep_float"
+            )
         known = sorted(self.modules, key=lambda path: (path.count("."), path))[:12]
         return f"{', '.join(missing)} matches no module; modules here include {', '.join(known)}"

@@ -36,7 +36,7 @@ def quantize(src: Path, dst: Path, mode: str, per_channel: bool, calibration: li
     with tempfile.TemporaryDirectory() as scratch:
         pre, out = Path(scratch) / "pre.onnx", Path(scratch) / "int8.onnx"
         quant_pre_process(str(src), str(pre), skip_optimization=True)
-        excluded = float_nodes(onnx.load(str(pre)), keep_float)
+        excluded = float_nodes(onnx.load(str(pre)), keep_float) if keep_float else []  # read the graph again only when asked
         if mode == "dynamic":
             quantize_dynamic(
                 str(pre),

@@ -49,6 +49,10 @@ def test_patterns_match_the_users_module_names_and_everything_inside() -> None:
     assert keep.keeps(["", "model", "model.head"])
     with pytest.raises(Unmatched, match=r"\[2\] 'blocks\.\*' matches no module; modules here include features, head"):
         keep.check()
+    nameless = KeepFloat(["head"])
+    assert not nameless.keeps([])  # a graph exported without module scopes (the TorchScript-based exporter)
+    with pytest.raises(Unmatched, match="names no modules .* remove keep_float"):
+        nameless.check()
 
 
 def _conv_weights(program: object) -> list[bool]:
