@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,6 @@ class CoreMLConvertStage(Stage):
         import torch
 
         from modelbuild.coreml.convert_args import convert_kwargs, ct_inputs, ct_outputs
-        from modelbuild.coreml.package_io import drop_conversion_date, write_package
 
         params = job.node.params
         captured = job.inputs["capture"]
@@ -78,13 +78,26 @@ class CoreMLConvertStage(Stage):
         from modelbuild.coreml.determinism import fresh_conversion_state
 
         fresh_conversion_state()  # the package's bytes must not depend on this worker's history
-        try:
-            with installed(enabled(params["targets"]["coreml"]["compat"], "convert")):
-                mlmodel = ct.convert(
-                    source, inputs=ct_inputs(ct, params["inputs"]), outputs=None if classifier else ct_outputs(ct, params["outputs"]), **kwargs
-                )
-        except Exception as exc:  # noqa: BLE001
-            raise StageFailure(explain_conversion_error(exc, source, params["targets"]["coreml"]["compat"])) from exc
+        # coremltools saves what it converted before handing it back; by default into a /tmp
+        # folder that a collected MLModel deletes. Saved in the store's scratch area instead, the
+        # package is this stage's alone, and a killed stage's leftovers go with the next clean.
+        with tempfile.TemporaryDirectory(prefix="coreml-convert-", dir=job.out.parent) as saved:
+            try:
+                with installed(enabled(params["targets"]["coreml"]["compat"], "convert")):
+                    mlmodel = ct.convert(
+                        source,
+                        inputs=ct_inputs(ct, params["inputs"]),
+                        outputs=None if classifier else ct_outputs(ct, params["outputs"]),
+                        package_dir=str(Path(saved) / "converted.mlpackage") if options["format"] == "mlprogram" else None,
+                        **kwargs,
+                    )
+            except Exception as exc:  # noqa: BLE001
+                raise StageFailure(explain_conversion_error(exc, source, params["targets"]["coreml"]["compat"])) from exc
+            self._write(job, ct, mlmodel, classifier, options)
+
+    def _write(self, job: StageJob, ct: Any, mlmodel: Any, classifier: dict[str, Any] | None, options: dict[str, Any]) -> None:
+        from modelbuild.coreml.package_io import drop_conversion_date, write_package
+
         spec = mlmodel.get_spec()
         if classifier:
             _name_classifier_outputs(ct, spec, classifier)
