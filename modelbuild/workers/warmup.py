@@ -69,8 +69,41 @@ def warm(log: logging.Logger) -> dict[str, float]:
         for name, exercise in EXERCISES.items():
             timings[f"exercise {name}"] = _timed(log, f"exercise {name}", exercise)
     finally:
+        settle_vector_math()  # after every library had its turn, still on one thread
         torch.set_num_threads(threads)
     return timings
+
+
+# The element-wise float functions ATen may hand to MKL's vector math (vml.h) or to its own
+# vectorised kernels, each a separate first use.
+UNARY = (
+    *("tanh", "sigmoid", "exp", "expm1", "log", "log1p", "log2", "log10", "sqrt", "rsqrt", "reciprocal"),
+    *("erf", "erfc", "erfinv", "lgamma", "digamma", "sin", "cos", "tan", "asin", "acos", "atan"),
+    *("sinh", "cosh", "asinh", "acosh", "atanh", "trunc", "abs", "ceil", "floor", "round", "frac", "neg"),
+)
+
+
+def settle_vector_math() -> None:
+    """Use every element-wise function once, on this thread, before any fork.
+
+    Measured on a Xeon with AVX-512 (torch 2.13, MKL 2024.2): after a matrix product or a
+    convolution in the server, a fork's first ``tanh`` on two threads computed the second
+    thread's half of the tensor by another path, off by up to 5e-5 (in 5 to 11 of 12 forks;
+    never in a fresh process, never on a later call). A generator's reference outputs then
+    differed from a cold build's, and its verification failed. Whatever the library settles on
+    first use is settled here, so every fork computes what a cold worker computes
+    (tests/workers/test_warmup.py compares them bit for bit)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a thread pool started before a fork can hang the fork
+    try:
+        for dtype in (torch.float32, torch.float64):
+            values = torch.linspace(-0.9, 0.9, 1 << 16, dtype=dtype)
+            for name in UNARY:
+                getattr(torch, name)(values)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _timed(log: logging.Logger, what: str, step: Callable[[], object]) -> float:
