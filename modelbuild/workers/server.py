@@ -249,6 +249,7 @@ class Server:
                 if pid in self.builds:
                     _signal_group(pid, signal.SIGINT)
                 self.doomed[pid] = time.monotonic() + (5.0 if pid in self.builds else 1.0)
+        self._write_status()  # a build that has its answer is not waiting on this server any more
 
     def _kill_doomed(self) -> None:
         for pid, deadline in list(self.doomed.items()):
@@ -282,7 +283,8 @@ class Server:
             "idle_timeout": self.idle,
             "served": self.served,
             "builds": self.served_builds,
-            "running": len(self.running),
+            # Forks whose build still listens: one that answered and is exiting is not work.
+            "running": sum(1 for conn in self.running.values() if conn is not None),
             "last_used": time.time() - (time.monotonic() - self.last_used),
             "identity": self.identity,
             "warm_up": self.warm_seconds,

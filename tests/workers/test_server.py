@@ -104,6 +104,9 @@ def test_status_stop_and_a_stale_server_replaced(tmp_path: Path) -> None:
     assert built.returncode == 0, built.stdout + built.stderr
     first = status_of(root)
     assert first is not None and first["served"] >= 2 and alive(first["pid"])
+    # The build has its answers: no fork of the server still counts as work (a fork that is
+    # exiting once made this say "1 running; busy").
+    assert wait_for(lambda: (status_of(root) or {}).get("running") == 0, 5)
     said = run_cli(root, "workers", "status", env=LIGHT)
     assert f"warm worker server: pid {first['pid']}, ready" in said.stdout and "stops after" in said.stdout, said.stdout
 
