@@ -34,7 +34,7 @@ def executorch_delegation(edge_program: Any, backend: str) -> Delegation:
                     flops = estimate_flops(inner)
                     report.flops_delegated += flops
                     report.flops_total += flops
-        elif _is_op(node):
+        elif _is_op(node) and not _planned_as_view(node):
             name = op_name(node)
             report.ops_total += 1
             report.flops_total += estimate_flops(node)
@@ -47,7 +47,17 @@ def executorch_delegation(edge_program: Any, backend: str) -> Delegation:
 
 
 def _is_op(node: Any) -> bool:
-    return node.op == "call_function" and not any(word in op_name(node) for word in _SKIP)
+    """A tensor operator: not the graph's plumbing, and not Python arithmetic on symbolic sizes
+    (``operator.mul`` of two SymInts at flexible shapes), which the runtime's shape code does."""
+    if node.op != "call_function" or getattr(node.target, "__module__", None) in ("_operator", "operator"):
+        return False
+    return not any(word in op_name(node) for word in _SKIP)
+
+
+def _planned_as_view(node: Any) -> bool:
+    """ExecuTorch turns a reshape outside the delegate into a view of its input when it does
+    not feed the output (ReplaceViewCopyWithViewPass in ``to_executorch``): no kernel runs."""
+    return op_name(node) == "aten.view_copy" and all(user.op != "output" for user in node.users)
 
 
 def op_name(node: Any) -> str:

@@ -36,13 +36,20 @@ class ExecuTorchRuntime(Runtime):
 
     def run(self, feeds: list[np.ndarray], raw: dict[str, np.ndarray]) -> list[np.ndarray]:
         import numpy as np
-        import torch
 
-        outputs = self.method.execute([torch.from_numpy(f) for f in feeds])
+        outputs = self.method.execute(_tensors(feeds))
         return [o.detach().numpy().copy() if hasattr(o, "detach") else np.asarray(o) for o in outputs]
 
     def prepare_call(self, feeds: list[np.ndarray], raw: dict[str, np.ndarray]) -> Any:
-        import torch
-
-        tensors = [torch.from_numpy(f) for f in feeds]
+        tensors = _tensors(feeds)
         return lambda: self.method.execute(tensors)
+
+
+def _tensors(feeds: list[np.ndarray]) -> list[Any]:
+    """Contiguous copies of the feeds: a program reads unplanned inputs in place, as laid out.
+    Each call gets its own tensors, so a program that writes into an input cannot reach the
+    caller's arrays (which verification hands to every backend in turn)."""
+    import numpy as np
+    import torch
+
+    return [torch.from_numpy(np.array(f, order="C", copy=True)) for f in feeds]

@@ -10,7 +10,7 @@ from modelbuild.targets.base import FIXED_SHAPES, Fail, Target, int8_quantize
 DECOMPOSE = {
     "reflection_pad": "reflection padding as one-row slices and a concatenation (ExecuTorch's own is an arange/abs/index chain XNNPACK refuses)",
     "instance_norm": "instance norm as mean, variance and division on (N, C, H, W) (ExecuTorch's own reshapes and repeats the weight)",
-    "nearest_upsample": "nearest upsampling by whole factors as stacked copies and reshapes (XNNPACK has no nearest upsampling)",
+    "nearest_upsample": "nearest upsampling by whole factors as a multiplication by ones between reshapes (XNNPACK has no nearest upsampling)",
 }
 
 
@@ -36,6 +36,13 @@ class ExecuTorchTarget(Target):
                 "description": "static (weights and activations, calibrated) or dynamic (XNNPACK's dynamically quantised Linear path, for transformers)",
             },
         ),
+        "planned_inputs": {
+            "type": "boolean",
+            "description": (
+                "plan memory for the inputs and copy each one in at every call (ExecuTorch's alloc_graph_input); "
+                "false: the program reads the caller's input tensors in place, one copy less per call"
+            ),
+        },
         "decompose": {
             "type": "object",
             "additionalProperties": False,
@@ -48,6 +55,7 @@ class ExecuTorchTarget(Target):
         "backend": "xnnpack",
         "fixed_shapes": False,
         "unbounded_max": 1024,
+        "planned_inputs": False,
         "decompose": {"reflection_pad": True, "instance_norm": True, "nearest_upsample": True},
     }
     table_defaults = {"quantize": {"dtype": "int8", "mode": "static", "per_channel": True, "calibration_samples": 16}}

@@ -10,8 +10,8 @@ them, so a generator splits into many partitions with portable kernels between t
 - instance norm (batch norm on statistics of its own input, batch 1 as instance norm
   reshapes it) becomes mean, subtract, square, mean, add, square root, divide, all
   delegated; other batch sizes keep the mean over the batch dimension too;
-- nearest upsampling by whole factors, at fixed sizes, becomes stacked copies and reshapes
-  (XNNPACK has no nearest upsampling, and reshapes at most one flexible dimension).
+- nearest upsampling by whole factors becomes a broadcast multiplication by ones between
+  reshapes (XNNPACK has no nearest upsampling, and reshapes at most one flexible dimension).
 
 Each is exact in real arithmetic; float results differ from the default kernels by rounding
 only, and the executorch.verify stage checks the program against PyTorch as always.
@@ -91,22 +91,26 @@ def instance_norm(
 
 
 def upsample_nearest2d(x: Any, output_size: Any, scale_factors: Any) -> Any:
-    """Nearest upsampling by whole factors as copies and reshapes: each pixel stacked ``s``
-    times along a new last axis, then folded into the width (and likewise the height). Exact;
-    any other factor keeps torch's own decomposition."""
-    import torch
+    """Nearest upsampling by whole factors as a multiplication by ones between reshapes: each
+    pixel repeated ``s`` times along a new last axis, then folded into the width (and likewise
+    the height). Exact: x * 1 is x for every float, -0 and NaN included. Any other factor keeps
+    torch's own decomposition.
 
+    XNNPACK has no nearest upsampling and takes the broadcast multiplication. At fixed sizes the
+    reshapes are delegated too. At flexible ones they stay outside as views (XNNPACK reshapes at
+    most one flexible dimension, and its unsqueeze of two fails to lower). Measured on the
+    segmenter's 4x: 0.32 ms at a fixed size against 0.55 ms for stacked copies (a portable
+    concatenation), and the whole program at flexible sizes 1.4x eager against 0.86x with
+    ExecuTorch's portable kernel."""
     factors = _whole_factors(x, output_size, scale_factors)
-    if factors is None or not all(isinstance(d, int) for d in x.shape):
-        # Flexible sizes: XNNPACK reshapes with at most one dynamic dimension ("reshape only
-        # supports 1 dynamic dimension"). NotImplemented leaves the operator as it is.
+    if factors is None:
         return NotImplemented
     fh, fw = factors
     n, c, h, w = x.shape
     if fw > 1:
-        x = torch.stack([x] * fw, dim=-1).reshape(n, c, h, w * fw)
+        x = (x.reshape(n, c, h, w, 1) * x.new_ones(fw)).reshape(n, c, h, w * fw)
     if fh > 1:
-        x = torch.stack([x] * fh, dim=-2).reshape(n, c, h * fh, w * fw)
+        x = (x.reshape(n, c, h, 1, w * fw) * x.new_ones(fh, 1)).reshape(n, c, h * fh, w * fw)
     return x
 
 

@@ -114,14 +114,33 @@ def test_nearest_upsampling_by_whole_factors_becomes_copies_exactly() -> None:
     assert reports["on"].share > reports["off"].share
 
 
-def test_nearest_upsampling_at_flexible_sizes_keeps_torch_s_decomposition_and_lowers() -> None:
-    """XNNPACK reshapes at most one flexible dimension: the segmenter example's lowering failed
-    when its flexible upsampling was decomposed into reshapes."""
+def test_nearest_upsampling_at_flexible_sizes_repeats_inside_xnnpack_exactly() -> None:
+    """XNNPACK reshapes at most one flexible dimension (the segmenter example's lowering once
+    failed on that), and ExecuTorch's portable nearest kernel made the segmenter slower than
+    eager: the repetition is a delegated multiplication by ones between plain reshapes."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
+    from executorch.runtime import Runtime
 
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Upsample(scale_factor=2, mode="nearest")).eval()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Upsample(scale_factor=(2, 3), mode="nearest")).eval()
     shapes = ({2: torch.export.Dim("h", min=8, max=64), 3: torch.export.Dim("w", min=8, max=64)},)
     program = torch.export.export(model, (torch.rand(1, 3, 16, 16),), dynamic_shapes=shapes, strict=False)
-    edge = to_edge_transform_and_lower(make_friendly(program, {}), partitioner=[XnnpackPartitioner()])
-    assert edge.to_executorch().buffer
+    reports = {}
+    for name, switches in (("off", {"nearest_upsample": False}), ("on", {})):
+        edge = to_edge_transform_and_lower(make_friendly(program, switches), partitioner=[XnnpackPartitioner()])
+        reports[name] = executorch_delegation(edge.exported_program(), "xnnpack")
+        buffer = edge.to_executorch().buffer
+        method = Runtime.get().load_program(buffer).load_method("forward")
+        for size in ((16, 16), (24, 40), (9, 13)):
+            x = torch.rand(1, 3, *size)
+            out = method.execute([x])[0]
+            assert out.shape == (1, 4, 2 * size[0], 3 * size[1])
+            cells = out[..., ::2, ::3]
+            assert torch.equal(out, cells.repeat_interleave(2, dim=-2).repeat_interleave(3, dim=-1))  # copies, bit for bit
+            assert torch.allclose(out, model(x), atol=1e-5)  # the conv rounds; the copies add nothing
+    assert "aten.upsample_nearest2d.vec" in {item.op for item in reports["off"].left_out}
+    left_on = {item.op for item in reports["on"].left_out}
+    assert "aten.upsample_nearest2d.vec" not in left_on and "aten.mul.Tensor" not in left_on
+    assert left_on <= {"aten.view_copy", "aten.full"}  # plain copies, and the ones; no shape arithmetic
+    assert reports["on"].flops_share > reports["off"].flops_share
