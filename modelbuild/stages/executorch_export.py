@@ -36,7 +36,8 @@ class ExecuTorchExportStage(Stage):
     # v8: constants.json (where each stored constant came from): weights-only rebuilds patch constants
     # v9: the record's fingerprint covers the program's subgraphs (torch.cond branches)
     # v10: nearest upsampling repeats inside XNNPACK; reshapes planned as views leave the report; inputs unplanned
-    version = 10
+    # v11: inputs stay planned when the model writes into one (ExecuTorch computed those from zeros)
+    version = 11
     tools = ("torch", "executorch")
     warm_imports = ("executorch.exir", "executorch.backends.xnnpack.partition.xnnpack_partitioner")
     deps = ("source", "capture")
@@ -156,7 +157,10 @@ class ExecuTorchExportStage(Stage):
                 edge = to_edge_transform_and_lower(program, partitioner=partitioners(backend))
             if backend != "portable":
                 _report_delegation(edge, backend, job)  # before to_executorch, which rewrites the graph to out-variants
-            lowered = edge.to_executorch(_backend_config(options))
+            written = inputs_written(edge)
+            if written and not options.get("planned_inputs"):
+                job.notes.append(f"inputs planned (copied in at every call): the model writes into {', '.join(written)}")
+            lowered = edge.to_executorch(_backend_config(options, written))
         except Exception as exc:  # noqa: BLE001
             first = first_line(exc)
             raise StageFailure(f"ExecuTorch lowering ({backend}) failed: {first}; try backend 'portable' (log has the rest)") from exc
@@ -206,13 +210,21 @@ def _patched(job: StageJob, artifact: str, program: Any, settings: dict[str, Any
     return True
 
 
-def _backend_config(options: dict[str, Any]) -> Any:
+def _backend_config(options: dict[str, Any], written: list[str]) -> Any:
     """Inputs the caller owns by default: ExecuTorch otherwise copies each input into planned
-    memory before every call (measured: 6% of the classifier's 0.6 ms, 40% of a lone scale)."""
+    memory before every call (measured: 6% of the classifier's 0.6 ms, 40% of a lone scale).
+    Not when the model writes into an input: ExecuTorch 1.5.1 then computes from zeros in an
+    unplanned input (measured; a planned one is right)."""
     from executorch.exir import ExecutorchBackendConfig
     from executorch.exir.passes import MemoryPlanningPass
 
-    return ExecutorchBackendConfig(memory_planning_pass=MemoryPlanningPass(alloc_graph_input=bool(options.get("planned_inputs", False))))
+    planned = bool(options.get("planned_inputs", False)) or bool(written)
+    return ExecutorchBackendConfig(memory_planning_pass=MemoryPlanningPass(alloc_graph_input=planned))
+
+
+def inputs_written(edge: Any) -> list[str]:
+    """The user inputs the lowered program writes into (in-place operations on an input)."""
+    return sorted(set(edge.exported_program().graph_signature.user_inputs_to_mutate.values()))
 
 
 def _friendlier(program: Any, switches: dict[str, bool], job: StageJob) -> Any:

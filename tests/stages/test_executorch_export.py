@@ -8,18 +8,24 @@ pytest.importorskip("executorch")
 
 import torch  # noqa: E402
 
-from modelbuild.stages.executorch_export import _backend_config  # noqa: E402
+from modelbuild.stages.executorch_export import _backend_config, inputs_written  # noqa: E402
 
 
-def _program(planned: bool) -> bytes:
+class WritesItsInput(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x.mul_(2)
+        return x + 1
+
+
+def _program(planned: bool, model: torch.nn.Module | None = None) -> bytes:
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
+    model = model or torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
     program = torch.export.export(model, (torch.rand(1, 3, 8, 8),), strict=False)
     edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
-    return edge.to_executorch(_backend_config({"planned_inputs": planned})).buffer
+    return edge.to_executorch(_backend_config({"planned_inputs": planned}, inputs_written(edge))).buffer
 
 
 def _input_planned(buffer: bytes) -> bool:
@@ -46,3 +52,16 @@ def test_inputs_are_the_caller_s_by_default_and_planned_on_request() -> None:
         outputs.append(program.load_method("forward").execute([x])[0])
     assert torch.equal(outputs[0], outputs[1])
     assert torch.equal(x, kept)  # read, never written
+
+
+def test_a_model_that_writes_into_its_input_keeps_it_planned_and_computes_right() -> None:
+    """ExecuTorch 1.5.1 computed ``x.mul_(2); x + 1`` as 1.0 everywhere from an unplanned input
+    (it read zeros); planned, it is right."""
+    from executorch.runtime import Runtime
+
+    buffer = _program(False, WritesItsInput())
+    assert _input_planned(buffer)
+    x = torch.rand(1, 3, 8, 8)
+    program = Runtime.get().load_program(buffer)
+    outputs = program.load_method("forward").execute([x.clone()])
+    assert torch.allclose(outputs[-1], x * 2 + 1)
