@@ -37,7 +37,8 @@ class ExecuTorchExportStage(Stage):
     # v9: the record's fingerprint covers the program's subgraphs (torch.cond branches)
     # v10: nearest upsampling repeats inside XNNPACK; reshapes planned as views leave the report; inputs unplanned
     # v11: inputs stay planned when the model writes into one (ExecuTorch computed those from zeros)
-    version = 11
+    # v12: and when it returns one unchanged (likewise)
+    version = 12
     tools = ("torch", "executorch")
     warm_imports = ("executorch.exir", "executorch.backends.xnnpack.partition.xnnpack_partitioner")
     deps = ("source", "capture")
@@ -157,10 +158,10 @@ class ExecuTorchExportStage(Stage):
                 edge = to_edge_transform_and_lower(program, partitioner=partitioners(backend))
             if backend != "portable":
                 _report_delegation(edge, backend, job)  # before to_executorch, which rewrites the graph to out-variants
-            written = inputs_written(edge)
-            if written and not options.get("planned_inputs"):
-                job.notes.append(f"inputs planned (copied in at every call): the model writes into {', '.join(written)}")
-            lowered = edge.to_executorch(_backend_config(options, written))
+            must_plan = inputs_to_plan(edge)
+            if must_plan and not options.get("planned_inputs"):
+                job.notes.append(f"inputs planned (copied in at every call): the model {' and '.join(must_plan)}")
+            lowered = edge.to_executorch(_backend_config(options, must_plan))
         except Exception as exc:  # noqa: BLE001
             first = first_line(exc)
             raise StageFailure(f"ExecuTorch lowering ({backend}) failed: {first}; try backend 'portable' (log has the rest)") from exc
@@ -210,21 +211,30 @@ def _patched(job: StageJob, artifact: str, program: Any, settings: dict[str, Any
     return True
 
 
-def _backend_config(options: dict[str, Any], written: list[str]) -> Any:
+def _backend_config(options: dict[str, Any], must_plan: list[str]) -> Any:
     """Inputs the caller owns by default: ExecuTorch otherwise copies each input into planned
     memory before every call (measured: 6% of the classifier's 0.6 ms, 40% of a lone scale).
-    Not when the model writes into an input: ExecuTorch 1.5.1 then computes from zeros in an
-    unplanned input (measured; a planned one is right)."""
+    Not when ``must_plan`` names a reason (see ``inputs_to_plan``)."""
     from executorch.exir import ExecutorchBackendConfig
     from executorch.exir.passes import MemoryPlanningPass
 
-    planned = bool(options.get("planned_inputs", False)) or bool(written)
+    planned = bool(options.get("planned_inputs", False)) or bool(must_plan)
     return ExecutorchBackendConfig(memory_planning_pass=MemoryPlanningPass(alloc_graph_input=planned))
 
 
-def inputs_written(edge: Any) -> list[str]:
-    """The user inputs the lowered program writes into (in-place operations on an input)."""
-    return sorted(set(edge.exported_program().graph_signature.user_inputs_to_mutate.values()))
+def inputs_to_plan(edge: Any) -> list[str]:
+    """Why the lowered program's inputs must stay planned, if they must: ExecuTorch 1.5.1 gets
+    two kinds of program wrong with an unplanned input (measured: each read zeros), one that
+    writes into an input and one that returns an input unchanged as an output."""
+    import torch
+
+    program = edge.exported_program()
+    signature = program.graph_signature
+    reasons = [f"writes into {name}" for name in sorted(set(signature.user_inputs_to_mutate.values()))]
+    outputs = torch.utils._pytree.tree_leaves(program.graph.output_node().args[0])
+    returned = {node.name for node in outputs if isinstance(node, torch.fx.Node) and node.op == "placeholder"}
+    reasons += [f"returns {name} unchanged" for name in sorted(returned & set(signature.user_inputs))]
+    return reasons
 
 
 def _friendlier(program: Any, switches: dict[str, bool], job: StageJob) -> Any:
