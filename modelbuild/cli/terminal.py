@@ -138,6 +138,8 @@ class Terminal:
             if r.info.get("summary"):
                 # Figures (verify errors, latencies) show on cached rows too: they are the point.
                 why.append("\n" + r.info["summary"], style=VERDICT_STYLE.get(r.info.get("verdict", ""), ""))
+            if r.info.get("patch_refused") and r.status == Status.BUILT:
+                why.append(f"\n· converted in full, not patched: {r.info['patch_refused']}")
             if r.notes and r.status in (Status.BUILT, Status.FAILED):
                 why.append("\n" + "\n".join(f"· {n}" for n in r.notes[:4]) + (f"\n· … {len(r.notes) - 4} more in report.json" if len(r.notes) > 4 else ""))
             table.add_row(

@@ -190,6 +190,7 @@ def _patched(job: StageJob, artifact: str, program: Any, settings: dict[str, Any
     """Write the previous program with this program's constants, when that is provably what a
     full conversion would write (see modelbuild.torch_side.pte_constants); False: convert."""
     from modelbuild.torch_side import pte_constants as constants
+    from modelbuild.torch_side.program_identity import say_why_converted
 
     previous = job.inputs[PREVIOUS]
     try:
@@ -197,7 +198,7 @@ def _patched(job: StageJob, artifact: str, program: Any, settings: dict[str, Any
         replay = record["replay"]
         notes, info = list(replay["notes"]), dict(replay["info"])
     except constants.NotPatchable as exc:
-        job.log.info("converting in full: %s", exc)
+        say_why_converted(job, str(exc))
         return False
     except Exception:  # noqa: BLE001 - a record from other code, a file the cache lost: converting in full is always right
         job.log.warning("patching the previous program failed; converting in full", exc_info=True)

@@ -200,12 +200,13 @@ def _patched(job: StageJob, program: Any, settings: dict[str, Any]) -> tuple[Any
     """The previous translated graph with this program's weights, optimised, when that is
     provably what a full export would write; (None, None, None): export in full."""
     from modelbuild.torch_side import onnx_constants
+    from modelbuild.torch_side.program_identity import say_why_converted
 
     try:
         model, structure, record = onnx_constants.patch(job.inputs[PREVIOUS], program, settings)
         proto = onnx_constants.optimize(model)
     except onnx_constants.NotPatchable as exc:
-        job.log.info("exporting in full: %s", exc)
+        say_why_converted(job, str(exc))
         return None, None, None
     except Exception:  # noqa: BLE001 - a record from other code, a file the cache lost: exporting in full is always right
         job.log.warning("patching the previous ONNX graph failed; exporting in full", exc_info=True)

@@ -111,6 +111,18 @@ def read_by_graph(program: Any) -> set[str]:
     return {table[node.name] for node in program.graph.nodes if node.op == "placeholder" and node.users for table in tables if node.name in table}
 
 
+STRUCTURE_CHANGED = "the program's structure or settings changed"
+
+
+def say_why_converted(job: Any, reason: str) -> None:
+    """Put a refused patch in the stage's summary row (``info.patch_refused``), unless the
+    program itself changed, which is an ordinary rebuild: after a weights-only change, a user
+    waiting on a full conversion should see why it was not a patch."""
+    job.log.info("converting in full: %s", reason)
+    if reason != STRUCTURE_CHANGED:
+        job.info["patch_refused"] = reason
+
+
 def refusal(record: dict[str, Any], record_format: int, program: Any, settings: dict[str, Any], kind: str, unstored: str) -> str | None:
     """Why a previous output's record cannot take this program's weights, in words; None when
     it can as far as both patches agree: the record was not refused, has this format and this
@@ -119,7 +131,7 @@ def refusal(record: dict[str, Any], record_format: int, program: Any, settings: 
     if record.get("format") == record_format and "refused" in record:
         return f"the previous {kind} cannot be patched: {record['refused']}"
     if record.get("format") != record_format or record.get("fingerprint") != fingerprint(program, settings):
-        return "the program's structure or settings changed"
+        return STRUCTURE_CHANGED
     values = tensors(program)
     changed = sorted(
         name for name, digest in record["fixed"].items() if name not in values or hashlib.sha256(plain_bytes(values[name])).hexdigest() != digest

@@ -67,6 +67,9 @@ def test_new_weights_patch_every_float_example_to_the_bytes_of_a_full_conversion
     assert set(full) == PATCHED | FOLDED | QUANTISED
     for model in FOLDED:
         assert "fused_bn" in _record(root, full[model]["output"])["refused"], model
+        assert "fused_bn" in patched[model]["info"]["patch_refused"], model  # the summary says why it converted in full
+    for model in PATCHED:
+        assert "patch_refused" not in patched[model]["info"], model
     for model in QUANTISED:
         assert not (cache_entry(root, full[model]["output"]) / "constants.json").exists(), model
 
