@@ -227,13 +227,10 @@ def inputs_to_plan(edge: Any) -> list[str]:
     """Why the lowered program's inputs must stay planned, if they must: ExecuTorch 1.5.1 gets
     two kinds of program wrong with an unplanned input (measured: each read zeros), one that
     writes into an input and one that returns an input unchanged as an output."""
-    import torch
-
     program = edge.exported_program()
     signature = program.graph_signature
     reasons = [f"writes into {name}" for name in sorted(set(signature.user_inputs_to_mutate.values()))]
-    outputs = torch.utils._pytree.tree_leaves(program.graph.output_node().args[0])
-    returned = {node.name for node in outputs if isinstance(node, torch.fx.Node) and node.op == "placeholder"}
+    returned = {node.name for node in program.graph.output_node().all_input_nodes if node.op == "placeholder"}
     reasons += [f"returns {name} unchanged" for name in sorted(returned & set(signature.user_inputs))]
     return reasons
 
