@@ -137,7 +137,7 @@ class BenchStage(Stage):
     """Times the artifact and the eager model in turns, in one process, threads pinned."""
 
     target: ClassVar[str]  # "torch" for the eager baseline
-    version = 2  # v2: benchmark.threads may be a list
+    version = 3  # v2: benchmark.threads may be a list; v3: ExecuTorch timed without the binding's output copy
     exclusive = True
     lock = "none"  # timings are measurements, not build outputs
     role = "measure"
