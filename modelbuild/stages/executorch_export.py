@@ -38,7 +38,8 @@ class ExecuTorchExportStage(Stage):
     # v10: nearest upsampling repeats inside XNNPACK; reshapes planned as views leave the report; inputs unplanned
     # v11: inputs stay planned when the model writes into one (ExecuTorch computed those from zeros)
     # v12: and when it returns one unchanged (likewise)
-    version = 12
+    # v13: nearest upsampling repeats rows by index_select, written straight into the output
+    version = 13
     tools = ("torch", "executorch")
     warm_imports = ("executorch.exir", "executorch.backends.xnnpack.partition.xnnpack_partitioner")
     deps = ("source", "capture")

@@ -3,6 +3,8 @@ a reflection-padded, instance-normalised block like the generator example."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 pytest.importorskip("executorch")
@@ -102,22 +104,36 @@ def test_nearest_upsampling_by_whole_factors_becomes_copies_exactly() -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Upsample(scale_factor=(2, 3), mode="nearest")).eval()
     x = torch.rand(1, 3, 8, 10)
     program = torch.export.export(model, (x,), strict=False)
-    reports = {}
+    reports, outputs = {}, {}
     for name, switches in (("off", {"nearest_upsample": False}), ("on", {})):
         edge = to_edge_transform_and_lower(make_friendly(program, switches), partitioner=[XnnpackPartitioner()])
         reports[name] = executorch_delegation(edge.exported_program(), "xnnpack")
+        outputs[name] = edge.exported_program().graph.output_node().args[0]
         buffer = edge.to_executorch().buffer
         loaded = Runtime.get().load_program(buffer)  # reads the bytes in place: both stay referenced
-        assert torch.allclose(loaded.load_method("forward").execute([x])[0], model(x), atol=1e-5)  # the conv rounds; the copies add nothing
+        out = loaded.load_method("forward").execute([x])[0]
+        assert torch.equal(out, out[..., ::2, ::3].repeat_interleave(2, dim=-2).repeat_interleave(3, dim=-1))  # copies, bit for bit
+        assert torch.allclose(out, model(x), atol=1e-5)  # the conv rounds; the copies add nothing
     assert "aten.upsample_nearest2d.vec" in {item.op for item in reports["off"].left_out}
-    assert "aten.upsample_nearest2d.vec" not in {item.op for item in reports["on"].left_out}
-    assert reports["on"].share > reports["off"].share
+    _assert_rows_selected_into_the_output(reports["on"], outputs["on"])
+
+
+def _assert_rows_selected_into_the_output(report: Delegation, written: Any) -> None:
+    """What the nearest-upsampling decomposition leaves outside XNNPACK: the ones, the rows to
+    select and plain copies, never arithmetic on pixels; and the program's output is written by
+    the row selection itself, not by a copy of a reshape."""
+    (written,) = written
+    left = {item.op for item in report.left_out}
+    assert "aten.upsample_nearest2d.vec" not in left and "aten.mul.Tensor" not in left
+    assert left <= {"aten.view_copy", "aten.full", "aten.arange.start_step", "aten.div.Tensor_mode", "aten.index_select"}, left
+    assert "index_select" in str(written.target)
 
 
 def test_nearest_upsampling_at_flexible_sizes_repeats_inside_xnnpack_exactly() -> None:
     """XNNPACK reshapes at most one flexible dimension (the segmenter example's lowering once
     failed on that), and ExecuTorch's portable nearest kernel made the segmenter slower than
-    eager: the repetition is a delegated multiplication by ones between plain reshapes."""
+    eager: the width's repetition is a delegated multiplication by ones between plain reshapes,
+    the height's a row selection that writes the program's output."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
     from executorch.runtime import Runtime
@@ -126,10 +142,11 @@ def test_nearest_upsampling_at_flexible_sizes_repeats_inside_xnnpack_exactly() -
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Upsample(scale_factor=(2, 3), mode="nearest")).eval()
     shapes = ({2: torch.export.Dim("h", min=8, max=64), 3: torch.export.Dim("w", min=8, max=64)},)
     program = torch.export.export(model, (torch.rand(1, 3, 16, 16),), dynamic_shapes=shapes, strict=False)
-    reports = {}
+    reports, outputs = {}, {}
     for name, switches in (("off", {"nearest_upsample": False}), ("on", {})):
         edge = to_edge_transform_and_lower(make_friendly(program, switches), partitioner=[XnnpackPartitioner()])
         reports[name] = executorch_delegation(edge.exported_program(), "xnnpack")
+        outputs[name] = edge.exported_program().graph.output_node().args[0]
         buffer = edge.to_executorch().buffer
         method = Runtime.get().load_program(buffer).load_method("forward")
         for size in ((16, 16), (24, 40), (9, 13)):
@@ -140,7 +157,5 @@ def test_nearest_upsampling_at_flexible_sizes_repeats_inside_xnnpack_exactly() -
             assert torch.equal(out, cells.repeat_interleave(2, dim=-2).repeat_interleave(3, dim=-1))  # copies, bit for bit
             assert torch.allclose(out, model(x), atol=1e-5)  # the conv rounds; the copies add nothing
     assert "aten.upsample_nearest2d.vec" in {item.op for item in reports["off"].left_out}
-    left_on = {item.op for item in reports["on"].left_out}
-    assert "aten.upsample_nearest2d.vec" not in left_on and "aten.mul.Tensor" not in left_on
-    assert left_on <= {"aten.view_copy", "aten.full"}  # plain copies, and the ones; no shape arithmetic
+    _assert_rows_selected_into_the_output(reports["on"], outputs["on"])
     assert reports["on"].flops_share > reports["off"].flops_share
