@@ -55,7 +55,11 @@ class Delegation:
         if self.fused:
             text += "; the optimizer made " + ", ".join(f"{op} ×{count}" for op, count in self.fused.items())
         if self.left_out:
-            shown = ", ".join(f"{item.op} ×{item.count}" + (f" ({item.where[0]})" if item.where else "") for item in self.left_out[:4])
+            # Operators from one place (a decomposition's helpers, a padding's slices) name it once.
+            places: dict[str, list[str]] = {}
+            for item in self.left_out[:4]:
+                places.setdefault(item.where[0] if item.where else "", []).append(f"{item.op} ×{item.count}")
+            shown = "; ".join(", ".join(ops) + (f" ({where})" if where else "") for where, ops in places.items())
             more = f" and {len(self.left_out) - 4} more" if len(self.left_out) > 4 else ""
             text += f"; outside it: {shown}{more}"
         return text
