@@ -39,7 +39,8 @@ class ExecuTorchExportStage(Stage):
     # v11: inputs stay planned when the model writes into one (ExecuTorch computed those from zeros)
     # v12: and when it returns one unchanged (likewise)
     # v13: nearest upsampling repeats rows by index_select, written straight into the output
-    version = 13
+    # v14: only at flexible sizes; at fixed ones the rows' multiplication stays inside XNNPACK
+    version = 14
     tools = ("torch", "executorch")
     warm_imports = ("executorch.exir", "executorch.backends.xnnpack.partition.xnnpack_partitioner")
     deps = ("source", "capture")

@@ -11,8 +11,8 @@ them, so a generator splits into many partitions with portable kernels between t
   reshapes it) becomes mean, subtract, square, mean, add, square root, divide, all
   delegated; other batch sizes keep the mean over the batch dimension too;
 - nearest upsampling by whole factors becomes a broadcast multiplication by ones between
-  reshapes along the width (XNNPACK has no nearest upsampling, and reshapes at most one
-  flexible dimension) and a row selection along the height.
+  reshapes (XNNPACK has no nearest upsampling, and reshapes at most one flexible dimension);
+  at flexible sizes the rows are repeated by a row selection that writes its output directly.
 
 Each is exact in real arithmetic; float results differ from the default kernels by rounding
 only, and the executorch.verify stage checks the program against PyTorch as always.
@@ -93,19 +93,22 @@ def instance_norm(
 
 def upsample_nearest2d(x: Any, output_size: Any, scale_factors: Any) -> Any:
     """Nearest upsampling by whole factors: each pixel repeated along the width by a
-    multiplication by ones between reshapes, then each row repeated by ``index_select``.
-    Exact: x * 1 is x for every float, -0 and NaN included, and a row selected is a row
-    copied. Any other factor keeps torch's own decomposition.
+    multiplication by ones between reshapes, then each row repeated, by a second multiplication
+    at fixed sizes and by ``index_select`` at flexible ones. Exact: x * 1 is x for every float,
+    -0 and NaN included, and a selected row is a copied row. Any other factor keeps torch's own
+    decomposition.
 
-    XNNPACK has no nearest upsampling and takes the broadcast multiplication; at flexible sizes
-    the reshapes around it stay outside as views (XNNPACK reshapes at most one flexible
-    dimension, and its unsqueeze of two fails to lower). The rows go to ExecuTorch's portable
-    ``index_select``, which copies each selected row whole, straight into the program's output:
-    a second multiplication needed a reshape after it, and ExecuTorch copies a reshape that is
-    a graph output (an output is never a view). Measured on the segmenter, one thread, the
-    program's time: 0.69 ms at flexible 256x256 against 0.76 ms with two multiplications (eager
-    1.41 ms), 2.65 against 2.97 ms at 512x512, 0.69 against 0.73 ms at a fixed 256x256; and 0.86x
-    eager with ExecuTorch's portable nearest kernel."""
+    XNNPACK has no nearest upsampling and takes the broadcast multiplications. At fixed sizes
+    the reshapes are delegated too, so the whole upsampling stays inside the partition of the
+    layers around it. At flexible sizes the reshapes stay outside as views (XNNPACK reshapes at
+    most one flexible dimension, and its unsqueeze of two fails to lower), and a view that is
+    the program's output is copied (ExecuTorch never makes an output a view); ExecuTorch's
+    portable ``index_select`` instead copies each selected row whole, straight into its output.
+    Measured, one thread, the program's time: the segmenter at flexible 256x256 0.69 ms against
+    0.76 ms with two multiplications (eager 1.41 ms), at 512x512 2.65 against 2.97 ms; an
+    upsampling between convolutions, flexible, 12.0 against 12.3 ms, but at a fixed size
+    12.4 against 11.7 ms, where the second multiplication stays inside the partition. ExecuTorch's
+    portable nearest kernel made the segmenter 0.86x eager."""
     import torch
 
     factors = _whole_factors(x, output_size, scale_factors)
@@ -115,7 +118,9 @@ def upsample_nearest2d(x: Any, output_size: Any, scale_factors: Any) -> Any:
     n, c, h, w = x.shape
     if fw > 1:
         x = (x.reshape(n, c, h, w, 1) * x.new_ones(fw)).reshape(n, c, h, w * fw)
-    if fh > 1:
+    if fh > 1 and isinstance(h, int) and isinstance(w, int):
+        x = (x.reshape(n, c, h, 1, w * fw) * x.new_ones(fh, 1)).reshape(n, c, h * fh, w * fw)
+    elif fh > 1:
         x = x.index_select(2, torch.arange(h * fh, device=x.device) // fh)
     return x
 

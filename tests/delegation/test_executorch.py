@@ -104,18 +104,18 @@ def test_nearest_upsampling_by_whole_factors_becomes_copies_exactly() -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Upsample(scale_factor=(2, 3), mode="nearest")).eval()
     x = torch.rand(1, 3, 8, 10)
     program = torch.export.export(model, (x,), strict=False)
-    reports, outputs = {}, {}
+    reports = {}
     for name, switches in (("off", {"nearest_upsample": False}), ("on", {})):
         edge = to_edge_transform_and_lower(make_friendly(program, switches), partitioner=[XnnpackPartitioner()])
         reports[name] = executorch_delegation(edge.exported_program(), "xnnpack")
-        outputs[name] = edge.exported_program().graph.output_node().args[0]
         buffer = edge.to_executorch().buffer
         loaded = Runtime.get().load_program(buffer)  # reads the bytes in place: both stay referenced
         out = loaded.load_method("forward").execute([x])[0]
         assert torch.equal(out, out[..., ::2, ::3].repeat_interleave(2, dim=-2).repeat_interleave(3, dim=-1))  # copies, bit for bit
         assert torch.allclose(out, model(x), atol=1e-5)  # the conv rounds; the copies add nothing
     assert "aten.upsample_nearest2d.vec" in {item.op for item in reports["off"].left_out}
-    _assert_rows_selected_into_the_output(reports["on"], outputs["on"])
+    assert {item.op for item in reports["on"].left_out} <= {"aten.full"}  # the ones; multiplications and reshapes inside XNNPACK
+    assert reports["on"].share > reports["off"].share
 
 
 def _assert_rows_selected_into_the_output(report: Delegation, written: Any) -> None:
