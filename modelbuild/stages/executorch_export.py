@@ -40,7 +40,8 @@ class ExecuTorchExportStage(Stage):
     # v12: and when it returns one unchanged (likewise)
     # v13: nearest upsampling repeats rows by index_select, written straight into the output
     # v14: only at flexible sizes; at fixed ones the rows' multiplication stays inside XNNPACK
-    version = 14
+    # v15: an input's per-channel scaling folded into the convolution that reads it
+    version = 15
     tools = ("torch", "executorch")
     warm_imports = ("executorch.exir", "executorch.backends.xnnpack.partition.xnnpack_partitioner")
     deps = ("source", "capture")
@@ -146,6 +147,12 @@ class ExecuTorchExportStage(Stage):
                 job.notes.append("fixed_shapes: the program takes the default shapes only")
         if backend == "xnnpack":
             program = _friendlier(program, options.get("decompose", {}), job)
+            if options.get("fold_input_scale", True) and not quantize:
+                from modelbuild.torch_side.input_scale import fold_input_scale
+
+                folded = fold_input_scale(program)
+                if folded:
+                    job.notes.append(f"input scaling folded into the weights of {', '.join(folded)} (targets.executorch.fold_input_scale)")
         from modelbuild.torch_side import pte_constants as constants
 
         artifact = f"{job.node.model}.pte"

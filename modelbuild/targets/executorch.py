@@ -43,6 +43,13 @@ class ExecuTorchTarget(Target):
                 "false: the program reads the caller's input tensors in place, one copy less per call"
             ),
         },
+        "fold_input_scale": {
+            "type": "boolean",
+            "description": (
+                "fold an input's per-channel scaling (normalize's 1/std) into the weights of the convolution that reads it, "
+                "one pass over the image less per call (xnnpack backend, float programs); false keeps the multiplication"
+            ),
+        },
         "decompose": {
             "type": "object",
             "additionalProperties": False,
@@ -56,6 +63,7 @@ class ExecuTorchTarget(Target):
         "fixed_shapes": False,
         "unbounded_max": 1024,
         "planned_inputs": False,
+        "fold_input_scale": True,
         "decompose": {"reflection_pad": True, "instance_norm": True, "nearest_upsample": True},
     }
     table_defaults = {"quantize": {"dtype": "int8", "mode": "static", "per_channel": True, "calibration_samples": 16}}

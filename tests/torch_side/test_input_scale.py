@@ -1,0 +1,99 @@
+"""An input's per-channel scaling folded into the convolution that reads it: the same function,
+one pass over the image less, and never folded where anything else could see the difference."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("executorch")
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from modelbuild.torch_side.input_scale import fold_input_scale  # noqa: E402
+from modelbuild.torch_side.wrapper import Prepared  # noqa: E402
+
+FACTORS = [1 / 0.229, 1 / 0.224, 1 / 0.225]  # ImageNet's 1/std, as the wrapper gets it from normalize
+
+
+class TwoReaders(nn.Module):
+    """The scaled image read by a convolution and by something else."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.conv(image) + image.mean()
+
+
+class SharedWeight(nn.Module):
+    """Two convolutions with one weight: scaling it for one would change the other."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.conv(torch.relu(self.conv(image)))
+
+
+def _program(model: nn.Module, decomposed: bool = False) -> torch.export.ExportedProgram:
+    torch.manual_seed(0)
+    wrapped = Prepared(model.eval(), [FACTORS], None)
+    program = torch.export.export(wrapped, (torch.rand(1, 3, 16, 16),), strict=False)
+    return program.run_decompositions() if decomposed else program
+
+
+def _muls(program: torch.export.ExportedProgram) -> int:
+    return sum(1 for node in program.graph.nodes if node.target == torch.ops.aten.mul.Tensor)
+
+
+@pytest.mark.parametrize("decomposed", [False, True], ids=["conv2d", "convolution"])
+def test_the_scaling_moves_into_the_weights_and_the_function_stays(decomposed: bool) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1))
+    program = _program(model, decomposed)
+    x = torch.rand(1, 3, 16, 16)
+    before = program.module()(x)
+    assert _muls(program) == 1
+    assert fold_input_scale(program) == ["0"]  # the model's first module, by its own name
+    assert _muls(program) == 0
+    assert not any("channel_factors" in name for name in (*program.state_dict, *program.constants))  # read by nothing now
+    torch.testing.assert_close(program.module()(x), before, rtol=1e-5, atol=1e-6)  # rounding only; zero padding stays zero
+
+
+def test_the_folded_program_lowers_to_xnnpack_and_computes_the_same() -> None:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+    from executorch.runtime import Runtime
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU()).eval()
+    program = _program(model)
+    x = torch.rand(1, 3, 16, 16)
+    expected = program.module()(x)
+    assert fold_input_scale(program) == ["0"]
+    buffer = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
+    out = Runtime.get().load_program(buffer).load_method("forward").execute([x])[0]
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        TwoReaders(),
+        SharedWeight(),
+        nn.Sequential(nn.ReLU(), nn.Conv2d(3, 4, 3)),  # something between the scaling and the convolution
+        nn.Conv2d(3, 3, 3, groups=3),  # a grouped (depthwise) convolution: not folded
+        nn.ConvTranspose2d(3, 4, 2, stride=2),  # transposed: the weight's channels are its first axis
+    ],
+    ids=["image-read-twice", "shared-weight", "relu-first", "grouped", "transposed"],
+)
+def test_nothing_is_folded_where_the_difference_could_show(model: nn.Module) -> None:
+    program = _program(model, decomposed=True)
+    x = torch.rand(1, 3, 16, 16)
+    before = program.module()(x)
+    assert fold_input_scale(program) == []
+    assert _muls(program) >= 1
+    assert torch.equal(program.module()(x), before)
