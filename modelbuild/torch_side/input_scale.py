@@ -44,7 +44,8 @@ def fold_input_scale(program: Any) -> list[str]:
         folded.append(module_path(target.rsplit(".", 1)[0]) or target)
         per_channel = scale.reshape(1, weight.shape[1], *[1] * (weight.dim() - 2))
         with graph.inserting_before(weight_node):
-            scaled = create_constant_placeholder(program, graph, f"{weight_node.name}_input_scaled", InputKind.PARAMETER, (weight * per_channel).detach())
+            name = _unused_name(graph, f"{weight_node.name}_input_scaled")
+            scaled = create_constant_placeholder(program, graph, name, InputKind.PARAMETER, (weight * per_channel).detach())
         conv.replace_input_with(weight_node, scaled)
         conv.replace_input_with(mul, image)
         graph.erase_node(mul)
@@ -55,6 +56,17 @@ def fold_input_scale(program: Any) -> list[str]:
         graph.lint()
         program.graph_module.recompile()
     return folded
+
+
+def _unused_name(graph: Any, wanted: str) -> str:
+    """A placeholder name no node has: ExecuTorch's create_constant_placeholder hands back an
+    existing placeholder of the same name (a model's own parameter could be called that), and
+    the convolution would read that tensor instead of the scaled weight."""
+    taken = {node.name for node in graph.nodes}
+    name, suffix = wanted, 1
+    while name in taken:
+        name, suffix = f"{wanted}_{suffix}", suffix + 1
+    return name
 
 
 def _foldable(program: Any, mul: Any, torch: Any) -> tuple[Any, Any, Any, Any] | None:

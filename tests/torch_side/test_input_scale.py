@@ -97,3 +97,24 @@ def test_nothing_is_folded_where_the_difference_could_show(model: nn.Module) -> 
     assert fold_input_scale(program) == []
     assert _muls(program) >= 1
     assert torch.equal(program.module()(x), before)
+
+
+def test_a_model_parameter_named_like_the_folded_weight_is_not_read_in_its_place() -> None:
+    """ExecuTorch's helper returns an existing placeholder of the name asked for: a parameter
+    the model happens to call ``weight_input_scaled`` must not become the convolution's weight."""
+
+    class Decoy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.conv.register_parameter("weight_input_scaled", nn.Parameter(torch.zeros(4, 3, 3, 3)))
+
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            return self.conv(image) + self.conv.weight_input_scaled.sum()
+
+    program = _program(Decoy(), decomposed=True)
+    assert any(node.name.endswith("weight_input_scaled") for node in program.graph.nodes if node.op == "placeholder")
+    x = torch.rand(1, 3, 16, 16)
+    before = program.module()(x)
+    assert fold_input_scale(program) == ["conv"]
+    torch.testing.assert_close(program.module()(x), before, rtol=1e-5, atol=1e-6)
