@@ -3,6 +3,8 @@ one pass over the image less, and never folded where anything else could see the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("executorch")
@@ -118,3 +120,23 @@ def test_a_model_parameter_named_like_the_folded_weight_is_not_read_in_its_place
     before = program.module()(x)
     assert fold_input_scale(program) == ["conv"]
     torch.testing.assert_close(program.module()(x), before, rtol=1e-5, atol=1e-6)
+
+
+def test_new_weights_patch_the_folded_program_to_the_bytes_a_full_conversion_writes(tmp_path: Path) -> None:
+    """A weights-only rebuild patches the previous program's constants: the folded weight must
+    follow the new weights exactly as a full conversion folds them."""
+    from modelbuild.torch_side import pte_constants as constants
+    from tests.torch_side.test_pte_constants import SETTINGS, lower
+
+    def folded(seed: int) -> torch.export.ExportedProgram:
+        torch.manual_seed(seed)
+        program = _program(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1)))
+        assert fold_input_scale(program) == ["0"]
+        return program
+
+    data, record = lower(folded(0))
+    constants.write_record(tmp_path, record)
+    (tmp_path / "m.pte").write_bytes(data)
+    patched, _ = constants.patch(tmp_path, "m.pte", folded(1), SETTINGS)
+    full, _ = lower(folded(1))
+    assert patched == full and patched != data
