@@ -72,16 +72,16 @@ def _unused_name(graph: Any, wanted: str) -> str:
 def _foldable(program: Any, mul: Any, torch: Any) -> tuple[Any, Any, Any, Any] | None:
     """(input, factors, convolution, weight) when ``mul`` scales a user input per channel for
     one convolution alone; None otherwise."""
-    from executorch.backends.transforms.utils import get_param_tensor, is_param_node
+    from executorch.backends.transforms.utils import get_param_tensor
 
     if mul.op != "call_function" or mul.target != torch.ops.aten.mul.Tensor or len(mul.users) != 1 or len(mul.args) != 2:
         return None
     image, factors = mul.args
-    if isinstance(image, torch.fx.Node) and image.op == "placeholder" and image.name not in user_inputs(program):
+    if isinstance(image, torch.fx.Node) and image.op == "placeholder" and image.name not in _user_inputs(program):
         image, factors = factors, image  # the constant first
-    if not (isinstance(image, torch.fx.Node) and image.op == "placeholder" and image.name in user_inputs(program)):
+    if not (isinstance(image, torch.fx.Node) and image.op == "placeholder" and image.name in _user_inputs(program)):
         return None
-    if not (isinstance(factors, torch.fx.Node) and is_param_node(program, factors)):
+    if not _constant(program, factors, torch):
         return None
     (conv,) = mul.users
     if conv.args[0] is not mul or mul in conv.args[1:] or mul in conv.kwargs.values():
@@ -93,7 +93,7 @@ def _foldable(program: Any, mul: Any, torch: Any) -> tuple[Any, Any, Any, Any] |
     else:
         return None
     weight_node = conv.args[1]
-    if transposed or groups != 1 or not is_param_node(program, weight_node) or len(weight_node.users) != 1:
+    if transposed or groups != 1 or not _constant(program, weight_node, torch) or len(weight_node.users) != 1:
         return None
     weight, scale = get_param_tensor(program, weight_node), get_param_tensor(program, factors)
     value = image.meta.get("val")
@@ -104,5 +104,12 @@ def _foldable(program: Any, mul: Any, torch: Any) -> tuple[Any, Any, Any, Any] |
     return image, factors, conv, weight_node
 
 
-def user_inputs(program: Any) -> set[str]:
+def _user_inputs(program: Any) -> set[str]:
     return set(program.graph_signature.user_inputs)
+
+
+def _constant(program: Any, node: Any, torch: Any) -> bool:
+    """A lifted parameter, buffer or constant (a placeholder ExecuTorch's helpers can replace and delete)."""
+    from executorch.backends.transforms.utils import is_param_node
+
+    return isinstance(node, torch.fx.Node) and node.op == "placeholder" and is_param_node(program, node)
