@@ -10,7 +10,10 @@ from modelbuild.targets.base import FIXED_SHAPES, Fail, Target, int8_quantize
 DECOMPOSE = {
     "reflection_pad": "reflection padding as one-row slices and a concatenation (ExecuTorch's own is an arange/abs/index chain XNNPACK refuses)",
     "instance_norm": "instance norm as mean, variance and division on (N, C, H, W) (ExecuTorch's own reshapes and repeats the weight)",
-    "nearest_upsample": "nearest upsampling by whole factors as a multiplication by ones between reshapes (XNNPACK has no nearest upsampling)",
+    "nearest_upsample": (
+        "nearest upsampling by whole factors as multiplications by ones between reshapes, rows repeated by index_select "
+        "at flexible sizes (XNNPACK has no nearest upsampling)"
+    ),
 }
 
 

@@ -26,8 +26,7 @@ from typing import Any
 def fold_input_scale(program: Any) -> list[str]:
     """Fold in place; the model's modules whose weights took a scaling (empty: the program is
     unchanged)."""
-    import torch
-    from executorch.backends.transforms.utils import create_constant_placeholder, delete_constant_placeholder, get_param_tensor
+    from executorch.backends.transforms.utils import create_constant_placeholder, delete_constant_placeholder
     from torch.export.graph_signature import InputKind
 
     from modelbuild.quantize.keep_float import module_path
@@ -35,11 +34,10 @@ def fold_input_scale(program: Any) -> list[str]:
     graph = program.graph_module.graph
     folded = []
     for mul in list(graph.nodes):
-        match = _foldable(program, mul, torch)
+        match = _foldable(program, mul)
         if match is None:
             continue
-        image, factors, conv, weight_node = match
-        weight, scale = get_param_tensor(program, weight_node), get_param_tensor(program, factors)
+        image, factors, conv, weight_node, weight, scale = match
         target = program.graph_signature.inputs_to_parameters.get(weight_node.name, weight_node.name)
         folded.append(module_path(target.rsplit(".", 1)[0]) or target)
         per_channel = scale.reshape(1, weight.shape[1], *[1] * (weight.dim() - 2))
@@ -69,19 +67,19 @@ def _unused_name(graph: Any, wanted: str) -> str:
     return name
 
 
-def _foldable(program: Any, mul: Any, torch: Any) -> tuple[Any, Any, Any, Any] | None:
-    """(input, factors, convolution, weight) when ``mul`` scales a user input per channel for
-    one convolution alone; None otherwise."""
+def _foldable(program: Any, mul: Any) -> tuple[Any, Any, Any, Any, Any, Any] | None:
+    """(input, factors, convolution, weight node, weight, factors' tensor) when ``mul`` scales a
+    user input per channel for one convolution alone; None otherwise."""
+    import torch
     from executorch.backends.transforms.utils import get_param_tensor
 
     if mul.op != "call_function" or mul.target != torch.ops.aten.mul.Tensor or len(mul.users) != 1 or len(mul.args) != 2:
         return None
+    inputs = _user_inputs(program)
     image, factors = mul.args
-    if isinstance(image, torch.fx.Node) and image.op == "placeholder" and image.name not in _user_inputs(program):
+    if isinstance(image, torch.fx.Node) and image.op == "placeholder" and image.name not in inputs:
         image, factors = factors, image  # the constant first
-    if not (isinstance(image, torch.fx.Node) and image.op == "placeholder" and image.name in _user_inputs(program)):
-        return None
-    if not _constant(program, factors, torch):
+    if not (isinstance(image, torch.fx.Node) and image.op == "placeholder" and image.name in inputs) or not _constant(program, factors):
         return None
     (conv,) = mul.users
     if conv.args[0] is not mul or mul in conv.args[1:] or mul in conv.kwargs.values():
@@ -93,23 +91,23 @@ def _foldable(program: Any, mul: Any, torch: Any) -> tuple[Any, Any, Any, Any] |
     else:
         return None
     weight_node = conv.args[1]
-    if transposed or groups != 1 or not _constant(program, weight_node, torch) or len(weight_node.users) != 1:
+    if transposed or groups != 1 or not _constant(program, weight_node) or len(weight_node.users) != 1:
         return None
     weight, scale = get_param_tensor(program, weight_node), get_param_tensor(program, factors)
     value = image.meta.get("val")
-    channels = weight.shape[1]
-    per_channel = (1, channels, *[1] * (weight.dim() - 2))
+    per_channel = (1, weight.shape[1], *[1] * (weight.dim() - 2))
     if value is None or value.dim() != weight.dim() or tuple(scale.shape) != per_channel or scale.dtype != weight.dtype:
         return None
-    return image, factors, conv, weight_node
+    return image, factors, conv, weight_node, weight, scale
 
 
 def _user_inputs(program: Any) -> set[str]:
     return set(program.graph_signature.user_inputs)
 
 
-def _constant(program: Any, node: Any, torch: Any) -> bool:
+def _constant(program: Any, node: Any) -> bool:
     """A lifted parameter, buffer or constant (a placeholder ExecuTorch's helpers can replace and delete)."""
+    import torch
     from executorch.backends.transforms.utils import is_param_node
 
     return isinstance(node, torch.fx.Node) and node.op == "placeholder" and is_param_node(program, node)
