@@ -23,7 +23,8 @@ class OnnxExportStage(Stage):
     # v7: no torch.export symbol names in the graph's metadata (they depend on what the worker ran before)
     # v8: optimised from the translated graph kept beside the file (unoptimized.onnx): weights-only rebuilds patch it
     # v9: the record's fingerprint covers the program's subgraphs (torch.cond branches)
-    version = 9
+    # v10: an input's per-channel scaling folded into the first convolution's weights (fold_input_scale)
+    version = 10
     tools = ("torch", "onnx", "onnxscript")
     warm_imports = ("onnx", "onnxscript", "torch.onnx")
     deps = ("source", "capture")
@@ -82,12 +83,19 @@ class OnnxExportStage(Stage):
         settings = {"stage": self.version, "params": job.node.params, "tools": self.tool_versions()}
         quantize = job.node.params["targets"]["onnx"].get("quantize")
         patchable = not translations and not quantize  # a translation plugin's code or calibration could change anything
+        fold = job.node.params["targets"]["onnx"].get("fold_input_scale", True) and not quantize
         program = source if "program" in captured and not fixed else None
-        if patchable and program is None:
+        if (patchable or fold) and program is None:
             # The exporter's own capture, made here so that the program can be compared with
-            # the previous one; the exporter is then handed the program and skips capturing.
+            # the previous one (and folded); the exporter is then handed the program and skips capturing.
             with torch.no_grad():
                 program = onnx_constants.capture(source, tuple(example), shapes)
+        if fold and program is not None:
+            from modelbuild.torch_side.input_scale import fold_input_scale
+
+            folded = fold_input_scale(program)
+            if folded:
+                job.notes.append(f"input scaling folded into the weights of {', '.join(folded)} (targets.onnx.fold_input_scale)")
         proto, structure, record, problem = None, None, None, ""
         if patchable and program is not None and PREVIOUS in job.inputs:
             proto, structure, record = _patched(job, program, settings)

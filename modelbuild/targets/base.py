@@ -88,6 +88,17 @@ FIXED_SHAPES = {
 }
 
 
+def fold_input_scale(where: str) -> dict[str, Any]:
+    """The switch for modelbuild.torch_side.input_scale, worded for one target."""
+    return {
+        "type": "boolean",
+        "description": (
+            "fold an input's per-channel scaling (normalize's 1/std) into the weights of the convolution that reads it, "
+            f"one pass over the image less per call ({where}); false keeps the multiplication"
+        ),
+    }
+
+
 def int8_quantize(description: str, **extra: Any) -> dict[str, Any]:
     """The ``quantize`` table of a target with post-training int8 quantisation."""
     return {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from modelbuild.manifest.spec import ModelSpec
 from modelbuild.targets import TARGETS
-from modelbuild.targets.base import FIXED_SHAPES, Fail, Target, int8_quantize
+from modelbuild.targets.base import FIXED_SHAPES, Fail, Target, fold_input_scale, int8_quantize
 
 # The switches of torch_side.xnnpack_friendly (named here too: planning never imports torch).
 DECOMPOSE = {
@@ -46,13 +46,7 @@ class ExecuTorchTarget(Target):
                 "false: the program reads the caller's input tensors in place, one copy less per call"
             ),
         },
-        "fold_input_scale": {
-            "type": "boolean",
-            "description": (
-                "fold an input's per-channel scaling (normalize's 1/std) into the weights of the convolution that reads it, "
-                "one pass over the image less per call (xnnpack backend, float programs); false keeps the multiplication"
-            ),
-        },
+        "fold_input_scale": fold_input_scale("xnnpack backend, float programs"),
         "decompose": {
             "type": "object",
             "additionalProperties": False,

@@ -105,7 +105,7 @@ def upsample_nearest2d(x: Any, output_size: Any, scale_factors: Any) -> Any:
     the program's output is copied (ExecuTorch never makes an output a view); ExecuTorch's
     portable ``index_select`` instead copies each selected row whole, straight into its output.
     Measured, one thread, the program's time: the segmenter at flexible 256x256 0.69 ms against
-    0.76 ms with two multiplications (eager 1.41 ms), at 512x512 2.65 against 2.97 ms; an
+    0.76 ms with two multiplications (eager 1.18-1.26 ms), at 512x512 2.65 against 2.97 ms; an
     upsampling between convolutions, flexible, 12.0 against 12.3 ms, but at a fixed size
     12.4 against 11.7 ms, where the second multiplication stays inside the partition. ExecuTorch's
     portable nearest kernel made the segmenter 0.86x eager."""

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("executorch")
-
-import torch  # noqa: E402
+torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from modelbuild.torch_side.input_scale import fold_input_scale  # noqa: E402
@@ -66,6 +64,7 @@ def test_the_scaling_moves_into_the_weights_and_the_function_stays(decomposed: b
 
 
 def test_the_folded_program_lowers_to_xnnpack_and_computes_the_same() -> None:
+    pytest.importorskip("executorch")
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
     from executorch.runtime import Runtime
@@ -122,9 +121,34 @@ def test_a_model_parameter_named_like_the_folded_weight_is_not_read_in_its_place
     torch.testing.assert_close(program.module()(x), before, rtol=1e-5, atol=1e-6)
 
 
+def test_a_parameter_whose_state_dict_key_is_the_folded_weights_name_keeps_its_value() -> None:
+    """The new weight is stored under its placeholder's name: a tensor already stored under that
+    key (a top-level parameter, whose placeholder fx names ``p_<key>``) must not be overwritten."""
+
+    class Direct(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.register_buffer("factors", torch.tensor(FACTORS).reshape(1, 3, 1, 1))
+            self.p_conv_weight_input_scaled = nn.Parameter(torch.ones(4, 3, 3, 3))
+
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            return self.conv(image * self.factors) + self.p_conv_weight_input_scaled.sum()
+
+    torch.manual_seed(0)
+    program = torch.export.export(Direct().eval(), (torch.rand(1, 3, 16, 16),), strict=False)
+    assert "p_conv_weight_input_scaled" in program.state_dict
+    x = torch.rand(1, 3, 16, 16)
+    before = program.module()(x)
+    assert len(fold_input_scale(program)) == 1
+    assert torch.equal(program.state_dict["p_conv_weight_input_scaled"], torch.ones(4, 3, 3, 3))
+    torch.testing.assert_close(program.module()(x), before, rtol=1e-5, atol=1e-6)
+
+
 def test_new_weights_patch_the_folded_program_to_the_bytes_a_full_conversion_writes(tmp_path: Path) -> None:
     """A weights-only rebuild patches the previous program's constants: the folded weight must
     follow the new weights exactly as a full conversion folds them."""
+    pytest.importorskip("executorch")
     from modelbuild.torch_side import pte_constants as constants
     from tests.torch_side.test_pte_constants import SETTINGS, lower
 
@@ -140,3 +164,48 @@ def test_new_weights_patch_the_folded_program_to_the_bytes_a_full_conversion_wri
     patched, _ = constants.patch(tmp_path, "m.pte", folded(1), SETTINGS)
     full, _ = lower(folded(1))
     assert patched == full and patched != data
+
+
+def _conv_net(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1))
+
+
+def test_the_folded_program_exports_to_onnx_without_the_multiplication_and_computes_the_same() -> None:
+    """The ONNX target folds on torch alone (no ExecuTorch import): the file's first node is
+    the convolution, and ONNX Runtime computes what the unfolded program computes."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    program = _program(_conv_net(0))
+    x = torch.rand(1, 3, 16, 16)
+    expected = program.module()(x)
+    assert fold_input_scale(program) == ["0"]
+    proto = torch.onnx.export(program, (x,), dynamo=True, verbose=False, report=False, opset_version=18).model_proto
+    assert [node.op_type for node in proto.graph.node][0] == "Conv" and "Mul" not in {node.op_type for node in proto.graph.node}
+    onnx.checker.check_model(proto)
+    session = ort.InferenceSession(proto.SerializeToString())
+    (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(out), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_new_weights_patch_the_folded_onnx_graph_to_the_bytes_a_full_export_writes(tmp_path: Path) -> None:
+    """The ONNX stage fills its previous graph with the program's tensors by name: the folded
+    weight, a tensor of the folded program, must come out as a full export folds it."""
+    pytest.importorskip("onnxscript")
+    from modelbuild.torch_side import onnx_constants as constants
+    from tests.torch_side.test_onnx_constants import full_export, patched
+
+    x = (torch.rand(1, 3, 16, 16),)
+
+    def folded(seed: int) -> torch.export.ExportedProgram:
+        program = _program(_conv_net(seed))
+        assert fold_input_scale(program) == ["0"]
+        return program
+
+    first, structure, record = full_export(folded(0), x)
+    assert structure is not None and any(name.endswith("_input_scaled") for name in record["weights"])
+    constants.write(tmp_path, structure, record)
+    new = folded(1)
+    full, _, _ = full_export(new, x)
+    assert patched(tmp_path, new) == full and full != first
