@@ -8,9 +8,10 @@ weights (a full conversion of every stage, as before weights-only patching: the 
 goal was set against), each built once first (the warm copy's first build starts its
 server). Then, for each round and interleaved so all see the same machine: new weights (the
 same bytes in every copy) and rebuild each; a metadata-only edit and rebuild the warm and cold
-copies. Prints the median times, the ratios (the goal: at most 0.20) and whether the copies'
+copies. Prints the median times, the ratios (the goal: at most 0.20), whether the copies'
 artifacts are byte-identical after every round (so a patched program is also checked against
-a full conversion).
+a full conversion), and how long the interpreter alone takes to start: the floor under any
+warm figure.
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ def build(root: Path, manifest: str, extra: list[str], env: dict[str, str]) -> t
     if result.returncode != 0:
         raise SystemExit(f"build failed in {root}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return elapsed, result.stdout.strip().splitlines()[-1]
+
+
+def started_alone() -> float:
+    """Seconds for this interpreter to start and exit doing nothing: the floor under any command
+    a Python client runs, warm server or not."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    return time.perf_counter() - started
 
 
 def new_weights(root: Path, model: str, round_number: int) -> None:
@@ -128,6 +137,9 @@ def main() -> None:
             shown = f"{full:.1f}" if full else "-"
             print(f"{edit:<15}{shown:>9}{cold:>9.1f}{warm:>9.1f}{warm / cold:>10.2f}×{against}  ≤ 0.20 of cold: {verdict}")
         print(f"artifacts byte-identical (warm, cold and full conversion) after every round: {identical}")
+        floor = statistics.median(started_alone() for _ in range(5))
+        cold_metadata = statistics.median(times[("metadata-only", "cold")])
+        print(f"a Python interpreter starting and doing nothing: {floor:.2f} s, {floor / cold_metadata:.2f}× the cold metadata-only build")
     finally:
         subprocess.run([sys.executable, "-m", "modelbuild", "workers", "stop"], cwd=copies["warm"], env=env, capture_output=True)
         shutil.rmtree(work, ignore_errors=True)

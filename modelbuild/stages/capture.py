@@ -88,7 +88,9 @@ def target_options(model: ModelSpec, target: str) -> dict[str, Any]:
 @STAGES.register
 class CaptureStage(Stage):
     name = "capture"
-    version = 5  # v5: scripted modules are frozen in eval mode (no training-only branches)
+    # v5: scripted modules are frozen in eval mode (no training-only branches)
+    # v6: the model is built with the random generators seeded (torch_side.loading.seeded)
+    version = 6
     tools = ("torch",)
     warm_imports = ("torch",)
     deps = ("source",)

@@ -41,7 +41,8 @@ class ExecuTorchExportStage(Stage):
     # v13: nearest upsampling repeats rows by index_select, written straight into the output
     # v14: only at flexible sizes; at fixed ones the rows' multiplication stays inside XNNPACK
     # v15: an input's per-channel scaling folded into the convolution that reads it
-    version = 15
+    # v16: the model is built with the random generators seeded (torch_side.loading.seeded)
+    version = 16
     tools = ("torch", "executorch")
     warm_imports = ("executorch.exir", "executorch.backends.xnnpack.partition.xnnpack_partitioner")
     deps = ("source", "capture")

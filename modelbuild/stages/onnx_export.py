@@ -23,7 +23,8 @@ class OnnxExportStage(Stage):
     # v7: no torch.export symbol names in the graph's metadata (they depend on what the worker ran before)
     # v8: optimised from the translated graph kept beside the file (unoptimized.onnx): weights-only rebuilds patch it
     # v9: the record's fingerprint covers the program's subgraphs (torch.cond branches)
-    # v10: an input's per-channel scaling folded into the first convolution's weights (fold_input_scale)
+    # v10: an input's per-channel scaling folded into the first convolution's weights (fold_input_scale);
+    #      the model is built with the random generators seeded (torch_side.loading.seeded)
     version = 10
     tools = ("torch", "onnx", "onnxscript")
     warm_imports = ("onnx", "onnxscript", "torch.onnx")

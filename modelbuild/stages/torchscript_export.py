@@ -20,7 +20,8 @@ from modelbuild.stages.capture import module_params, target_options
 @STAGES.register
 class TorchScriptExportStage(Stage):
     name = "torchscript.export"
-    version = 2
+    # v3: the model is built with the random generators seeded (torch_side.loading.seeded)
+    version = 3
     tools = ("torch",)
     warm_imports = ("torch",)
     deps = ("source", "capture")

@@ -23,15 +23,16 @@ def build_prepared(
     (``runtime``)."""
     from modelbuild.manifest.shapes import fixed_shapes
     from modelbuild.torch_side import prepare as preparation
-    from modelbuild.torch_side.loading import build_module
+    from modelbuild.torch_side.loading import build_module, seeded
     from modelbuild.torch_side.samples import make_inputs
     from modelbuild.torch_side.wrapper import prepare, replace_modules
     from modelbuild.usercode.source_tree import SourceTree
 
     model = build_module(context["source"], SourceTree.of(source), where, runtime=runtime, fixed=fixed_shapes(context["inputs"]))
-    notes = [f"replaced {r}" for r in replace_modules(model, wrapper["replace"], where)]
-    model.eval()
-    prepared = prepare(model, context["inputs"], context["outputs"], wrapper, where, channels_last=bool(changes and changes.get("channels_last")))
+    with seeded():  # a replacement class or a wrapper may make layers of its own
+        notes = [f"replaced {r}" for r in replace_modules(model, wrapper["replace"], where)]
+        model.eval()
+        prepared = prepare(model, context["inputs"], context["outputs"], wrapper, where, channels_last=bool(changes and changes.get("channels_last")))
     if changes:
         # Prepared holds the model itself, so the in-place rewrites below reach it; the probe
         # runs it once for the checks of explicit fusion groups.

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import importlib
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from modelbuild.errors import Location, UserError, first_line
 
@@ -37,6 +38,39 @@ def import_class_path(path: str, where: Location) -> Any:
     """Import a dotted class path like ``torch.nn.ReLU``."""
     module_name, _, name = path.rpartition(".")
     return import_object(f"{module_name}:{name}", where, what="class")
+
+
+SEED = 0
+
+
+@contextmanager
+def seeded() -> Iterator[None]:
+    """Torch's, numpy's and Python's random generators seeded with ``SEED`` while the user's
+    code builds the model, and given back their state afterwards.
+
+    Every stage builds the model anew, in a fresh worker or a warm fork whose generator the
+    warm-up has moved on. Whatever the model initialises at random and no weights file
+    overwrites (no ``source.weights``, ``strict: false``, a random buffer) would otherwise be
+    drawn differently by the reference and by each export: artifacts that fail verification
+    at random, and warm builds that differ from cold ones. Seeded, every stage and every build
+    on this machine draws the same values. (Torch's normal distribution is drawn by
+    instruction-set-specific kernels, so another CPU may still draw other values: a release
+    ships its weights.)"""
+    import random
+
+    import numpy as np
+    import torch
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        random.seed(SEED)
+        np.random.seed(SEED)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 def load_state_dict(path: Path, where: Location, name: str | None = None) -> dict[str, Any]:
@@ -104,7 +138,8 @@ def build_module(
         return program.module()
     factory = import_object(source["factory"], where("source.factory"))
     try:
-        module = factory(**source.get("args", {}))
+        with seeded():
+            module = factory(**source.get("args", {}))
     except Exception as exc:  # noqa: BLE001
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         raise UserError(
