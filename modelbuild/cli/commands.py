@@ -15,6 +15,17 @@ from modelbuild.errors import ManifestError, UserError
 
 
 @functools.lru_cache(maxsize=1)
+def _positive(text: str) -> int:
+    """``-j``: at least one stage at a time (0 or fewer would build nothing, or wait forever)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line's parser, built once per process (a warm server builds it before it
     forks, so a handed-over build starts past it)."""
@@ -43,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     build = with_cold(with_remote(with_paths(sub.add_parser("build", help="build what is stale, then print a summary"))))
-    build.add_argument("-j", "--jobs", type=int, default=None, help="stages run at once, of one model or several (processes)")
+    build.add_argument("-j", "--jobs", type=_positive, default=None, help="stages run at once, of one model or several (processes)")
     build.add_argument(
         "--scheduler", default=None, metavar="ADDRESS", help="run heavy stages on Dask: tcp://HOST:8786 (a running scheduler) or local:N (N processes here)"
     )
@@ -55,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     release_help = "build, then write reproducible bundles: artifacts, SHA256SUMS, provenance.json"
     release = with_cold(with_remote(with_paths(sub.add_parser("release", help=release_help))))
     release.add_argument("--out", default="dist", help="where the bundles go (default: dist)")
-    release.add_argument("-j", "--jobs", type=int, default=None, help="stages run in parallel")
+    release.add_argument("-j", "--jobs", type=_positive, default=None, help="stages run in parallel")
     release.add_argument("--no-bench", action="store_true", help="leave out the benchmark stages")
     release.add_argument("--locked", action="store_true", help="as for build: prove the bundle's bytes match modelbuild.lock")
     cache = sub.add_parser("cache", help="the build cache: verify its integrity, collect garbage")
@@ -560,8 +571,8 @@ def cmd_clean(args: argparse.Namespace) -> int:
             remove(project.out_dir)
             print(f"removed {project.out_dir}")
         if args.cache and project.cache_dir.exists():
-            # Only the entries modelbuild makes: a cache_dir pointed at a folder of the user's
-            # loses nothing else.
+            # Only the entries modelbuild makes (the build lock has checked the folder's tag, so
+            # it is modelbuild's cache; anything a person put in it since stays).
             for child in project.cache_dir.iterdir():
                 if child.name in ("objects", "tmp") or child.name.startswith("state.sqlite"):
                     remove(child)

@@ -54,10 +54,11 @@ def try_noop(args: Any) -> str | None:
     import fcntl
 
     from modelbuild.manifest.project import load_project
+    from modelbuild.store.lock import open_lock
 
     try:
         project = load_project()
-        with open(project.cache_dir / "lock", "a+") as lock:
+        with open_lock(project.cache_dir / "lock", create=False) as lock:
             # A build running now may be changing what the record says: let it finish first.
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             try:
@@ -164,9 +165,9 @@ def _noop_report(report: Any) -> str:
 
 
 def _replace(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    from modelbuild.store.paths import replace_file
+
+    replace_file(path, text)
 
 
 def _context() -> dict[str, Any]:

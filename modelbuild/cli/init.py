@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from modelbuild.errors import Location, ManifestError, UserError, first_line
+from modelbuild.store.paths import replace_file
 from modelbuild.usercode.tree import isolated_imports
 
 PLACEHOLDER_FACTORY = "models.model:build"
@@ -86,9 +87,7 @@ def run_init(factory: str | None, out: str | None, name: str | None, args_json: 
         draft = factory_draft(model_name, factory, args, [folder, root])
     text = render(draft, schema_reference(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.init-tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    replace_file(path, text)
     lines = [f"wrote {_display(path)}", *draft.summary]
     todos = sum("TODO" in line for line in text.splitlines()[HEADER_LINES:])
     if todos:

@@ -24,6 +24,7 @@ from modelbuild.remote.config import RemoteConfig
 from modelbuild.stages import STAGES
 from modelbuild.stages.base import PREVIOUS
 from modelbuild.store.objects import ObjectStore
+from modelbuild.store.paths import replace_file
 
 BENCHMARK = "benchmark"
 RETRIES = 1  # a stage that raised on a worker (a fetch that failed) runs once more before it fails
@@ -171,7 +172,7 @@ class ClusterPool(futures.Executor):
                 return
             outcome: Outcome = value.outcome
             log_path.parent.mkdir(parents=True, exist_ok=True)
-            log_path.write_text(value.log, encoding="utf-8")
+            replace_file(log_path, value.log)
             if outcome.output is not None:
                 assert self._cache is not None
                 self._cache.fetch(outcome.output, value.kind, self.store)

@@ -23,6 +23,7 @@ from modelbuild.graph.outcome import Outcome
 from modelbuild.stages import STAGES
 from modelbuild.stages.base import StageJob
 from modelbuild.store.objects import ObjectStore
+from modelbuild.store.paths import open_new
 
 
 def run_stage(node_json: dict[str, Any], inputs: dict[str, str], files: dict[str, str], cache_dir: str, log_path: str, redirect: bool = True) -> Outcome:
@@ -39,7 +40,7 @@ def run_stage(node_json: dict[str, Any], inputs: dict[str, str], files: dict[str
     started = time.perf_counter()
     imported_before = set(sys.modules.copy())
     with (
-        open(log_path, "w", encoding="utf-8") as log_file,
+        open_new(Path(log_path)) as log_file,
         _captured_output(log_file) if redirect else contextlib.nullcontext(),
         _forgetting_user_modules(store.root, node.context.get("root")),
     ):

@@ -33,9 +33,11 @@ def parse_file(path: Path, display: str) -> tuple[Any, Lines]:
         raise ManifestError([problem(Location(display), f"cannot read the manifest: {exc}")]) from None
     if path.suffix == ".toml":
         try:
-            return tomllib.loads(text), {}
+            table = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ManifestError([problem(Location(display), f"invalid TOML: {exc}")]) from None
+        check_text(table, {}, display)
+        return table, {}
     try:
         _check_depth(text, display)
         loader = Loader(text)
@@ -57,7 +59,30 @@ def parse_file(path: Path, display: str) -> tuple[Any, Lines]:
     lines: Lines = {}
     if node is not None:
         _walk(node, "", lines)
+    check_text(data, lines, display)
     return data, lines
+
+
+def check_no_nul(value: Any, where: Location) -> None:
+    """A NUL character ends a path for the operating system: no field may hold one."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ManifestError([problem(where, f"expected text without a NUL character, got {value!r}")])
+
+
+def check_text(data: Any, lines: Lines, display: str) -> None:
+    """No key or text value anywhere in ``data`` holds a NUL character."""
+    stack = [("", data)]
+    while stack:
+        field, value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                child = f"{field}.{key}" if field else str(key)
+                check_no_nul(str(key), Location(display, lines.get(f"{child}#key"), child))
+                stack.append((child, item))
+        elif isinstance(value, list):
+            stack += [(f"{field}[{index}]", item) for index, item in enumerate(value)]
+        else:
+            check_no_nul(value, Location(display, lines.get(field), field))
 
 
 MAX_DEPTH = 64  # a manifest nests a few levels; the composer recurses per level (deep files crash it)
@@ -120,9 +145,16 @@ def _check_expansion(root: yaml.Node, display: str) -> None:
     size(root)
 
 
+def _kind(node: yaml.Node) -> str:
+    if not isinstance(node, yaml.ScalarNode):
+        return node.id
+    return {"int": "number", "float": "number", "bool": "boolean", "null": "null"}.get(node.tag.rsplit(":", 1)[-1], node.tag.rsplit(":", 1)[-1])
+
+
 def _check_duplicate_keys(node: yaml.Node, display: str) -> None:
     """A key given twice in one mapping is an error, as TOML makes it: YAML would silently keep
-    the last one, and a reader of the file may well believe the first."""
+    the last one, and a reader of the file may well believe the first. So is a key that is not
+    text."""
     seen_nodes: set[int] = set()
     stack = [node]
     while stack:
@@ -135,6 +167,11 @@ def _check_duplicate_keys(node: yaml.Node, display: str) -> None:
             for key_node, value_node in current.value:
                 key = str(key_node.value)
                 line = key_node.start_mark.line + 1
+                if key != "<<" and (not isinstance(key_node, yaml.ScalarNode) or key_node.tag != "tag:yaml.org,2002:str"):
+                    # Every manifest field and argument name is text; YAML reads `1:`, `true:` or
+                    # `null:` as a number, a boolean, nothing.
+                    shown = key if isinstance(key_node, yaml.ScalarNode) else "a " + key_node.id
+                    raise ManifestError([problem(Location(display, line), f"expected a text key, got {shown} (a {_kind(key_node)}); quote it: '{shown}'")])
                 if isinstance(key_node, yaml.ScalarNode) and key in first and key != "<<":
                     raise ManifestError(
                         [problem(Location(display, line, key), f"duplicate key {key!r} (first given on line {first[key]}); give each key once")]

@@ -44,10 +44,14 @@ def find_root(start: Path) -> tuple[Path, Path | None, dict[str, Any]]:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    from modelbuild.manifest.parse import check_text
+
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ManifestError([problem(Location(str(path)), f"invalid TOML: {exc}")]) from None
+    check_text(data, {}, str(path))
+    return data
 
 
 def load_project(start: Path | None = None, cache_dir: str | None = None, out_dir: str | None = None) -> Project:
@@ -75,8 +79,9 @@ def load_project(start: Path | None = None, cache_dir: str | None = None, out_di
     folders = {}
     for key, override, default in (("cache_dir", cache_dir, "cache"), ("out_dir", out_dir, "build")):
         value = override or table.get(key, default)
-        if not isinstance(value, str):
-            problems.append(problem(Location(where, field=key), f"expected a folder path (a string), got {value!r}"))
+        if not isinstance(value, str) or "\x00" in value:
+            what = "a folder path without NUL characters" if isinstance(value, str) else "a folder path (a string)"
+            problems.append(problem(Location(where, field=key), f"expected {what}, got {value!r}"))
             continue
         folders[key] = (root / value).resolve()
         problems += _folder_problems(key, value, folders[key], root, where)

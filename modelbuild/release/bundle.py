@@ -26,7 +26,7 @@ from modelbuild.report import BuildReport, StageResult, Status, role_of
 from modelbuild.stages import STAGES
 from modelbuild.store.hashing import hash_tree
 from modelbuild.store.objects import ObjectStore
-from modelbuild.store.paths import inside
+from modelbuild.store.paths import inside, replace_file
 from modelbuild.targets import TARGETS
 
 ZIP_EPOCH = 315532800  # 1980-01-01, the earliest time a zip entry can carry
@@ -139,7 +139,7 @@ def write_bundle(model: ModelSpec, report: BuildReport, store: ObjectStore, out:
     timings = [dict(row, stage=name) for name, r in sorted(results.items()) if role_of(name) == "measure" for row in r.info.get("bench", [])]
     beside = out / f"{folder.name}.bench.json"  # measurements: beside the bundle, never inside what SHA256SUMS covers
     if timings:
-        beside.write_text(json.dumps(timings, indent=2, sort_keys=True) + "\n")
+        replace_file(beside, json.dumps(timings, indent=2, sort_keys=True) + "\n")
     else:
         beside.unlink(missing_ok=True)
     return folder

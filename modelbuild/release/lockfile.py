@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any
 
 from modelbuild.errors import UserError
 from modelbuild.report import SETTLED, BuildReport, Status
+from modelbuild.store.paths import replace_file
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -112,9 +112,7 @@ def write_lock(path: Path, report: BuildReport, previous: Lock, partial: bool = 
     text = "".join(lines)
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return  # unchanged: leave the file (and its mtime) alone
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    replace_file(path, text)
 
 
 @dataclass

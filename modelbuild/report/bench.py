@@ -143,10 +143,10 @@ def times(value: float | None) -> str:
 
 
 def write_markdown(report: BuildReport, path: Path) -> None:
+    from modelbuild.store.paths import replace_file
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(to_markdown(report), encoding="utf-8")
-    os.replace(tmp, path)
+    replace_file(path, to_markdown(report))
 
 
 def runs_text(row: dict[str, Any]) -> str:

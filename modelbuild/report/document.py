@@ -7,7 +7,6 @@ they read never import each other.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -45,8 +44,8 @@ def to_json(report: BuildReport) -> dict[str, Any]:
 
 
 def write_report(report: BuildReport, path: Path) -> None:
-    """Replace ``path`` atomically (callers hold the build lock, so the temporary name is theirs)."""
+    """Replace ``path`` atomically, never writing through a link planted there."""
+    from modelbuild.store.paths import replace_file
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(to_json(report), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    replace_file(path, json.dumps(to_json(report), indent=2, sort_keys=True) + "\n")

@@ -6,9 +6,10 @@ import contextlib
 import fcntl
 import os
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import IO, Callable, Iterator
 
 from modelbuild.errors import UserError
+from modelbuild.store.paths import claim_cache_dir
 
 
 @contextlib.contextmanager
@@ -20,9 +21,10 @@ def build_lock(cache_dir: Path, say: Callable[[str], None], create: bool = True)
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create the cache folder {cache_dir}: {exc.strerror}") from None
+    claim_cache_dir(cache_dir)
     path = cache_dir / "lock"
     try:
-        handle = open(path, "a+")
+        handle = open_lock(path)
     except OSError as exc:
         raise UserError(
             f"cannot write to the cache folder {cache_dir} ({exc.strerror}); `check` and `plan` work without writing, a build needs a writable cache"
@@ -45,3 +47,17 @@ def build_lock(cache_dir: Path, say: Callable[[str], None], create: bool = True)
             handle.seek(0)
             handle.truncate()
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def open_lock(path: Path, create: bool = True) -> IO[str]:
+    """The lock file, opened for reading and writing without following a link: the build
+    writes its pid into it, so a link planted there (to a file of the user's, or dangling to
+    a place outside) must fail, and so must a file with other names (a hard link). ``create``:
+    False for a reader that only waits on a build (the no-op check), which makes nothing."""
+    if path.is_symlink():
+        raise UserError(f"{path} is a symbolic link, which modelbuild never makes; remove it")
+    fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | (os.O_CREAT if create else 0), 0o644)
+    if os.fstat(fd).st_nlink > 1:
+        os.close(fd)
+        raise UserError(f"{path} has other names (a hard link), which modelbuild never makes; remove it")
+    return os.fdopen(fd, "r+")

@@ -43,16 +43,31 @@ class ObjectStore:
         return hash_tree(self.path(digest)) == digest
 
     def evict(self, digest: str) -> int:
-        """Remove an entry; return the bytes freed."""
+        """Remove an entry; return the bytes freed. An entry reached through a linked folder
+        is not the cache's: the link goes, what it leads to stays."""
         path = self.path(digest)
+        linked = self._linked_folder(path)
+        if linked is not None:
+            linked.unlink()
+            return 0
         size = disk_size(path)
         remove(path)
         return size
 
     def digests(self) -> list[str]:
-        if not self.objects.is_dir():
+        """The entries stored here; none under a folder that is a symbolic link (someone else's
+        files, which gc and verify must never delete)."""
+        if not self.objects.is_dir() or self.objects.is_symlink():
             return []
-        return sorted(p.name for p in self.objects.glob("*/*") if len(p.name) == 64)
+        shards = [shard for shard in self.objects.iterdir() if shard.is_dir() and not shard.is_symlink()]
+        return sorted(p.name for shard in shards for p in shard.iterdir() if len(p.name) == 64)
+
+    def _linked_folder(self, path: Path) -> Path | None:
+        """The first folder between the cache root and ``path`` that is a symbolic link, if any."""
+        for folder in reversed(path.relative_to(self.root).parents[:-1]):
+            if (self.root / folder).is_symlink():
+                return self.root / folder
+        return None
 
     def size(self, digest: str) -> int:
         return disk_size(self.path(digest))
@@ -60,7 +75,9 @@ class ObjectStore:
     def clean_scratch(self) -> int:
         """Remove what interrupted stages left in tmp/ (never trusted, only untidy)."""
         freed = 0
-        if self.tmp.is_dir():
+        if self.tmp.is_symlink():  # never modelbuild's: the link goes, what it leads to stays
+            self.tmp.unlink()
+        elif self.tmp.is_dir():
             for leftover in self.tmp.iterdir():
                 freed += disk_size(leftover)
                 remove(leftover)

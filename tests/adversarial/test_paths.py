@@ -173,17 +173,24 @@ def test_a_link_out_of_the_project_inside_a_code_folder_is_refused(tiny: Path, t
     assert not (tiny / "cache" / "objects").exists()
 
 
-def test_clean_cache_removes_only_the_cache_entries(tiny: Path) -> None:
+def test_a_cache_dir_pointed_at_a_folder_of_code_is_refused_and_clean_cache_removes_only_the_cache_entries(tiny: Path) -> None:
     settings = tiny / "modelbuild.toml"
     settings.write_text(settings.read_text().replace('cache_dir = "cache"', 'cache_dir = "src"'))
     (tiny / "src").mkdir()
     (tiny / "src" / "train.py").write_text("# the user's training code")
+    for command in (["build", "manifests", "--no-bench"], ["clean", "--cache"]):
+        result = run_cli(tiny, *command)
+        assert result.returncode == 2 and "already holds files modelbuild did not write" in result.stderr, result.stderr
+    assert [p.name for p in (tiny / "src").iterdir()] == ["train.py"]
+    assert (tiny / "src" / "train.py").read_text() == "# the user's training code"
+
+    settings.write_text(settings.read_text().replace('cache_dir = "src"', 'cache_dir = "cache"'))
     assert run_cli(tiny, "build", "manifests", "--no-bench").returncode == 0
-    assert (tiny / "src" / "objects").is_dir()
+    assert (tiny / "cache" / "objects").is_dir()
     result = run_cli(tiny, "clean", "--cache")
     assert result.returncode == 0, result.stderr
+    assert not (tiny / "cache" / "objects").exists() and not (tiny / "cache" / "state.sqlite").exists()
     assert (tiny / "src" / "train.py").read_text() == "# the user's training code"
-    assert not (tiny / "src" / "objects").exists() and not (tiny / "src" / "state.sqlite").exists()
 
 
 def test_a_module_symlinked_out_of_the_project_is_refused(tiny: Path, tmp_path: Path) -> None:
@@ -205,3 +212,108 @@ def test_a_module_imported_from_the_project_folder_by_a_computed_name_is_said(ti
     result = run_cli(tiny, "build", "manifests", "--no-bench")  # python -m: the project folder is on sys.path
     assert result.returncode == 0, result.stdout + result.stderr
     assert "unkeyed: module 'helpers' was imported from helpers.py" in result.stdout
+
+
+def _victim(tmp_path: Path) -> Path:
+    folder = tmp_path / "victim"
+    folder.mkdir(exist_ok=True)
+    precious = folder / "precious.txt"
+    precious.write_text("the user's own words")
+    return precious
+
+
+def test_links_planted_at_the_files_a_build_rewrites_are_replaced_never_written_through(tiny: Path, tmp_path: Path) -> None:
+    """A hard link in build/<model>/logs/ (a log was opened for writing where it stood: the
+    user's file emptied), a symbolic link at the release's bench.json (written through), a
+    dangling link as out_dir's marker (created a file outside) and a link as the cache's lock
+    (the build writes its pid into it)."""
+    precious = _victim(tmp_path)
+    assert run_cli(tiny, "build", "manifests", "--no-bench").returncode == 0
+    logs = sorted((tiny / "build" / "tiny" / "logs").glob("*.log"))
+    assert logs
+    for log in logs:
+        log.unlink()
+        os.link(precious, log)
+    (tiny / "dist").mkdir()
+    (tiny / "dist" / "tiny-2.0.0.bench.json").symlink_to(precious)
+    rebuilt = run_cli(tiny, "build", "manifests", "--no-bench", "--force")
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    assert precious.read_text() == "the user's own words"
+    assert all(log.stat().st_ino != precious.stat().st_ino for log in logs)
+    release = run_cli(tiny, "release", "manifests", "--out", "dist")
+    assert release.returncode == 0, release.stdout + release.stderr
+    assert precious.read_text() == "the user's own words"
+    assert not (tiny / "dist" / "tiny-2.0.0.bench.json").is_symlink()
+
+    marker = tiny / "build" / ".modelbuild"
+    marker.unlink()
+    marker.symlink_to(tmp_path / "victim" / "created.txt")
+    refused = run_cli(tiny, "build", "manifests", "--no-bench")
+    assert refused.returncode == 2 and "marker is a symbolic link" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "victim" / "created.txt").exists()
+    marker.unlink()
+    marker.write_text("")
+
+    for plant in (os.link, os.symlink):
+        lock = tiny / "cache" / "lock"
+        lock.unlink(missing_ok=True)
+        plant(precious, lock)
+        refused = run_cli(tiny, "build", "manifests", "--no-bench", "--force")
+        assert refused.returncode == 2 and "modelbuild never makes" in refused.stderr, refused.stderr
+        assert precious.read_text() == "the user's own words"
+        lock.unlink()
+
+
+def test_an_out_dir_holding_someones_report_json_is_not_taken_over(tiny: Path) -> None:
+    reports = tiny / "build"
+    reports.mkdir()
+    (reports / "report.json").write_text("{}")
+    (reports / "q3-analysis.txt").write_text("important")
+    build = run_cli(tiny, "build", "manifests", "--no-bench")
+    assert build.returncode == 2 and "already holds files modelbuild did not write" in build.stderr
+    assert run_cli(tiny, "clean").returncode == 2
+    assert (reports / "report.json").read_text() == "{}" and (reports / "q3-analysis.txt").read_text() == "important"
+
+
+def test_a_cache_dir_of_the_users_is_refused_and_a_cache_from_before_the_tag_is_kept(tiny: Path) -> None:
+    userdata = tiny / "cache"
+    (userdata / "objects").mkdir(parents=True)
+    (userdata / "objects" / "mine.txt").write_text("mine")
+    (userdata / "state.sqlite").write_text("not a database")
+    (userdata / "noop.json").write_text("my notes")
+    before = tree(userdata)
+    for command in (["build", "manifests", "--no-bench"], ["clean", "--cache"], ["cache", "gc"]):
+        result = run_cli(tiny, *command)
+        assert result.returncode == 2 and "already holds files modelbuild did not write" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    assert tree(userdata) == before
+
+    import shutil
+
+    shutil.rmtree(userdata)
+    assert run_cli(tiny, "build", "manifests", "--no-bench").returncode == 0
+    assert (userdata / "CACHEDIR.TAG").read_text().startswith("Signature: 8a477f597d28d172789f06886806bc55")
+    (userdata / "CACHEDIR.TAG").unlink()  # a cache made before the tag: its state database says whose it is
+    result = run_cli(tiny, "build", "manifests", "--no-bench", env={"MODELBUILD_FASTPATH": "0"})  # the full path, which writes
+    assert result.returncode == 0 and "5 stages up to date" in result.stdout, result.stdout + result.stderr
+    assert (userdata / "CACHEDIR.TAG").is_file()
+
+
+def test_gc_and_clean_never_delete_through_a_linked_folder_in_the_cache(tiny: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "victim2"
+    (outside / "ab").mkdir(parents=True)
+    digest_named = outside / "ab" / ("ab" + "0" * 62)
+    digest_named.write_text("looks like a cache entry")
+    (outside / "leftover").write_text("not a stage's leftover")
+    assert run_cli(tiny, "build", "manifests", "--no-bench").returncode == 0
+    (tiny / "cache" / "objects" / "ab").symlink_to(outside / "ab")
+    shutil_tmp = tiny / "cache" / "tmp"
+    if shutil_tmp.exists():
+        import shutil
+
+        shutil.rmtree(shutil_tmp)
+    shutil_tmp.symlink_to(outside)
+    for command in (["cache", "gc"], ["cache", "verify"], ["clean", "--cache"]):
+        result = run_cli(tiny, *command)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert digest_named.read_text() == "looks like a cache entry" and (outside / "leftover").is_file()

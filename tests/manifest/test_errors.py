@@ -206,3 +206,37 @@ def test_check_never_imports_torch(tmp_path: Path) -> None:
 def test_integer_range_needs_room_for_a_value(tmp_path: Path) -> None:
     text = GOOD.replace("shape: [1, {min: 2, max: 8, default: 4}]", "dtype: int32\n    shape: [1, 4]\n    range: [5, 5]")
     assert problems(tmp_path, text) == ["m.yaml:8: inputs[0].range: expected [low, high) with low < high for integer inputs (high is exclusive), got [5, 5]"]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (GOOD + "1: b\n", "m.yaml:7: expected a text key, got 1 (a number); quote it: '1'"),
+        (GOOD + "true: b\n", "m.yaml:7: expected a text key, got true (a boolean)"),
+        (GOOD.replace("  factory: models.tiny:build\n", "  factory: models.tiny:build\n  args: {null: 3}\n"), "m.yaml:4: expected a text key, got null"),
+        (
+            GOOD.replace("  factory: models.tiny:build\n", '  factory: models.tiny:build\n  weights: "w\\0.pt"\n'),
+            "m.yaml:4: source.weights: expected text without a NUL character",
+        ),
+    ],
+    ids=["number-key", "boolean-key", "null-argument-name", "nul-in-a-path"],
+)
+def test_keys_that_are_not_text_and_text_with_a_nul_are_named_not_raised(tmp_path: Path, text: str, expected: str) -> None:
+    """Both once ended in a traceback: difflib comparing a number with field names, and a path
+    with a NUL handed to the operating system."""
+    assert any(expected in problem for problem in problems(tmp_path, text)), problems(tmp_path, text)
+
+
+def test_a_nul_in_a_toml_manifest_or_the_project_settings_is_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    toml = 'name = "tiny"\n[source]\nfactory = "models.tiny:build"\nweights = "w\\u0000.pt"\n'
+    assert any("source.weights: expected text without a NUL character" in p for p in problems(tmp_path, toml, "m.toml"))
+    (tmp_path / "modelbuild.toml").write_text('out_dir = "a\\u0000b"\n')
+    import os
+
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert main(["check", "m.toml"]) == 2
+    finally:
+        os.chdir(here)
+    assert "out_dir: expected text without a NUL character" in capsys.readouterr().err
