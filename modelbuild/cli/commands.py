@@ -14,7 +14,6 @@ from modelbuild.cli import cache_commands, watch, worker_commands
 from modelbuild.errors import ManifestError, UserError
 
 
-@functools.lru_cache(maxsize=1)
 def _positive(text: str) -> int:
     """``-j``: at least one stage at a time (0 or fewer would build nothing, or wait forever)."""
     try:
@@ -26,6 +25,7 @@ def _positive(text: str) -> int:
     return value
 
 
+@functools.lru_cache(maxsize=1)
 def parser() -> argparse.ArgumentParser:
     """The command line's parser, built once per process (a warm server builds it before it
     forks, so a handed-over build starts past it)."""
