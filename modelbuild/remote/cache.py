@@ -79,7 +79,7 @@ class RemoteCache:
         except ImportError as exc:  # s3fs / gcsfs missing
             raise RemoteTrouble(f"cannot open {config.display}: {exc} (pip install 'modelbuild[remote]')") from None
         except Exception as exc:  # noqa: BLE001 - a filesystem refusing its options
-            raise RemoteTrouble(f"cannot open {config.display}: {_words(exc)}") from None
+            raise RemoteTrouble(f"cannot open {config.display}: {_words(exc, config.url)}") from None
         if scheme in ("s3", "s3a"):
             self.fs.retries = 1  # s3fs retries a timeout five times over botocore's own attempts
         self.root = f"{root.rstrip('/')}/{LAYOUT}"
@@ -102,7 +102,7 @@ class RemoteCache:
             return None
         try:
             data = json.loads(raw)
-            record = RemoteRecord(key, data["output"], data["kind"], int(data["size"]), dict(data.get("info", {})))
+            record = RemoteRecord(key, data["output"], data["kind"], int(data["size"]), _printable(dict(data.get("info", {}))))
         except (ValueError, KeyError, TypeError) as exc:
             raise RemoteCorrupt(f"action record {key[:12]} is not a record ({exc})") from None
         if not _DIGEST.match(record.output) or record.kind not in ("file", "dir"):
@@ -151,9 +151,20 @@ class RemoteCache:
         for path in self._call(self.fs.find, f"{self.root}/objects", missing=[]):
             name = str(path).rsplit("/", 1)[-1]
             digest, _, suffix = name.partition(".")
-            if _DIGEST.match(digest) and suffix in ("", "tar"):
+            if _DIGEST.match(digest) and suffix in ("", "tar") and not self._linked_out(str(path)):
                 found.append((digest, "dir" if suffix == "tar" else "file"))
         return sorted(found)
+
+    def _linked_out(self, path: str) -> bool:
+        """On a local or mounted remote: whether the folder holding ``path`` is reached through
+        a link that leads out of the remote (its files are not the remote's to list or remove)."""
+        if not self.local:
+            return False
+        import os
+
+        root = os.path.realpath(self.root)
+        folder = os.path.realpath(os.path.dirname(path))
+        return folder != root and not folder.startswith(root + os.sep)
 
     def check(self, digest: str, kind: str, scratch: Path) -> bool:
         """Re-hash one remote object (downloaded into ``scratch``, then removed)."""
@@ -198,7 +209,10 @@ class RemoteCache:
             remove(scratch)
 
     def remove_object(self, digest: str, kind: str) -> None:
-        self._call(self.fs.rm_file, self.object_path(digest, kind), missing=None)
+        path = self.object_path(digest, kind)
+        if self._linked_out(path):
+            raise RemoteTrouble(f"{self.config.display}: {path} is reached through a link that leads out of the remote; it is not removed")
+        self._call(self.fs.rm_file, path, missing=None)
 
     def _upload(self, source: Path, target: str) -> int:
         if self.local:
@@ -223,9 +237,9 @@ class RemoteCache:
                 raise RemoteTrouble(f"{self.config.display}: {args[0] if args else ''} is missing") from None
             return missing
         except PermissionError as exc:
-            raise RemoteTrouble(f"{self.config.display} refused access: {_words(exc)}", denied=True) from None
+            raise RemoteTrouble(f"{self.config.display} refused access: {_words(exc, self.config.url)}", denied=True) from None
         except Exception as exc:  # noqa: BLE001 - unreachable, timed out, throttled: all mean "build locally"
-            raise RemoteTrouble(f"{self.config.display} could not be reached: {_words(exc)}", denied=_denied(exc)) from None
+            raise RemoteTrouble(f"{self.config.display} could not be reached: {_words(exc, self.config.url)}", denied=_denied(exc)) from None
 
 
 def _s3_session() -> Any:
@@ -259,6 +273,25 @@ def _denied(exc: BaseException) -> bool:
     return any(word in text for word in ("AccessDenied", "Forbidden", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"))
 
 
-def _words(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _printable(value: Any) -> Any:
+    """A record's notes and figures, which no digest covers, without control characters: the
+    summary prints them, and an escape sequence from a remote must not reach the terminal."""
+    if isinstance(value, str):
+        return _CONTROL.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printable(v) for v in value]
+    return value
+
+
+def _words(exc: BaseException, url: str) -> str:
+    """A library's error in one line, without the URL's credentials (libraries quote the URL
+    they were given)."""
+    from modelbuild.remote.config import scrub
+
+    text = scrub(" ".join(str(exc).split()), url) or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."

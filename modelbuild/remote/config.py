@@ -17,6 +17,7 @@ ENVIRONMENT = "MODELBUILD_REMOTE"
 PUSH_ENVIRONMENT = "MODELBUILD_REMOTE_PUSH"
 KEYS = {"url", "push", "options"}
 # Option names that hold a secret. Refused in modelbuild.toml: a settings file is committed.
+URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)(.*)$", re.DOTALL)
 SECRET_OPTIONS = re.compile(r"(secret|password|passwd|token|credential|private_key|^key$|access_key)", re.IGNORECASE)
 
 
@@ -33,7 +34,27 @@ class RemoteConfig:
 
 
 def redact(url: str) -> str:
-    return re.sub(r"(^[a-z0-9+.-]+://)[^/@]*@", r"\1", url)
+    """``url`` without its user:password part. Everything up to the last ``@`` counts as that
+    part: a secret key may hold ``/`` or ``@`` unescaped (AWS secret keys often hold ``/``), and
+    showing a path shorter than it is costs less than showing a secret."""
+    match = URL.match(url)
+    if match is None or "@" not in match.group(2):
+        return url
+    return match.group(1) + match.group(2).rsplit("@", 1)[1]
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (a library's error message, which may quote the URL it was given) without the
+    URL's user:password part, nor its user or password alone."""
+    match = URL.match(url)
+    if match is None or "@" not in match.group(2):
+        return text
+    userinfo = match.group(2).rsplit("@", 1)[0]
+    text = text.replace(url, redact(url))
+    for secret in sorted({userinfo, *userinfo.split(":", 1)}, key=len, reverse=True):
+        if len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
 
 
 def check_settings(table: Any, where: str) -> list[str]:

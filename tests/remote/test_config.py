@@ -8,7 +8,7 @@ import pytest
 
 from modelbuild.errors import ManifestError, UserError
 from modelbuild.manifest.project import load_project
-from modelbuild.remote.config import redact, resolve
+from modelbuild.remote.config import redact, resolve, scrub
 
 
 def settings(tmp_path: Path, text: str) -> Path:
@@ -65,3 +65,16 @@ def test_settings_table_is_checked_field_by_field(tmp_path: Path) -> None:
 def test_a_url_with_a_password_is_never_shown() -> None:
     assert redact("https://user:secret@host/cache") == "https://host/cache"
     assert redact("s3://bucket/prefix") == "s3://bucket/prefix"
+    # An adversarial run found each of these shown in full or in part: a scheme in capitals,
+    # a secret key holding "/" (AWS secret keys often do), a password holding "@".
+    assert redact("S3://AKIAEXAMPLE:SuperSecret123@bucket/x") == "S3://bucket/x"
+    assert redact("s3://AKIAEXAMPLE:Secret/With/Slash@bucket/x") == "s3://bucket/x"
+    assert redact("s3://AKIAEXAMPLE:p@ss@bucket/x") == "s3://bucket/x"
+
+
+def test_a_libraries_error_text_loses_the_urls_credentials() -> None:
+    url = "ftp://user1:Pass/word@127.0.0.1:9/x"
+    text = f"cannot open {url}: login failed for user1 with password Pass/word"
+    scrubbed = scrub(text, url)
+    assert "Pass/word" not in scrubbed and "user1" not in scrubbed and "ftp://127.0.0.1:9/x" in scrubbed
+    assert scrub("no credentials here", "s3://bucket/x") == "no credentials here"

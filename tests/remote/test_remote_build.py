@@ -358,3 +358,33 @@ def test_an_upload_killed_midway_leaves_nothing_a_reader_takes(machines: tuple[P
     result = second.build(remote=reader(file_remote))
     assert result["alpha:capture"] == "built" and result["beta:capture"] == "remote"
     assert artifacts(second) == artifacts(first)
+
+
+def test_control_characters_in_a_records_notes_never_reach_the_terminal(tmp_path: Path) -> None:
+    """A record's notes and figures are covered by no digest, and the summary prints them: an
+    escape sequence a remote writer put there (clear the screen, rewrite a verdict) is shown
+    as a replacement character."""
+    config = RemoteConfig((tmp_path / "shared").as_uri(), push=True)
+    cache = RemoteCache(config)
+    key = "ab" * 32
+    record = {"output": "cd" * 32, "kind": "file", "size": 1, "info": {"notes": ["PASS \x1b[2J\x1b[31mcleared"], "info": {"summary": "ok\x07"}}}
+    cache.fs.makedirs(cache.action_path(key).rsplit("/", 1)[0], exist_ok=True)
+    cache.fs.pipe_file(cache.action_path(key), json.dumps(record).encode())  # type: ignore[arg-type]
+    found = cache.record(key)
+    assert found is not None
+    assert found.info == {"notes": ["PASS \ufffd[2J\ufffd[31mcleared"], "info": {"summary": "ok\ufffd"}}
+
+
+def test_verify_never_lists_or_removes_files_behind_a_linked_folder_of_a_local_remote(tmp_path: Path) -> None:
+    victim = tmp_path / "victim" / "ee"
+    victim.mkdir(parents=True)
+    looks_like_an_object = victim / ("ee" + "0" * 62)
+    looks_like_an_object.write_bytes(b"not what its name says")
+    root = tmp_path / "shared" / "v1"
+    root.mkdir(parents=True)
+    (root / "objects").symlink_to(tmp_path / "victim")
+    cache = RemoteCache(RemoteConfig((tmp_path / "shared").as_uri(), push=True))
+    assert cache.object_digests() == []
+    with pytest.raises(RemoteTrouble, match="leads out of the remote"):
+        cache.remove_object("ee" + "0" * 62, "file")
+    assert looks_like_an_object.read_bytes() == b"not what its name says"
