@@ -146,9 +146,11 @@ def _check_expansion(root: yaml.Node, display: str) -> None:
 
 
 def _kind(node: yaml.Node) -> str:
+    """What YAML read a key as, in words: ``number`` for ``1:``, ``boolean`` for ``true:``."""
     if not isinstance(node, yaml.ScalarNode):
         return node.id
-    return {"int": "number", "float": "number", "bool": "boolean", "null": "null"}.get(node.tag.rsplit(":", 1)[-1], node.tag.rsplit(":", 1)[-1])
+    tag = node.tag.rsplit(":", 1)[-1]
+    return {"int": "number", "float": "number", "bool": "boolean"}.get(tag, tag)
 
 
 def _check_duplicate_keys(node: yaml.Node, display: str) -> None:

@@ -14,6 +14,7 @@ failure of the filesystem becomes a ``RemoteTrouble`` the caller turns into one 
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from dataclasses import dataclass
@@ -160,8 +161,6 @@ class RemoteCache:
         a link that leads out of the remote (its files are not the remote's to list or remove)."""
         if not self.local:
             return False
-        import os
-
         root = os.path.realpath(self.root)
         folder = os.path.realpath(os.path.dirname(path))
         return folder != root and not folder.startswith(root + os.sep)

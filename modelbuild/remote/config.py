@@ -16,8 +16,8 @@ from modelbuild.errors import Location, UserError, problem, table_problems
 ENVIRONMENT = "MODELBUILD_REMOTE"
 PUSH_ENVIRONMENT = "MODELBUILD_REMOTE_PUSH"
 KEYS = {"url", "push", "options"}
+URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)(.*)$", re.DOTALL)  # scheme://, then the rest
 # Option names that hold a secret. Refused in modelbuild.toml: a settings file is committed.
-URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)(.*)$", re.DOTALL)
 SECRET_OPTIONS = re.compile(r"(secret|password|passwd|token|credential|private_key|^key$|access_key)", re.IGNORECASE)
 
 

@@ -149,11 +149,9 @@ class ExecuTorchExportStage(Stage):
         if backend == "xnnpack":
             program = _friendlier(program, options.get("decompose", {}), job)
             if options.get("fold_input_scale", True) and not quantize:
-                from modelbuild.torch_side.input_scale import fold_input_scale
+                from modelbuild.torch_side.input_scale import fold_and_note
 
-                folded = fold_input_scale(program)
-                if folded:
-                    job.notes.append(f"input scaling folded into the weights of {', '.join(folded)} (targets.executorch.fold_input_scale)")
+                fold_and_note(program, "executorch", job.notes)
         from modelbuild.torch_side import pte_constants as constants
 
         artifact = f"{job.node.model}.pte"

@@ -92,11 +92,9 @@ class OnnxExportStage(Stage):
             with torch.no_grad():
                 program = onnx_constants.capture(source, tuple(example), shapes)
         if fold and program is not None:
-            from modelbuild.torch_side.input_scale import fold_input_scale
+            from modelbuild.torch_side.input_scale import fold_and_note
 
-            folded = fold_input_scale(program)
-            if folded:
-                job.notes.append(f"input scaling folded into the weights of {', '.join(folded)} (targets.onnx.fold_input_scale)")
+            fold_and_note(program, "onnx", job.notes)
         proto, structure, record, problem = None, None, None, ""
         if patchable and program is not None and PREVIOUS in job.inputs:
             proto, structure, record = _patched(job, program, settings)

@@ -57,6 +57,14 @@ def fold_input_scale(program: Any) -> list[str]:
     return folded
 
 
+def fold_and_note(program: Any, target: str, notes: list[str]) -> None:
+    """What a target's export stage calls: fold, and say in the build's notes which layer took
+    the scaling and which switch turns it off."""
+    folded = fold_input_scale(program)
+    if folded:
+        notes.append(f"input scaling folded into the weights of {', '.join(folded)} (targets.{target}.fold_input_scale)")
+
+
 def _new_parameter(program: Any, graph: Any, name: str, data: Any) -> Any:
     """A parameter placeholder at the graph's insertion point, with its value in the program's
     state dict and its place in the signature (which lists inputs in placeholder order)."""
