@@ -15,22 +15,21 @@ import os
 import re
 import sys
 
-_LISTINGS: dict[str, tuple[int, list[str]]] = {}  # folder -> (its mtime_ns, its entries)
+# folder -> (its mtime_ns, {normalised distribution name: (its .dist-info entries, whether an egg names it)})
+_LISTINGS: dict[str, tuple[int, dict[str, tuple[list[str], bool]]]] = {}
 
 
 def installed_version(distribution: str) -> str:
     """The version of an installed distribution; "not installed" when there is none."""
     wanted = _normal(distribution)
     for entry in sys.path:
-        found = [name for name in _listing(entry or ".") if name.endswith(".dist-info") and _normal(name[: -len(".dist-info")].split("-")[0]) == wanted]
+        found, egg = _listing(entry or ".").get(wanted, ([], False))
         if len(found) == 1:
             version = _version_in(os.path.join(entry or ".", found[0], "METADATA"))
             if version is not None:
                 return version
-        if found:
-            break  # ambiguous or unreadable: importlib.metadata decides
-        if any(name.endswith((".egg-info", ".egg", ".egg-link")) and _normal(name.split("-")[0].split(".egg")[0]) == wanted for name in _listing(entry or ".")):
-            break
+        if found or egg:
+            break  # ambiguous, unreadable or an egg: importlib.metadata decides
     return _slow(distribution)
 
 
@@ -47,11 +46,13 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "_", name).lower()
 
 
-def _listing(folder: str) -> list[str]:
+def _listing(folder: str) -> dict[str, tuple[list[str], bool]]:
+    """The distributions a folder holds, by normalised name (normalising every entry once per
+    listing, not once per question: a site-packages folder has hundreds)."""
     try:
         stamp = os.stat(folder).st_mtime_ns
     except OSError:
-        return []
+        return {}
     cached = _LISTINGS.get(folder)
     if cached is not None and cached[0] == stamp:
         return cached[1]
@@ -59,8 +60,15 @@ def _listing(folder: str) -> list[str]:
         names = os.listdir(folder)
     except OSError:
         names = []
-    _LISTINGS[folder] = (stamp, names)
-    return names
+    index: dict[str, tuple[list[str], bool]] = {}
+    for name in names:
+        if name.endswith(".dist-info"):
+            index.setdefault(_normal(name[: -len(".dist-info")].split("-")[0]), ([], False))[0].append(name)
+        elif name.endswith((".egg-info", ".egg", ".egg-link")):
+            key = _normal(name.split("-")[0].split(".egg")[0])
+            index[key] = (index.get(key, ([], False))[0], True)
+    _LISTINGS[folder] = (stamp, index)
+    return index
 
 
 def _version_in(metadata_file: str) -> str | None:

@@ -123,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return _run(args, list(sys.argv[1:] if argv is None else argv))
+        return _run(args)
     except BrokenPipeError:
         # ``modelbuild graph | head``: the reader went away; that is not an error.
         import os
@@ -132,9 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-def _run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
-    """One command; ``argv``, when given, lets a build be handed to the warm server whole
-    (``watch`` runs its rounds here, in its own long-lived process)."""
+def _run(args: argparse.Namespace) -> int:
+    """One command (``watch`` runs its rounds through this too, in its own long-lived process)."""
     import sqlite3
 
     try:
@@ -144,13 +143,6 @@ def _run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         if unchanged is not None:
             print(unchanged)
             return 0
-        if argv is not None and args.command == "build" and not getattr(args, "scheduler", None) and not getattr(args, "dry_run", False):
-            from modelbuild.manifest.project import load_project
-            from modelbuild.workers.delegate import run_in_server
-
-            code = run_in_server(argv, load_project(), getattr(args, "cold", False))  # the warm server's fork runs it, imports done
-            if code is not None:
-                return code
         return COMMANDS[args.command](args)
     except ManifestError as exc:
         _print_problems(exc)

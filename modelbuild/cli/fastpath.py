@@ -151,7 +151,7 @@ def _noop_report(report: Any) -> str:
     """report.json as the full path would write it for a build with nothing to do."""
     import dataclasses
 
-    from modelbuild.report.document import to_json
+    from modelbuild.report.document import report_text
     from modelbuild.report.reasons import Reason, Why
     from modelbuild.report.results import Status
 
@@ -161,7 +161,7 @@ def _noop_report(report: Any) -> str:
         return dataclasses.replace(result, status=Status.CACHED, reasons=[Reason(Why.UP_TO_DATE)], seconds=0.0)
 
     quiet = dataclasses.replace(report, results=[settled(r) for r in report.results], seconds=0.0, warnings=[])
-    return json.dumps(to_json(quiet), indent=2, sort_keys=True) + "\n"
+    return report_text(quiet)
 
 
 def _replace(path: Path, text: str) -> None:

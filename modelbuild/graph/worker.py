@@ -24,6 +24,7 @@ from modelbuild.stages import STAGES
 from modelbuild.stages.base import StageJob
 from modelbuild.store.objects import ObjectStore
 from modelbuild.store.paths import open_new
+from modelbuild.usercode.tree import ModuleMark
 
 
 def run_stage(node_json: dict[str, Any], inputs: dict[str, str], files: dict[str, str], cache_dir: str, log_path: str, redirect: bool = True) -> Outcome:
@@ -38,11 +39,10 @@ def run_stage(node_json: dict[str, Any], inputs: dict[str, str], files: dict[str
     scratch = store.scratch()
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    imported_before = set(sys.modules.copy())
     with (
         open_new(Path(log_path)) as log_file,
         _captured_output(log_file) if redirect else contextlib.nullcontext(),
-        _forgetting_user_modules(store.root, node.context.get("root")),
+        _forgetting_user_modules(store.root, node.context.get("root")) as mark,
     ):
         logger = _logger(node, log_file)
         job = StageJob(node=node, inputs={k: Path(v) for k, v in inputs.items()}, out=scratch, log=logger, files={k: Path(v) for k, v in files.items()})
@@ -65,7 +65,7 @@ def run_stage(node_json: dict[str, Any], inputs: dict[str, str], files: dict[str
         finally:
             _restore_threads(threads)
             _discard(job.imports_dir)
-        job.notes += _unkeyed_imports(imported_before, node.context.get("root"), store.root)
+        job.notes += _unkeyed_imports(mark.added(), node.context.get("root"), store.root)
         for note in job.notes:
             logger.info("note: %s", note)
     try:
@@ -130,30 +130,30 @@ def _captured_output(log_file: Any) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _forgetting_user_modules(cache_root: Path, project_root: str | None) -> Iterator[None]:
+def _forgetting_user_modules(cache_root: Path, project_root: str | None) -> Iterator[ModuleMark]:
     """Whatever user module a stage imported (from snapshots in the store, or, unkeyed, from
     the project's folders) is forgotten when it ends: a worker runs stages of many models,
     and two projects may each have their own ``models/tiny.py``."""
-    import importlib
-
-    from modelbuild.usercode.tree import forget_modules_under
+    from modelbuild.usercode.tree import forget_modules_under, invalidate_finders_under
 
     path = list(sys.path)
-    before = set(sys.modules.copy())  # a copy first: another thread may be importing
+    mark = ModuleMark()
     registered = _torch_op_registrations()
     bytecode = sys.dont_write_bytecode
     sys.dont_write_bytecode = True  # the user's modules live in the store: no __pycache__ written into an entry
-    importlib.invalidate_caches()
+    user_folders = [cache_root, *([Path(project_root)] if project_root else [])]
+    invalidate_finders_under(user_folders)
     try:
-        yield
+        yield mark
     finally:
         sys.dont_write_bytecode = bytecode
         sys.path[:] = path
-        forget_modules_under([cache_root])
-        for name in _from_project(set(sys.modules.copy()) - before, project_root, cache_root):
+        added = mark.close()
+        forget_modules_under([cache_root], added)
+        for name in _from_project(added, project_root, cache_root):
             sys.modules.pop(name, None)
         _restore_torch_op_registrations(registered)
-        importlib.invalidate_caches()
+        invalidate_finders_under(user_folders)
 
 
 _TORCH_OP_REGISTRY = "coremltools.converters.mil.frontend.torch.torch_op_registry"
@@ -189,7 +189,7 @@ def _restore_torch_op_registrations(saved: dict[str, Any] | None) -> None:
                 del mapping[name]
 
 
-def _from_project(names: set[str], root: str | None, cache_root: Path) -> list[str]:
+def _from_project(names: list[str], root: str | None, cache_root: Path) -> list[str]:
     """The modules among ``names`` loaded from the project's own folders (not installed
     packages, not modelbuild itself, not the store)."""
     if not root:
@@ -209,14 +209,14 @@ def _from_project(names: set[str], root: str | None, cache_root: Path) -> list[s
     return found
 
 
-def _unkeyed_imports(before: set[str], root: str | None, cache_root: Path) -> list[str]:
+def _unkeyed_imports(added: list[str], root: str | None, cache_root: Path) -> list[str]:
     """Modules the stage imported from the project's own folders instead of the snapshot (an
     import by a computed name, reached through the working directory or PYTHONPATH): their
     content is not in the key, so a change to them would not rebuild. Said, never silent."""
     if root is None:
         return []
     notes = []
-    for name in _from_project(set(sys.modules.copy()) - before, root, cache_root)[:3]:
+    for name in _from_project(added, root, cache_root)[:3]:
         where = Path(vars(sys.modules[name])["__file__"]).resolve().relative_to(Path(root).resolve())
         notes.append(
             f"unkeyed: module {name!r} was imported from {where.as_posix()}, not from the build's snapshot; "

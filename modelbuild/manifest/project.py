@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from modelbuild.errors import Location, ManifestError, problem
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from modelbuild.manifest.settings_file import DEFAULT_FOLDERS, find_settings, read_toml, tomllib
 
 SETTINGS = {"cache_dir", "out_dir", "jobs", "defaults", "remote", "workers"}
 
@@ -30,24 +25,16 @@ class Project:
 
 
 def find_root(start: Path) -> tuple[Path, Path | None, dict[str, Any]]:
-    """The nearest folder upward holding modelbuild.toml or a pyproject with [tool.modelbuild]."""
-    for folder in [start, *start.parents]:
-        candidate = folder / "modelbuild.toml"
-        if candidate.is_file():
-            return folder, candidate, _read_toml(candidate)
-        pyproject = folder / "pyproject.toml"
-        if pyproject.is_file():
-            table = _read_toml(pyproject).get("tool", {}).get("modelbuild")
-            if isinstance(table, dict):
-                return folder, pyproject, table
-    return start, None, {}
+    """The nearest folder upward holding modelbuild.toml or a pyproject with [tool.modelbuild],
+    its settings file and table (checked: valid TOML, no NUL character)."""
+    return find_settings(start, _read_toml)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
     from modelbuild.manifest.parse import check_text
 
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = read_toml(path)
     except tomllib.TOMLDecodeError as exc:
         raise ManifestError([problem(Location(str(path)), f"invalid TOML: {exc}")]) from None
     check_text(data, {}, str(path))
@@ -77,7 +64,7 @@ def load_project(start: Path | None = None, cache_dir: str | None = None, out_di
 
         problems += check_worker_settings(table["workers"], where)
     folders = {}
-    for key, override, default in (("cache_dir", cache_dir, "cache"), ("out_dir", out_dir, "build")):
+    for key, override, default in (("cache_dir", cache_dir, DEFAULT_FOLDERS["cache_dir"]), ("out_dir", out_dir, DEFAULT_FOLDERS["out_dir"])):
         value = override or table.get(key, default)
         if not isinstance(value, str) or "\x00" in value:
             what = "a folder path without NUL characters" if isinstance(value, str) else "a folder path (a string)"

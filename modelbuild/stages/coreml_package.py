@@ -44,6 +44,7 @@ class CoreMLPackageStage(Stage):
     deps = ("coreml.optimize",)
     artifacts = ("{model}.mlpackage",)
     heavy = False
+    warm_imports = ("modelbuild.coreml.package_io", "modelbuild.delegation.coreml")  # run in a handed-over build's fork
 
     @classmethod
     def params(cls, model: ModelSpec) -> dict[str, Any]:

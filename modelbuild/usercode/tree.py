@@ -13,6 +13,7 @@ import importlib
 import os
 import shutil
 import sys
+import types
 from pathlib import Path
 from typing import Iterator
 
@@ -75,7 +76,7 @@ def isolated_imports(roots: list[Path], set_aside: str | None = None) -> Iterato
     aside = {k: v for k, v in sys.modules.copy().items() if set_aside and _in_package(k, set_aside)}
     for name in aside:
         del sys.modules[name]
-    before = set(sys.modules.copy())
+    mark = ModuleMark()
     sys.path[:0] = paths
     importlib.invalidate_caches()
     try:
@@ -85,17 +86,75 @@ def isolated_imports(roots: list[Path], set_aside: str | None = None) -> Iterato
             while path in sys.path:
                 sys.path.remove(path)
             sys.path_importer_cache.pop(path, None)
-        forget_modules_under(roots, keep=before)
+        added = mark.close()
+        forget_modules_under(roots, added)
         if set_aside:
-            for name in set(sys.modules.copy()) - before:
+            for name in added:
                 if _in_package(name, set_aside) and not _in_package(name, "modelbuild"):
-                    del sys.modules[name]
+                    sys.modules.pop(name, None)
         sys.modules.update(aside)
         importlib.invalidate_caches()
 
 
-def forget_modules_under(roots: list[Path], keep: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
-    """Drop from ``sys.modules`` every module whose file lies under one of ``roots``.
+class ModuleMark:
+    """Where ``sys.modules`` stood when a stage began, so that its end finds what the stage
+    imported without reading every module.
+
+    A warm server's fork holds some 5,000 modules it shares with the server page by page.
+    Reading them all from Python (a copy of ``sys.modules``, ``vars()`` of each) writes their
+    reference counts, which copies every page they live on: 30 ms a stage, more than the
+    stage. The mark is an empty module under a name of its own; the dictionary keeps its
+    insertion order, so what was imported (or imported again) after it comes after it, and is
+    read from the end. A module put in place of an older one under the same name without a
+    removal is not seen; a stage that removed the mark itself gets every name (the full scan).
+    """
+
+    _PREFIX = "__modelbuild_mark_"
+    _count = 0
+
+    def __init__(self) -> None:
+        ModuleMark._count += 1
+        self.name = f"{self._PREFIX}{os.getpid()}_{ModuleMark._count}__"
+        sys.modules[self.name] = types.ModuleType(self.name)
+
+    def added(self) -> list[str]:
+        """The names put into ``sys.modules`` since the mark, newest first."""
+        for _attempt in range(5):
+            names: list[str] = []
+            try:
+                for name in reversed(sys.modules):
+                    if name == self.name:
+                        return [n for n in names if not n.startswith(self._PREFIX)]
+                    names.append(name)
+            except RuntimeError:  # another thread imported meanwhile: read again
+                continue
+            break  # the mark is gone
+        return [n for n in sys.modules.copy() if not n.startswith(self._PREFIX)]
+
+    def close(self) -> list[str]:
+        """The names added since the mark; the mark removed."""
+        added = self.added()
+        sys.modules.pop(self.name, None)
+        return added
+
+
+def invalidate_finders_under(roots: list[Path]) -> None:
+    """``importlib.invalidate_caches()`` for the path entries under ``roots`` only: a finder
+    caches its folder's listing, and a folder of the user's or the store may have changed since
+    the last import from it. Every other finder is left alone: a warm server's fork holds
+    thousands (one per folder torch and coremltools ever imported from), and calling each
+    copies the pages they live on, for folders no stage writes."""
+    prefixes = tuple(str(r) for r in roots)
+    for entry in list(sys.path_importer_cache):
+        if isinstance(entry, str) and entry.startswith(prefixes):
+            finder = sys.path_importer_cache.get(entry)
+            if finder is not None and hasattr(finder, "invalidate_caches"):
+                finder.invalidate_caches()
+
+
+def forget_modules_under(roots: list[Path], names: list[str] | None = None) -> list[str]:
+    """Drop from ``sys.modules`` every module whose file lies under one of ``roots``: among
+    ``names`` (what a stage imported, from a ModuleMark), or among all modules.
 
     modelbuild's own modules always stay, even when a root is modelbuild's checkout: a
     second copy of ``modelbuild.errors`` would make its exceptions slip past the CLI's
@@ -104,10 +163,9 @@ def forget_modules_under(roots: list[Path], keep: set[str] = frozenset()) -> lis
     dropped = []
     # dict.copy(), not list(items()): iterating can run a finalizer, let another thread
     # import, and fail with "dictionary changed size during iteration".
-    for name, module in sys.modules.copy().items():
-        if _in_package(name, "modelbuild") or (name in keep and not _under(module, prefixes)):
-            continue
-        if _under(module, prefixes):
+    candidates = sys.modules.copy() if names is None else {n: sys.modules[n] for n in names if n in sys.modules}
+    for name, module in candidates.items():
+        if not _in_package(name, "modelbuild") and _under(module, prefixes):
             del sys.modules[name]
             dropped.append(name)
     return dropped

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import fcntl
-import json
 import os
 import signal
 import socket
@@ -23,24 +22,13 @@ from typing import Any, Callable
 from modelbuild.workers import caller, wire
 from modelbuild.workers.identity import differences, identity
 from modelbuild.workers.place import Place
+from modelbuild.workers.status import is_server, read_status
 
 START_WAIT = 20.0  # seconds for a new server to open its socket (it imports after)
 
 
 class WorkerTrouble(RuntimeError):
     """The warm server could not take or finish a stage (reported as that stage's failure)."""
-
-
-def read_status(place: Place) -> dict[str, Any] | None:
-    """The server's status file when a live server wrote it, else None (a stale file is removed)."""
-    try:
-        status = json.loads(place.status.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(status, dict) or not _is_server(status.get("pid"), place):
-        place.status.unlink(missing_ok=True)
-        return None
-    return status
 
 
 def stop_server(place: Place, wait: float = 10.0) -> dict[str, Any] | None:
@@ -54,9 +42,9 @@ def stop_server(place: Place, wait: float = 10.0) -> dict[str, Any] | None:
     except ProcessLookupError:
         return status
     deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and _is_server(pid, place):
+    while time.monotonic() < deadline and is_server(pid, place):
         time.sleep(0.05)
-    if _is_server(pid, place):
+    if is_server(pid, place):
         os.kill(pid, signal.SIGKILL)
     place.status.unlink(missing_ok=True)
     place.socket.unlink(missing_ok=True)
@@ -217,17 +205,3 @@ def _rotate(log: Path, limit: int = 5 << 20) -> None:
             os.replace(log, log.with_name(log.name + ".1"))
     except FileNotFoundError:
         pass
-
-
-def _is_server(pid: Any, place: Place) -> bool:
-    """Whether ``pid`` is the live warm server of ``place`` (not a process that reused its
-    number, nor another project's server that did)."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes()
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    arguments = command.split(b"\0")
-    return b"modelbuild.workers.server" in arguments and place.name.encode() in arguments and state != "Z"

@@ -10,8 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from modelbuild.errors import Location, UserError, problem, table_problems
 
@@ -19,8 +18,7 @@ DEFAULT_IDLE = 900.0
 FIELDS = {"warm", "idle_timeout"}
 
 
-@dataclass(frozen=True)
-class WorkerSettings:
+class WorkerSettings(NamedTuple):
     warm: bool
     idle: float  # seconds an unused server waits before it stops
     why_cold: str | None = None  # why this build uses fresh processes, when it does

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from modelbuild.workers import wire
@@ -25,24 +26,30 @@ from modelbuild.workers import wire
 # Set in the fork that runs a handed-over build, so it never hands itself over again.
 DELEGATED = "MODELBUILD_DELEGATED"
 STARTED_WAIT = 30.0  # seconds for the server to fork the build (it forks at once when it can)
+# Options that make a build run here: read from the words before the command line is parsed
+# (argparse takes any unambiguous prefix, so "--col" is --cold); the fork checks them again
+# with the real parser (``here_because``).
+_RUN_HERE = ("--cold", "--dry-run", "--scheduler")
 
 
-def run_in_server(argv: Sequence[str], project: Any, cold: bool) -> int | None:
-    """The exit code of this build run by the warm server; None: run it here."""
-    if os.environ.get(DELEGATED) or not _streams_open():
+def hand_over(argv: Sequence[str] | None = None) -> int | None:
+    """The exit code of this build as the project's warm server ran it; None: run it here.
+
+    Called before the command line is even parsed (parsing means importing it, 20 ms): this
+    path imports only the socket, pickle, TOML and JSON readers, and modelbuild's few modules
+    that find the server."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    if not words or words[0] != "build" or _asks_to_run_here(words[1:]) or os.environ.get(DELEGATED) or not _streams_open():
         return None
     from modelbuild.workers import caller
-    from modelbuild.workers.client import read_status
-    from modelbuild.workers.config import resolve
     from modelbuild.workers.identity import differences, identity
-    from modelbuild.workers.place import place_for
+    from modelbuild.workers.status import read_status
 
     try:
-        settings = resolve(project.workers, cold)
-        if not settings.warm:
-            return None
-        place = place_for(project.cache_dir)
+        place = _place()
     except Exception:  # noqa: BLE001 - the build run here reports a bad setting or folder in its own words
+        return None
+    if place is None:
         return None
     status = read_status(place)
     if status is None or status.get("state") != "ready":
@@ -59,7 +66,7 @@ def run_in_server(argv: Sequence[str], project: Any, cold: bool) -> int | None:
         request = {
             "kind": "build",
             "identity": mine,
-            "argv": list(argv),
+            "argv": words,
             **caller.context(),
         }
         try:
@@ -71,7 +78,7 @@ def run_in_server(argv: Sequence[str], project: Any, cold: bool) -> int | None:
         except (OSError, EOFError):
             return None  # refused or not started (a server stopping, or too slow): nothing ran
         if not (isinstance(answer, tuple) and answer and answer[0] == "started"):
-            return None  # ("stale", why): run here, which replaces the server; ("refused", why): its limits
+            return None  # ("stale", why): run here, which replaces the server; ("refused", why): its limits, or an option
         sys.stdout.flush()
         try:
             outcome = wire.receive(connection)
@@ -86,6 +93,44 @@ def run_in_server(argv: Sequence[str], project: Any, cold: bool) -> int | None:
         return outcome[1]
     print(f"error: the warm server answered {outcome!r:.80}; build with --cold", file=sys.stderr)
     return 1
+
+
+def here_because(args: Any) -> str | None:
+    """Why a parsed command line runs in the client's own process, or None: a build the server
+    may run. (Only builds are handed over; --cold, a Dask scheduler and --dry-run run here.)"""
+    if getattr(args, "command", None) != "build":
+        return f"the {getattr(args, 'command', None)} command"
+    for option in ("cold", "scheduler", "dry_run"):
+        if getattr(args, option, None):
+            return f"--{option.replace('_', '-')}"
+    return None
+
+
+def _asks_to_run_here(words: list[str]) -> bool:
+    for word in words:
+        if word == "--":
+            return False
+        name = word.split("=", 1)[0]
+        if len(name) > 2 and any(option.startswith(name) for option in _RUN_HERE):
+            return True
+    return False
+
+
+def _place() -> Any:
+    """The project's server place, from its settings file as it stands (None: this project
+    builds cold). Not checked: the build the fork runs loads and checks the project itself."""
+    from modelbuild.manifest.settings_file import DEFAULT_FOLDERS, find_settings
+    from modelbuild.workers.config import resolve
+    from modelbuild.workers.place import place_for
+
+    root, _file, table = find_settings(Path.cwd().resolve())
+    folder = table.get("cache_dir", DEFAULT_FOLDERS["cache_dir"])
+    workers = table.get("workers")
+    if not isinstance(folder, str) or not (workers is None or isinstance(workers, dict)):
+        return None
+    if not resolve(workers, False).warm:
+        return None
+    return place_for((root / folder).resolve())
 
 
 def _streams_open() -> bool:

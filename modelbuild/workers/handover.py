@@ -12,8 +12,8 @@ import socket
 import sys
 from typing import Any
 
-from modelbuild.workers import caller, wire
-from modelbuild.workers.delegate import DELEGATED
+from modelbuild.workers import caller, identity, wire
+from modelbuild.workers.delegate import DELEGATED, here_because
 from modelbuild.workers.limits import LimitsRefused
 
 
@@ -38,6 +38,7 @@ def run_handed_over(conn: socket.socket, request: dict[str, Any], streams: list[
             code = 0
             return
         os.environ[DELEGATED] = "1"
+        identity.checked(request["identity"])  # the server compared it with its own
         sys.argv = ["modelbuild", *request["argv"]]
         # New stream objects on the build's descriptors: the server's were made for its log
         # file (block-buffered), a terminal wants lines as they come.
@@ -48,8 +49,14 @@ def run_handed_over(conn: socket.socket, request: dict[str, Any], streams: list[
         for handler in list(root.handlers):  # the server's log handler, which now points at the build's stderr
             root.removeHandler(handler)
         root.setLevel(logging.WARNING)
-        wire.send(conn, ("started", os.getpid()))
         from modelbuild.cli.commands import main
+
+        why = _runs_in_client(request["argv"])
+        if why is not None:
+            wire.send(conn, ("refused", why))  # the client runs it: nothing ran here
+            code = 0
+            return
+        wire.send(conn, ("started", os.getpid()))
 
         signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C, relayed by the server
         try:
@@ -71,3 +78,21 @@ def run_handed_over(conn: socket.socket, request: dict[str, Any], streams: list[
             pass
     finally:
         os._exit(code if isinstance(code, int) and 0 <= code < 256 else 1)
+
+
+def _runs_in_client(argv: list[str]) -> str | None:
+    """Why the client must run this command line itself (an option the client's quick look at
+    its words missed, such as ``--cold`` after a path), from the real parser; None when the
+    fork runs it. A command line the parser rejects is run here: the fork prints the usage
+    error on the client's stderr and sends its exit code."""
+    import contextlib
+    import io
+
+    from modelbuild.cli.commands import parser
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            args = parser().parse_args(argv)
+    except SystemExit:
+        return None
+    return here_because(args)

@@ -12,14 +12,13 @@ import hashlib
 import os
 import stat
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from modelbuild.errors import UserError
 
 
-@dataclass(frozen=True)
-class Place:
+class Place(NamedTuple):
     folder: Path
     name: str
 

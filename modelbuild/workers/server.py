@@ -65,6 +65,10 @@ class Server:
             from modelbuild.workers.warmup import warm
 
             self.warm_seconds = warm(self.log)
+            # What a handed-over build's fork runs first, imported once here rather than in
+            # every fork (where importing also copies the pages it touches).
+            from modelbuild.workers import handover  # noqa: F401
+
             # Every fork shares the server's objects: frozen, the forks' collections never walk
             # (and so never copy) them. Python's advice for fork without exec.
             gc.collect()
