@@ -121,7 +121,7 @@ def main() -> None:
                     seconds, line = build(copies[mode], manifest, flags[mode], env)
                     times.setdefault((edit, mode), []).append(seconds)
                     how = patched(copies[mode], options.model) if edit == "weights-only" else ""
-                    print(f"round {round_number}, {edit}, {mode}: {seconds:.1f} s ({line}; {how}; slowest: {slowest(copies[mode])})")
+                    print(f"round {round_number}, {edit}, {mode}: {seconds:.2f} s ({line}; {how}; slowest: {slowest(copies[mode])})")
                 same = all(artifacts(copies[mode], options.model) == artifacts(copies["cold"], options.model) for mode in modes)
                 identical = identical and same
                 if not same:
@@ -134,8 +134,8 @@ def main() -> None:
             full = statistics.median(times[(edit, "full")]) if (edit, "full") in times else None
             against = f"{warm / full:>10.2f}×" if full else f"{'-':>11}"
             verdict = "met" if warm / cold <= 0.20 else "NOT met"
-            shown = f"{full:.1f}" if full else "-"
-            print(f"{edit:<15}{shown:>9}{cold:>9.1f}{warm:>9.1f}{warm / cold:>10.2f}×{against}  ≤ 0.20 of cold: {verdict}")
+            shown = f"{full:.2f}" if full else "-"
+            print(f"{edit:<15}{shown:>9}{cold:>9.2f}{warm:>9.2f}{warm / cold:>10.2f}×{against}  ≤ 0.20 of cold: {verdict}")
         print(f"artifacts byte-identical (warm, cold and full conversion) after every round: {identical}")
         floor = statistics.median(started_alone() for _ in range(5))
         cold_metadata = statistics.median(times[("metadata-only", "cold")])

@@ -131,3 +131,35 @@ def test_a_handed_over_build_that_dies_is_reported_and_takes_its_stage_with_it(t
         if build.poll() is None:
             build.kill()
     built_again(root, server, marker)
+
+
+def test_the_client_hands_over_before_importing_the_command_line(tmp_path: Path) -> None:
+    """The thin client's whole point: a handed-over build costs the interpreter's start and
+    little more, so this process never imports the parser, the manifest loader or YAML."""
+    root = two_folders(tmp_path)
+    assert run_cli(root, "build", "first", "--no-bench", env=LIGHT).returncode == 0  # starts the server
+    assert wait_for(lambda: (status_of(root) or {}).get("state") == "ready", 60)
+    heavy = ("modelbuild.cli.commands", "modelbuild.manifest.project", "modelbuild.manifest.parse", "yaml", "argparse", "dataclasses")
+    code = f"import sys; from modelbuild.cli import main; rc = main(['build', 'first', '--no-bench']); print(rc, sorted(m for m in {heavy} if m in sys.modules))"
+    handed = subprocess.run([sys.executable, "-c", code], cwd=root, env={**os.environ, **LIGHT}, capture_output=True, text=True)
+    assert handed.returncode == 0, handed.stdout + handed.stderr
+    assert handed.stdout.strip().splitlines()[-1] == "0 []", handed.stdout
+    assert builds_served(root) == 1
+
+
+def test_options_that_run_a_build_here_are_seen_before_parsing_and_again_after() -> None:
+    from modelbuild.cli.commands import parser
+    from modelbuild.workers.delegate import _asks_to_run_here, here_because
+    from modelbuild.workers.handover import _runs_in_client
+
+    assert _asks_to_run_here(["manifests", "--col"])  # argparse takes an unambiguous prefix
+    assert _asks_to_run_here(["--scheduler=local:2"]) and _asks_to_run_here(["--dry-run"])
+    assert not _asks_to_run_here(["-j", "2", "--model", "gpt", "--no-bench"])
+    assert not _asks_to_run_here(["--", "--cold"])  # after "--", a path
+    assert here_because(parser().parse_args(["build", "--cold"])) == "--cold"
+    assert here_because(parser().parse_args(["build", "--scheduler", "local:1"])) == "--scheduler"
+    assert here_because(parser().parse_args(["build", "manifests"])) is None
+    assert here_because(parser().parse_args(["plan"])) == "the plan command"
+    # In the fork, from the real parser: an option the quick look missed sends the build back.
+    assert _runs_in_client(["build", "manifests", "--cold"]) == "--cold"
+    assert _runs_in_client(["build", "--jobs", "nope"]) is None  # the fork prints the usage error itself

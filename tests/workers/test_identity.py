@@ -41,3 +41,13 @@ def test_the_builds_own_folder_on_sys_path_is_not_a_difference(monkeypatch: pyte
     monkeypatch.chdir("/")
     assert search_path(str(tmp_path)) == build == ["/usr/lib/python3/site"]
     assert search_path() != build
+
+
+def test_a_fork_takes_the_identity_its_server_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelbuild.workers import identity as module
+
+    checked = {**identity(), "code": "checked by the server"}
+    monkeypatch.setattr(module, "_CHECKED", None)
+    module.checked(checked)
+    assert identity() == checked and identity() is not identity()  # a copy each time
+    assert identity(here="/")["code"] != "checked by the server"  # another folder: computed

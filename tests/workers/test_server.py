@@ -220,11 +220,55 @@ def test_a_killed_build_takes_its_stage_with_it_and_a_killed_stage_fails_only_it
     assert status_of(root)["pid"] == status["pid"]  # type: ignore[index]
 
 
-def children(pid: int) -> list[int]:
+def children(pid: int, spare: bool = False) -> list[int]:
+    """The server's live forks; without the spare waiting for the next request unless asked."""
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         found += [int(child) for child in (task / "children").read_text().split()]
-    return [child for child in found if alive(child)]
+    waiting = None if spare else _spare_of(pid)
+    return [child for child in found if alive(child) and child != waiting]
+
+
+def _spare_of(server: int) -> int | None:
+    for status_file in Path(os.environ["MODELBUILD_WORKERS_DIR"]).glob("*.json"):
+        try:
+            status = json.loads(status_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if status.get("pid") == server:
+            return status.get("spare")
+    return None
+
+
+def test_a_spare_fork_takes_the_next_request_and_ends_with_the_server(tmp_path: Path) -> None:
+    """The server forks before a request comes (forking a warm server costs 12 ms that a
+    build would otherwise wait for): the spare takes the next build or stage, a new spare
+    follows, a spare killed from outside is replaced, and stopping the server ends it."""
+    root = two_folders(tmp_path)
+    assert run_cli(root, "build", "first", "--no-bench", env=LIGHT).returncode == 0
+    assert wait_for(lambda: (status_of(root) or {}).get("spare") is not None, 30)
+    server, spare = status_of(root)["pid"], status_of(root)["spare"]  # type: ignore[index]
+    assert alive(spare) and children(server, spare=True) == [spare] and children(server) == []
+
+    layers = root / "first" / "models" / "layers.py"
+    layers.write_text(layers.read_text().replace("* 2", "* 3"))
+    assert run_cli(root, "build", "first", "--no-bench", env=LIGHT).returncode == 0
+    assert wait_for(lambda: not alive(spare), 10), "the spare did not take the build (or outlived it)"
+    assert wait_for(lambda: (status_of(root) or {}).get("spare") not in (None, spare), 10)
+    assert run_artifact(root, "first") == [4.0] * 4  # 1 * 3 + 1: the edit was built
+
+    killed = status_of(root)["spare"]  # type: ignore[index]
+    os.kill(killed, signal.SIGKILL)
+    assert wait_for(lambda: not alive(killed), 10)
+    layers.write_text(layers.read_text().replace("* 3", "* 4"))
+    again = run_cli(root, "build", "first", "--no-bench", env=LIGHT)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert run_artifact(root, "first") == [5.0] * 4
+    assert wait_for(lambda: (status_of(root) or {}).get("spare") not in (None, killed), 10)
+
+    last = status_of(root)["spare"]  # type: ignore[index]
+    assert run_cli(root, "workers", "stop", env=LIGHT).returncode == 0
+    assert wait_for(lambda: not alive(last), 10), "the spare outlived its server"
 
 
 def test_builds_starting_at_once_share_one_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
