@@ -120,8 +120,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, parsed: argparse.Namespace | None = None) -> int:
+    """The command line; ``parsed``: ``argv`` parsed already (a warm server's fork checks what
+    it was handed before it runs it)."""
+    args = parsed if parsed is not None else parser().parse_args(argv)
     try:
         return _run(args)
     except BrokenPipeError:
@@ -222,6 +224,7 @@ def _graph(args: argparse.Namespace, memo: Any = None) -> tuple[Any, list[Any], 
 
 def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
     import dataclasses
+    import time
 
     from modelbuild.cli.terminal import Terminal
     from modelbuild.graph.executor import BuildOptions, Executor, process_pool
@@ -231,6 +234,7 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
     from modelbuild.store.objects import ObjectStore
     from modelbuild.store.state import StateDB
 
+    started_ns = time.time_ns()  # before any input is read (modelbuild.cli.fastpath.remember)
     project = load_project()
     dry_run = dry_run or getattr(args, "dry_run", False)
     terminal = Terminal()
@@ -284,7 +288,7 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
             if not dry_run and not report.exit_code and not lock_problems and not remote_trouble and not getattr(args, "manifest_problems", None):
                 from modelbuild.cli import fastpath
 
-                fastpath.remember(args, project, models, nodes, report, ObjectStore(project.cache_dir).path)
+                fastpath.remember(args, project, models, nodes, report, ObjectStore(project.cache_dir).path, started_ns)
         finally:
             db.close()
     title = "modelbuild plan" if dry_run else f"modelbuild {getattr(args, 'command', 'build')}"

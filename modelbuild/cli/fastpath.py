@@ -95,9 +95,11 @@ def forget(cache_dir: Path) -> None:
         pass
 
 
-def remember(args: Any, project: Any, models: Iterable[Any], nodes: Iterable[Any], report: Any, store_path: Any) -> None:
+def remember(args: Any, project: Any, models: Iterable[Any], nodes: Iterable[Any], report: Any, store_path: Any, started_ns: int) -> None:
     """Record what this (successful) build read and wrote, for the next no-op, with the
-    report.json that no-op must leave (every stage up to date)."""
+    report.json that no-op must leave (every stage up to date). ``started_ns``: when the build
+    began (``time.time_ns()``), before it read anything: an input changed since is not
+    recorded at all (see ``changed_since``)."""
     wanted = request(args)
     if wanted is None:
         return
@@ -140,6 +142,12 @@ def remember(args: Any, project: Any, models: Iterable[Any], nodes: Iterable[Any
         for root, dirs, names in os.walk(tree):
             folders.update(Path(root) / d for d in dirs)
             files.update(Path(root) / n for n in names)
+    # The signatures are read now, at the end. An input written after the build read it (a
+    # training job's next checkpoint) would be recorded as the state that was built, and the
+    # next build would answer "nothing to do" with artifacts of the old bytes. No record then:
+    # the next build takes the full path and sees the change (git's "racily clean" entries).
+    if changed_during(files | folders, project, started_ns):
+        return
     watched = {str(p): signature(p) for p in sorted(files | folders)}
     record: dict[str, Any] = {"format": FORMAT, "request": wanted, "context": _context(), "stages": len(report.results), "watched": watched}
     if any(r.status != "cached" for r in report.results):
@@ -184,6 +192,33 @@ def _context() -> dict[str, Any]:
 def _own_variables() -> list[str]:
     """modelbuild's variables, but not the one that only picks the path to take."""
     return sorted(k for k in os.environ if k.startswith("MODELBUILD_") and k != "MODELBUILD_FASTPATH")
+
+
+def changed_during(paths: Iterable[Path], project: Any, started_ns: int) -> list[Path]:
+    """The inputs among ``paths`` that changed since ``started_ns``. Not the build's own
+    outputs (build/, the cache, modelbuild.lock), nor the folders from here up, which its
+    writes change."""
+    cwd = Path.cwd().resolve()
+    outputs = [project.out_dir, project.cache_dir]
+    mine = {project.root / "modelbuild.lock", cwd, *cwd.parents}
+    return [p for p in paths if p not in mine and not _inside(p, outputs) and changed_since(p, started_ns)]
+
+
+def changed_since(path: Path, started_ns: int) -> bool:
+    """Whether ``path`` changed (its ctime, which no tool can set back) at or after
+    ``started_ns``, allowing for the file system's clock: the kernel stamps files from a
+    coarse clock that lags ``time.time_ns()`` by a tick, and some file systems keep whole
+    seconds (a timestamp without nanoseconds is taken to be one of those)."""
+    try:
+        changed = os.stat(path).st_ctime_ns
+    except OSError:
+        return False  # missing: recorded as "missing", so its appearance is a change
+    margin = 2_000_000_000 if changed % 1_000_000_000 == 0 else 50_000_000
+    return changed >= started_ns - margin
+
+
+def _inside(path: Path, folders: list[Path]) -> bool:
+    return any(path == folder or folder in path.parents for folder in folders)
 
 
 def signature(path: Path) -> str:

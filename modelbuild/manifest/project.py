@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from modelbuild.errors import Location, ManifestError, problem
-from modelbuild.manifest.settings_file import DEFAULT_FOLDERS, find_settings, read_toml, tomllib
+from modelbuild.manifest.settings_file import DEFAULT_FOLDERS, find_settings, read_toml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 SETTINGS = {"cache_dir", "out_dir", "jobs", "defaults", "remote", "workers"}
 

@@ -8,14 +8,8 @@ else: this module reads TOML and nothing more.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any, Callable
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 DEFAULT_FOLDERS = {"cache_dir": "cache", "out_dir": "build"}
 
@@ -24,6 +18,8 @@ TomlReader = Callable[[Path], "dict[str, Any]"]
 
 def read_toml(path: Path) -> dict[str, Any]:
     """A TOML file's table (tomllib.TOMLDecodeError when it is not TOML)."""
+    import tomllib
+
     return tomllib.loads(path.read_text(encoding="utf-8"))
 
 

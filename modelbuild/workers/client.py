@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from modelbuild.workers import caller, wire
+from modelbuild.workers.delegate import DELEGATED
 from modelbuild.workers.identity import differences, identity
 from modelbuild.workers.place import Place
 from modelbuild.workers.status import is_server, read_status
@@ -96,7 +97,13 @@ class WarmPool(futures.Executor):
         self._closing = False
 
     def prepare(self) -> "WarmPool":
-        """Start or check the server now, in the background (the build plans meanwhile)."""
+        """Start or check the server now, in the background (the build plans meanwhile). A build
+        handed over to the server runs in a fork of it: its server is there, with its identity,
+        and checking costs a thread that competes with the planning (should it have stopped
+        meanwhile, the first stage finds it gone and starts one)."""
+        if os.environ.get(DELEGATED):
+            self._ready.set_result(None)
+            return self
 
         def start() -> None:
             try:

@@ -123,7 +123,7 @@ def _place() -> Any:
     from modelbuild.workers.config import resolve
     from modelbuild.workers.place import place_for
 
-    root, _file, table = find_settings(Path.cwd().resolve())
+    root, _file, table = find_settings(Path.cwd().resolve(), _remembered_toml)
     folder = table.get("cache_dir", DEFAULT_FOLDERS["cache_dir"])
     workers = table.get("workers")
     if not isinstance(folder, str) or not (workers is None or isinstance(workers, dict)):
@@ -131,6 +131,40 @@ def _place() -> Any:
     if not resolve(workers, False).warm:
         return None
     return place_for((root / folder).resolve())
+
+
+def _remembered_toml(path: Path) -> dict[str, Any]:
+    """A settings file's table, parsed once per version of the file: kept as JSON in the
+    private folder, by the file's path and stat signature (importing the TOML parser costs a
+    handed-over build 4 ms). Anything unusual (a value JSON cannot hold, an unreadable
+    folder) parses the file again."""
+    import hashlib
+    import json
+
+    from modelbuild.manifest.settings_file import read_toml
+    from modelbuild.workers.place import private_folder
+
+    info = path.stat()
+    signature = [str(path), info.st_size, info.st_mtime_ns, info.st_ino]
+    kept = private_folder() / f"settings-{hashlib.sha256(str(path).encode()).hexdigest()[:16]}.json"
+    try:
+        saved = json.loads(kept.read_text(encoding="utf-8"))
+        if saved["signature"] == signature and isinstance(saved["table"], dict):
+            return saved["table"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    table = read_toml(path)
+    try:
+        text = json.dumps({"signature": signature, "table": table})
+    except (TypeError, ValueError):  # a date or time in the table: parsed each time
+        return table
+    temporary = kept.with_name(f"{kept.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, kept)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+    return table
 
 
 def _streams_open() -> bool:

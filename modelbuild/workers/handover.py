@@ -51,7 +51,7 @@ def run_handed_over(conn: socket.socket, request: dict[str, Any], streams: list[
         root.setLevel(logging.WARNING)
         from modelbuild.cli.commands import main
 
-        why = _runs_in_client(request["argv"])
+        why, parsed = _runs_in_client(request["argv"])
         if why is not None:
             wire.send(conn, ("refused", why))  # the client runs it: nothing ran here
             code = 0
@@ -60,7 +60,7 @@ def run_handed_over(conn: socket.socket, request: dict[str, Any], streams: list[
 
         signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C, relayed by the server
         try:
-            code = main(request["argv"])
+            code = main(request["argv"], parsed)
         except SystemExit as exc:  # argparse: --help, a usage error
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
         finally:
@@ -80,11 +80,11 @@ def run_handed_over(conn: socket.socket, request: dict[str, Any], streams: list[
         os._exit(code if isinstance(code, int) and 0 <= code < 256 else 1)
 
 
-def _runs_in_client(argv: list[str]) -> str | None:
-    """Why the client must run this command line itself (an option the client's quick look at
-    its words missed, such as ``--cold`` after a path), from the real parser; None when the
-    fork runs it. A command line the parser rejects is run here: the fork prints the usage
-    error on the client's stderr and sends its exit code."""
+def _runs_in_client(argv: list[str]) -> tuple[str | None, Any]:
+    """(why the client must run this command line itself, or None when the fork runs it; the
+    parsed command line). From the real parser: an option the client's quick look at its words
+    missed comes back. A command line the parser rejects is run here (parsed: None): the fork
+    prints the usage error on the client's stderr and sends its exit code."""
     import contextlib
     import io
 
@@ -94,5 +94,5 @@ def _runs_in_client(argv: list[str]) -> str | None:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             args = parser().parse_args(argv)
     except SystemExit:
-        return None
-    return here_because(args)
+        return None, None
+    return here_because(args), args

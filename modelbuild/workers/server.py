@@ -53,6 +53,7 @@ class Server:
         self.state = "warming"
         self.warm_seconds: dict[str, float] = {}
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.spare: tuple[int, socket.socket] | None = None  # a fork waiting for the next request, and its channel
 
     # -- life ------------------------------------------------------------------------------
 
@@ -96,6 +97,8 @@ class Server:
         while not self.stopping:
             self._reap()
             self._kill_doomed()
+            if not self.running:  # made while a fork runs, it would take that fork's CPU and memory bandwidth
+                self._make_spare()
             if not self.running and time.monotonic() - self.last_used > self.idle:
                 self.log.info("idle for %.0fs: stopping", self.idle)
                 return
@@ -119,6 +122,7 @@ class Server:
             raise SystemExit(0)
 
     def _shut(self) -> None:
+        self._drop_spare()
         for pid in list(self.running):
             _kill_group(pid)
         self._reap(block=True)
@@ -194,13 +198,7 @@ class Server:
     def _run(self, conn: socket.socket, request: dict[str, Any]) -> None:
         if self._stale(conn, request) or self._unfit(conn, request, "cold"):
             return
-        pid = os.fork()
-        if pid == 0:  # the stage's process
-            self.listener.close()
-            for other in self.running.values():
-                if other is not None:
-                    other.close()
-            _run_in_fork(conn, request, self.threads)  # never returns
+        pid = self._hand_to_fork("run", conn, request, [])
         conn.settimeout(None)
         self.running[pid] = conn
         self.served += 1
@@ -219,19 +217,7 @@ class Server:
             if len(streams) != 3 or self._stale(conn, request) or self._unfit(conn, request, "refused"):
                 conn.close()
                 return
-            pid = os.fork()
-            if pid == 0:  # the build's process
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # until the build's own handler is in place
-                try:
-                    self.listener.close()
-                    for other in self.running.values():
-                        if other is not None:
-                            other.close()
-                    from modelbuild.workers.handover import run_handed_over
-
-                    run_handed_over(conn, request, streams)
-                finally:
-                    os._exit(1)
+            pid = self._hand_to_fork("build", conn, request, streams)
         finally:
             for fd in streams:
                 os.close(fd)
@@ -240,6 +226,74 @@ class Server:
         self.builds.add(pid)
         self.served_builds += 1
         self._write_status()
+
+    # -- forks -----------------------------------------------------------------------------
+
+    def _hand_to_fork(self, kind: str, conn: socket.socket, request: dict[str, Any], streams: list[int]) -> int:
+        """The pid of the process that now runs the request: the spare fork, made before the
+        request came, or (no spare, or a spare that died) a fork made now. The loop makes the
+        next spare once this request's descriptors are closed (a spare that kept a build's
+        streams open would keep its reader waiting for their end)."""
+        pid = self._give_spare(kind, conn, request, streams)
+        if pid is None:
+            pid = os.fork()
+            if pid == 0:
+                self._child_of_server()
+                _run_request(kind, conn, request, streams, self.threads)  # never returns
+        return pid
+
+    def _make_spare(self) -> None:
+        """Fork now, for the next request. Forking a server that holds torch, coremltools and
+        ExecuTorch copies its page tables: 12 ms here, a tenth of a metadata-only rebuild when
+        it happens while the build waits. The spare waits for its request on a socket pair; it
+        ends when the server closes its end (the server stopped or died)."""
+        if self.spare is not None or self.stopping:
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            pid = os.fork()
+        except OSError as exc:  # out of processes or memory: requests fork when they come
+            self.log.warning("no spare fork: %s", exc)
+            ours.close()
+            theirs.close()
+            return
+        if pid == 0:
+            ours.close()
+            self._child_of_server()
+            _wait_as_spare(theirs, self.threads)  # never returns
+        theirs.close()
+        self.spare = (pid, ours)
+        self._write_status()
+
+    def _give_spare(self, kind: str, conn: socket.socket, request: dict[str, Any], streams: list[int]) -> int | None:
+        """Hand the request to the spare: its connection and streams as descriptors, then the
+        request itself. None when there is no spare or it cannot take it."""
+        if self.spare is None:
+            return None
+        pid, channel = self.spare
+        self.spare = None
+        try:
+            socket.send_fds(channel, [b"J"], [conn.fileno(), *streams])
+            wire.send(channel, (kind, request))
+            return pid
+        except OSError as exc:  # the spare died (killed, out of memory): a fork made now takes it
+            self.log.info("the spare fork %d could not take a request: %s", pid, exc)
+            _kill_group(pid, alone=True)
+            return None
+        finally:
+            channel.close()
+
+    def _child_of_server(self) -> None:
+        """In a new fork: let go of what is the server's (its listening socket, the builds'
+        connections, the spare's channel), so only the server answers them."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # until the work's own handler is in place
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        self.listener.close()
+        for other in self.running.values():
+            if other is not None:
+                other.close()
+        if self.spare is not None:
+            self.spare[1].close()
 
     def _build_went_away(self, conn: socket.socket) -> None:
         """A running stage's build closed its end. Usually it has just read the answer and the
@@ -264,7 +318,27 @@ class Server:
                 _kill_group(pid)
                 del self.doomed[pid]
 
+    def _drop_spare(self) -> None:
+        """End the spare fork (closing its channel ends it) and wait for it."""
+        if self.spare is None:
+            return
+        pid, channel = self.spare
+        self.spare = None
+        channel.close()
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
     def _reap(self, block: bool = False) -> None:
+        if self.spare is not None:
+            try:
+                gone = os.waitpid(self.spare[0], os.WNOHANG)[0]
+            except ChildProcessError:
+                gone = self.spare[0]
+            if gone:  # killed from outside: the next request forks, and a new spare follows
+                self.spare[1].close()
+                self.spare = None
         for pid in list(self.running):
             try:
                 done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
@@ -293,6 +367,7 @@ class Server:
             "identity": self.identity,
             "warm_up": self.warm_seconds,
             "memory": _resident_bytes(),
+            "spare": self.spare[0] if self.spare is not None else None,
         }
         text = json.dumps(status, indent=1, sort_keys=True)
         if text != getattr(self, "_last_status", None) and self._still_mine():  # a newer server's file is not ours to write
@@ -305,6 +380,37 @@ class Server:
                 temporary.unlink(missing_ok=True)
                 return
             self._last_status = text
+
+
+def _wait_as_spare(channel: socket.socket, threads: int | None) -> None:
+    """The spare fork: wait for a request from the server, then run it as a fork made for it
+    would. Ends when the server closes the channel without one."""
+    code = 0
+    try:
+        _, fds, _, _ = socket.recv_fds(channel, 1, 4)
+        if not fds:
+            return  # the server stopped
+        kind, request = wire.receive(channel)
+        channel.close()
+        conn = socket.socket(fileno=fds[0])
+        _run_request(kind, conn, request, fds[1:], threads)  # never returns
+    except BaseException:  # noqa: BLE001 - a spare that cannot take its request: the build hears "gone"
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _run_request(kind: str, conn: socket.socket, request: dict[str, Any], streams: list[int], threads: int | None) -> None:
+    """In a fork: run a stage, or a whole handed-over build, and end."""
+    try:
+        if kind == "build":
+            from modelbuild.workers.handover import run_handed_over
+
+            run_handed_over(conn, request, streams)
+        else:
+            _run_in_fork(conn, request, threads)
+    finally:
+        os._exit(1)
 
 
 def _run_in_fork(conn: socket.socket, request: dict[str, Any], threads: int | None) -> None:
@@ -337,7 +443,15 @@ def _run_in_fork(conn: socket.socket, request: dict[str, Any], threads: int | No
         os._exit(code)
 
 
-def _kill_group(pid: int) -> None:
+def _kill_group(pid: int, alone: bool = False) -> None:
+    """Kill a fork's process group (``alone``: the fork itself, which has no group of its own yet)."""
+    if alone:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError, PermissionError):
+            pass
+        return
     _signal_group(pid, signal.SIGKILL)
 
 

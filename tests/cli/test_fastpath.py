@@ -151,3 +151,48 @@ def _object(project: Path) -> tuple[str, ...]:
     report = json.loads((project / "build" / "report.json").read_text())
     digest = report["models"]["tiny"]["stages"]["torchscript.export"]["output"]
     return (digest[:2], digest, "tiny.pt")
+
+
+CHECKPOINTING = """\
+import torch
+from pathlib import Path
+from safetensors.torch import save_file
+
+MARKER = Path({marker!r})
+
+
+def build():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    if MARKER.exists():  # a training job that writes its next checkpoint while the build runs
+        MARKER.unlink()
+        save_file({{"weight": torch.full((3, 4), 7.0), "bias": torch.zeros(3)}}, {weights!r})
+    return model
+"""
+
+
+def test_an_input_written_during_the_build_is_not_recorded_as_built(tmp_path: Path) -> None:
+    """The record is written when the build ends; a checkpoint the training job wrote after
+    the build read the old one must not be recorded as the state it built, or the next build
+    would answer "nothing to do" with artifacts of the old weights (the worst bug there is)."""
+    import torch
+    from safetensors.torch import save_file
+
+    root = tmp_path / "racy"
+    (root / "models").mkdir(parents=True)
+    (root / "manifests").mkdir()
+    weights = root / "manifests" / "weights.safetensors"
+    marker = tmp_path / "write-a-checkpoint"
+    (root / "models" / "tiny.py").write_text(CHECKPOINTING.format(marker=str(marker), weights=str(weights)))
+    (root / "manifests" / "tiny.yaml").write_text(MANIFEST.replace(", code: [data/]", ""))
+    torch.manual_seed(1)
+    save_file(torch.nn.Linear(4, 3).state_dict(), str(weights))
+    (root / "modelbuild.toml").write_text('cache_dir = "cache"\nout_dir = "build"\n')
+    marker.write_text("")
+    assert build(root, "--cold")  # a stage's factory rewrites the weights after their snapshot
+    assert not marker.exists()
+    again = build(root, "--cold")
+    assert FAST not in again, "the checkpoint written during the last build was taken as built"
+    model = torch.jit.load(str(root / "build" / "tiny" / "tiny.pt"))
+    assert float(model(torch.ones(1, 4)).sum()) == 3 * 4 * 7.0  # the new checkpoint is what was built
+    assert FAST in build(root, "--cold")

@@ -62,3 +62,35 @@ def test_watch_rejects_a_bad_interval(tmp_path: Path) -> None:
     root = two_folders(tmp_path)
     result = subprocess.run([sys.executable, "-m", "modelbuild", "watch", "first", "--interval", "0"], cwd=root, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "--interval must be > 0" in result.stderr
+
+
+def test_a_file_written_during_a_round_starts_the_next_one(tmp_path: Path) -> None:
+    """A training job writes while a round builds: the round built what it read, and the
+    write is a change still to build. (Taking the signatures after the round as the state to
+    wait on would make watch sit on a stale artifact until the next write.)"""
+    root = two_folders(tmp_path)
+    marker = tmp_path / "write-during-the-round"
+    layers = root / "first" / "models" / "layers.py"
+    tiny = root / "first" / "models" / "tiny.py"
+    # The factory, once, rewrites a module it has already imported: factor 2 built, 5 on disk.
+    writes = f"    from pathlib import Path\n    if Path({str(marker)!r}).exists():\n        Path({str(marker)!r}).unlink()\n"
+    writes += f"        Path({str(layers)!r}).write_text({LAYERS.format(factor=5)!r})\n"
+    tiny.write_text(tiny.read_text().replace("def build():\n", "def build():\n" + writes))
+    marker.write_text("")
+    out = tmp_path / "watch.txt"
+    with open(out, "w") as sink:
+        watching = subprocess.Popen(
+            [sys.executable, "-m", "modelbuild", "watch", "first", "--no-bench", "--interval", "0.1", "--settle", "0.3", "--rounds", "2"],
+            cwd=root,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "MODELBUILD_WORKERS": "cold"},
+        )
+        try:
+            assert watching.wait(timeout=300) == 0, out.read_text()
+        finally:
+            if watching.poll() is None:
+                watching.kill()
+    seen = out.read_text()
+    assert "round 2: ok" in seen and "changed: first/models/layers.py" in seen, seen
+    assert run_artifact(root, "first") == [6.0] * 4  # 1 * 5 + 1: the file written during round 1 was built

@@ -140,7 +140,8 @@ def test_the_client_hands_over_before_importing_the_command_line(tmp_path: Path)
     assert run_cli(root, "build", "first", "--no-bench", env=LIGHT).returncode == 0  # starts the server
     assert wait_for(lambda: (status_of(root) or {}).get("state") == "ready", 60)
     heavy = ("modelbuild.cli.commands", "modelbuild.manifest.project", "modelbuild.manifest.parse", "yaml", "argparse", "dataclasses")
-    code = f"import sys; from modelbuild.cli import main; rc = main(['build', 'first', '--no-bench']); print(rc, sorted(m for m in {heavy} if m in sys.modules))"
+    code = "import sys; from modelbuild.cli import main; rc = main(['build', 'first', '--no-bench']); "
+    code += f"print(rc, sorted(m for m in {heavy} if m in sys.modules))"
     handed = subprocess.run([sys.executable, "-c", code], cwd=root, env={**os.environ, **LIGHT}, capture_output=True, text=True)
     assert handed.returncode == 0, handed.stdout + handed.stderr
     assert handed.stdout.strip().splitlines()[-1] == "0 []", handed.stdout
@@ -161,5 +162,6 @@ def test_options_that_run_a_build_here_are_seen_before_parsing_and_again_after()
     assert here_because(parser().parse_args(["build", "manifests"])) is None
     assert here_because(parser().parse_args(["plan"])) == "the plan command"
     # In the fork, from the real parser: an option the quick look missed sends the build back.
-    assert _runs_in_client(["build", "manifests", "--cold"]) == "--cold"
-    assert _runs_in_client(["build", "--jobs", "nope"]) is None  # the fork prints the usage error itself
+    assert _runs_in_client(["build", "manifests", "--cold"])[0] == "--cold"
+    assert _runs_in_client(["build", "--jobs", "nope"]) == (None, None)  # the fork prints the usage error itself
+    assert _runs_in_client(["build", "--no-bench"])[1].no_bench
