@@ -190,8 +190,10 @@ def _context() -> dict[str, Any]:
 
 
 def _own_variables() -> list[str]:
-    """modelbuild's variables, but not the one that only picks the path to take."""
-    return sorted(k for k in os.environ if k.startswith("MODELBUILD_") and k != "MODELBUILD_FASTPATH")
+    """modelbuild's variables, but not those that only pick the path to take: this one, and
+    the one a warm server's fork runs a handed-over build with (a record it wrote must answer
+    the same build run here, and the other way round)."""
+    return sorted(k for k in os.environ if k.startswith("MODELBUILD_") and k not in ("MODELBUILD_FASTPATH", "MODELBUILD_DELEGATED"))
 
 
 def changed_during(paths: Iterable[Path], project: Any, started_ns: int) -> list[Path]:

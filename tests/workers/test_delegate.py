@@ -146,6 +146,12 @@ def test_the_client_hands_over_before_importing_the_command_line(tmp_path: Path)
     assert handed.returncode == 0, handed.stdout + handed.stderr
     assert handed.stdout.strip().splitlines()[-1] == "0 []", handed.stdout
     assert builds_served(root) == 1
+    # The record the fork left answers the next build, run here or handed over alike.
+    unchanged = "(no file changed since the last build)"
+    here = run_cli(root, "build", "first", "--no-bench", "--cold", env=LIGHT)
+    assert unchanged in here.stdout, here.stdout + here.stderr
+    again = run_cli(root, "build", "first", "--no-bench", env=LIGHT)
+    assert unchanged in again.stdout and builds_served(root) == 2, again.stdout + again.stderr
 
 
 def test_options_that_run_a_build_here_are_seen_before_parsing_and_again_after() -> None:
