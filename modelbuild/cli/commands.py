@@ -286,9 +286,14 @@ def cmd_build(args: argparse.Namespace, dry_run: bool = False) -> int:
             released = _release(args, project, models, report, lock_problems) if not dry_run else []
             remote_trouble = bool(report.remote and report.remote["trouble"])  # the next build tries the remote again
             if not dry_run and not report.exit_code and not lock_problems and not remote_trouble and not getattr(args, "manifest_problems", None):
-                from modelbuild.cli import fastpath
+                from modelbuild.cli import afterwards, fastpath
 
-                fastpath.remember(args, project, models, nodes, report, ObjectStore(project.cache_dir).path, started_ns)
+                record = functools.partial(fastpath.remember, args, project, models, nodes, report, ObjectStore(project.cache_dir).path, started_ns)
+                if afterwards.holding():  # a handed-over build: its client gets the answer first
+                    report_signature = fastpath.signature(project.out_dir / "report.json")
+                    afterwards.later(functools.partial(fastpath.remember_if_current, record, project, report_signature))
+                else:
+                    record()
         finally:
             db.close()
     title = "modelbuild plan" if dry_run else f"modelbuild {getattr(args, 'command', 'build')}"

@@ -22,7 +22,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 RECORD = "noop.json"
 FORMAT = 2  # 2: modelbuild's own files are watched too
@@ -153,6 +153,19 @@ def remember(args: Any, project: Any, models: Iterable[Any], nodes: Iterable[Any
     if any(r.status != "cached" for r in report.results):
         record["report"] = _noop_report(report)
     _replace(project.cache_dir / RECORD, json.dumps(record))
+
+
+def remember_if_current(record: Callable[[], None], project: Any, written: str) -> None:
+    """``record`` (a bound ``remember``) run later, after the client of a handed-over build has
+    its answer: under the build lock again, and only if report.json still has the signature
+    ``written`` it had when the build ended (another build since would have written it anew,
+    and this record would describe that build's files with this build's report)."""
+    from modelbuild.store.lock import build_lock
+
+    report = project.out_dir / "report.json"
+    with build_lock(project.cache_dir, lambda _words: None):
+        if signature(report) == written:
+            record()
 
 
 def _noop_report(report: Any) -> str:

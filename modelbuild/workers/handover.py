@@ -49,6 +49,7 @@ def run_handed_over(conn: socket.socket, request: dict[str, Any], streams: list[
         for handler in list(root.handlers):  # the server's log handler, which now points at the build's stderr
             root.removeHandler(handler)
         root.setLevel(logging.WARNING)
+        from modelbuild.cli import afterwards
         from modelbuild.cli.commands import main
 
         why, parsed = _runs_in_client(request["argv"])
@@ -59,6 +60,7 @@ def run_handed_over(conn: socket.socket, request: dict[str, Any], streams: list[
         wire.send(conn, ("started", os.getpid()))
 
         signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C, relayed by the server
+        afterwards.hold()  # what only a later build reads is written after the answer
         try:
             code = main(request["argv"], parsed)
         except SystemExit as exc:  # argparse: --help, a usage error
@@ -68,6 +70,7 @@ def run_handed_over(conn: socket.socket, request: dict[str, Any], streams: list[
         sys.stdout.flush()
         sys.stderr.flush()
         wire.send(conn, ("exit", int(code)))
+        _after_the_answer()
     except BaseException:  # noqa: BLE001 - the client reports a dead build process
         import traceback
 
@@ -96,3 +99,19 @@ def _runs_in_client(argv: list[str]) -> tuple[str | None, Any]:
     except SystemExit:
         return None, None
     return here_because(args), args
+
+
+def _after_the_answer() -> None:
+    """The client has its exit code and is gone: let go of its streams (a reader of its
+    output, ``| tail``, waits for every writer to close them), then write what was kept for
+    later (modelbuild.cli.afterwards). A failure here costs the next build its fast path only."""
+    from modelbuild.cli import afterwards
+
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    try:
+        afterwards.finish()
+    except Exception:  # noqa: BLE001 - nobody is left to tell; the next build takes the full path
+        pass

@@ -196,3 +196,24 @@ def test_an_input_written_during_the_build_is_not_recorded_as_built(tmp_path: Pa
     model = torch.jit.load(str(root / "build" / "tiny" / "tiny.pt"))
     assert float(model(torch.ones(1, 4)).sum()) == 3 * 4 * 7.0  # the new checkpoint is what was built
     assert FAST in build(root, "--cold")
+
+
+def test_a_record_written_after_the_answer_is_dropped_when_another_build_came_first(tmp_path: Path) -> None:
+    """A handed-over build writes its no-op record after its client returned. If another build
+    ran meanwhile (report.json written anew), the record would pair that build's files with
+    this build's report: it is not written."""
+    from types import SimpleNamespace
+
+    from modelbuild.cli.fastpath import remember_if_current, signature
+
+    project = SimpleNamespace(out_dir=tmp_path / "build", cache_dir=tmp_path / "cache")
+    project.out_dir.mkdir()
+    report = project.out_dir / "report.json"
+    report.write_text("{}")
+    written = signature(report)
+    recorded: list[str] = []
+    remember_if_current(lambda: recorded.append("first"), project, written)
+    report.unlink()
+    report.write_text("{}")  # another build's report: same bytes, another file
+    remember_if_current(lambda: recorded.append("second"), project, written)
+    assert recorded == ["first"]

@@ -146,7 +146,9 @@ def test_the_client_hands_over_before_importing_the_command_line(tmp_path: Path)
     assert handed.returncode == 0, handed.stdout + handed.stderr
     assert handed.stdout.strip().splitlines()[-1] == "0 []", handed.stdout
     assert builds_served(root) == 1
-    # The record the fork left answers the next build, run here or handed over alike.
+    # The record the fork left (written after the client had its answer) answers the next
+    # build, run here or handed over alike.
+    assert wait_for((root / "cache" / "noop.json").exists, 10)
     unchanged = "(no file changed since the last build)"
     here = run_cli(root, "build", "first", "--no-bench", "--cold", env=LIGHT)
     assert unchanged in here.stdout, here.stdout + here.stderr
