@@ -145,7 +145,7 @@ def _remembered_toml(path: Path) -> dict[str, Any]:
     from modelbuild.workers.place import private_folder
 
     info = path.stat()
-    signature = [str(path), info.st_size, info.st_mtime_ns, info.st_ino]
+    signature = [str(path), info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns]
     kept = private_folder() / f"settings-{hashlib.sha256(str(path).encode()).hexdigest()[:16]}.json"
     try:
         saved = json.loads(kept.read_text(encoding="utf-8"))

@@ -173,3 +173,24 @@ def test_options_that_run_a_build_here_are_seen_before_parsing_and_again_after()
     assert _runs_in_client(["build", "manifests", "--cold"])[0] == "--cold"
     assert _runs_in_client(["build", "--jobs", "nope"]) == (None, None)  # the fork prints the usage error itself
     assert _runs_in_client(["build", "--no-bench"])[1].no_bench
+
+
+def test_the_settings_the_client_keeps_follow_every_edit(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The thin client keeps modelbuild.toml's table as JSON by the file's stat signature: an
+    edit that keeps size and mtime (only ctime moves) is still read anew, and a kept copy
+    someone corrupted is parsed again, never trusted."""
+    from modelbuild.workers.delegate import _remembered_toml
+
+    monkeypatch.setenv("MODELBUILD_WORKERS_DIR", str(tmp_path / "private"))
+    settings = tmp_path / "modelbuild.toml"
+    settings.write_text('cache_dir = "aaa"\n')
+    assert _remembered_toml(settings) == {"cache_dir": "aaa"}
+    kept = next((tmp_path / "private").glob("settings-*.json"))
+    stat = settings.stat()
+    settings.write_text('cache_dir = "bbb"\n')
+    os.utime(settings, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert _remembered_toml(settings) == {"cache_dir": "bbb"}
+    kept.write_text("{not json")
+    assert _remembered_toml(settings) == {"cache_dir": "bbb"}
+    kept.write_text('{"signature": "forged", "table": {"cache_dir": "elsewhere"}}')
+    assert _remembered_toml(settings) == {"cache_dir": "bbb"}
