@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 RECORD = "noop.json"
+CHANGED_DURING_THE_BUILD = "changed during the build"  # a recorded signature no path ever has
 FORMAT = 2  # 2: modelbuild's own files are watched too
 ENVIRONMENT = ("PYTHONPATH", "ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -142,13 +143,14 @@ def remember(args: Any, project: Any, models: Iterable[Any], nodes: Iterable[Any
         for root, dirs, names in os.walk(tree):
             folders.update(Path(root) / d for d in dirs)
             files.update(Path(root) / n for n in names)
+    watched = {str(p): signature(p) for p in sorted(files | folders)}
     # The signatures are read now, at the end. An input written after the build read it (a
     # training job's next checkpoint) would be recorded as the state that was built, and the
-    # next build would answer "nothing to do" with artifacts of the old bytes. No record then:
-    # the next build takes the full path and sees the change (git's "racily clean" entries).
-    if changed_during(files | folders, project, started_ns):
-        return
-    watched = {str(p): signature(p) for p in sorted(files | folders)}
+    # next build would answer "nothing to do" with artifacts of the old bytes. Such an entry is
+    # recorded as a signature no file has: the next build takes the full path and sees the
+    # change (git's "racily clean" entries), and `watch` still knows to watch the file.
+    for path in changed_during(files | folders, project, started_ns):
+        watched[str(path)] = CHANGED_DURING_THE_BUILD
     record: dict[str, Any] = {"format": FORMAT, "request": wanted, "context": _context(), "stages": len(report.results), "watched": watched}
     if any(r.status != "cached" for r in report.results):
         record["report"] = _noop_report(report)

@@ -57,7 +57,10 @@ def run_handed_over(conn: socket.socket, request: dict[str, Any], streams: list[
             wire.send(conn, ("refused", why))  # the client runs it: nothing ran here
             code = 0
             return
-        wire.send(conn, ("started", os.getpid()))
+        try:
+            wire.send(conn, ("started", os.getpid()))
+        except OSError:  # the client gave up waiting (and builds itself): nothing ran here
+            return
 
         signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C, relayed by the server
         afterwards.hold()  # what only a later build reads is written after the answer
@@ -69,7 +72,10 @@ def run_handed_over(conn: socket.socket, request: dict[str, Any], streams: list[
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # from here on, only os._exit ends this process
         sys.stdout.flush()
         sys.stderr.flush()
-        wire.send(conn, ("exit", int(code)))
+        try:
+            wire.send(conn, ("exit", int(code)))
+        except OSError:  # the client went away (Ctrl-C): it has said "interrupted" already
+            pass
         _after_the_answer()
     except BaseException:  # noqa: BLE001 - the client reports a dead build process
         import traceback

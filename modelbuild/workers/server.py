@@ -273,10 +273,11 @@ class Server:
         pid, channel = self.spare
         self.spare = None
         try:
+            channel.settimeout(5.0)  # a spare that does not read (stopped, swapping) must not stop the server
             socket.send_fds(channel, [b"J"], [conn.fileno(), *streams])
             wire.send(channel, (kind, request))
             return pid
-        except OSError as exc:  # the spare died (killed, out of memory): a fork made now takes it
+        except OSError as exc:  # the spare died (killed, out of memory) or does not read: a fork made now takes it
             self.log.info("the spare fork %d could not take a request: %s", pid, exc)
             _kill_group(pid, alone=True)
             return None
@@ -456,8 +457,18 @@ def _kill_group(pid: int, alone: bool = False) -> None:
 
 
 def _signal_group(pid: int, signum: int) -> None:
+    """Signal a fork's process group; the fork alone when it has none yet (a spare that has not
+    begun its request: stopped, or slow to be scheduled). The pid is still the server's
+    unreaped child, so it cannot belong to another process."""
     try:
         os.killpg(pid, signum)
+        return
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        return
+    try:
+        os.kill(pid, signum)
     except (ProcessLookupError, PermissionError):
         pass
 

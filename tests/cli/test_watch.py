@@ -80,7 +80,8 @@ def test_a_file_written_during_a_round_starts_the_next_one(tmp_path: Path) -> No
     out = tmp_path / "watch.txt"
     with open(out, "w") as sink:
         watching = subprocess.Popen(
-            [sys.executable, "-m", "modelbuild", "watch", "first", "--no-bench", "--interval", "0.1", "--settle", "0.3", "--rounds", "2"],
+            # Only the manifest is given: the module is known to watch from the build's record alone.
+            [sys.executable, "-m", "modelbuild", "watch", "first/first.yaml", "--no-bench", "--interval", "0.1", "--settle", "0.3", "--rounds", "2"],
             cwd=root,
             stdout=sink,
             stderr=subprocess.STDOUT,

@@ -287,10 +287,15 @@ def test_builds_starting_at_once_share_one_server(tmp_path: Path, monkeypatch: p
         servers = [
             p for p in Path("/proc").iterdir() if p.name.isdigit() and b"modelbuild.workers.server" in _cmdline(p) and place.name.encode() in _cmdline(p)
         ]
-        spare = status.get("spare")  # a fork of the server, waiting for the next request
-        assert [int(p.name) for p in servers if alive(int(p.name)) and int(p.name) != spare] == [status["pid"]]
+        pids = {int(p.name) for p in servers if alive(int(p.name))}
+        # A fork of a server (its spare, waiting for the next request) has the same command line.
+        assert [pid for pid in pids if _parent(pid) not in pids] == [status["pid"]]
     finally:
         stop_server(place)
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def _cmdline(proc: Path) -> bytes:
@@ -319,3 +324,36 @@ def test_a_server_that_cannot_start_leaves_the_build_cold_with_a_warning(
     assert "warning: warm workers: the server could not start (WorkerTrouble: no room for a server); stages ran in fresh processes" in said.err
     assert run_artifact(root, "first") == [3.0] * 4
     assert status_of(root) is None
+
+
+def test_a_spare_that_stopped_costs_one_build_a_wait_and_nothing_else(tmp_path: Path) -> None:
+    """A spare that never reads its request (stopped, swapping): the client gives up waiting
+    and builds itself; the server then kills the spare, so the descriptors it was sent (the
+    client's stdout among them) are let go (a reader of that pipe would wait forever), and the
+    server serves, makes spares and idles out as before."""
+    root = two_folders(tmp_path)
+    assert run_cli(root, "build", "first", "--no-bench", env=LIGHT).returncode == 0
+    assert wait_for(lambda: (status_of(root) or {}).get("spare") is not None, 30)
+    stopped = status_of(root)["spare"]  # type: ignore[index]
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        layers = root / "first" / "models" / "layers.py"
+        layers.write_text(layers.read_text().replace("* 2", "* 6"))
+        piped = subprocess.run(
+            f"{sys.executable} -m modelbuild build first --no-bench | cat",
+            shell=True,
+            cwd=root,
+            env={**os.environ, **LIGHT},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert "built" in piped.stdout, piped.stdout + piped.stderr
+        assert run_artifact(root, "first") == [7.0] * 4
+        assert wait_for(lambda: not alive(stopped), 15), "the stopped spare was not killed"
+        assert wait_for(lambda: (status_of(root) or {}).get("running") == 0 and (status_of(root) or {}).get("spare") not in (None, stopped), 15)
+    finally:
+        try:
+            os.kill(stopped, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
