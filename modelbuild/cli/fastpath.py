@@ -99,8 +99,8 @@ def forget(cache_dir: Path) -> None:
 def remember(args: Any, project: Any, models: Iterable[Any], nodes: Iterable[Any], report: Any, store_path: Any, started_ns: int) -> None:
     """Record what this (successful) build read and wrote, for the next no-op, with the
     report.json that no-op must leave (every stage up to date). ``started_ns``: when the build
-    began (``time.time_ns()``), before it read anything: an input changed since is not
-    recorded at all (see ``changed_since``)."""
+    began (``time.time_ns()``), before it read anything: an input changed since is recorded
+    as CHANGED_DURING_THE_BUILD, which no later look matches (see ``changed_during``)."""
     wanted = request(args)
     if wanted is None:
         return

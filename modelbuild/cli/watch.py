@@ -34,7 +34,7 @@ def add_parser(sub: Any, with_paths: Callable[..., Any], with_remote: Callable[.
 
 def cmd_watch(args: argparse.Namespace, run: Callable[[argparse.Namespace], int]) -> int:
     """``run`` is the command line's own build entry (fast path, errors, exit codes)."""
-    from modelbuild.cli.fastpath import changed_during
+    from modelbuild.cli.fastpath import CHANGED_DURING_THE_BUILD, changed_during
     from modelbuild.manifest.project import load_project
 
     if args.interval <= 0 or args.settle < 0:
@@ -59,7 +59,7 @@ def cmd_watch(args: argparse.Namespace, run: Callable[[argparse.Namespace], int]
             # A file written while the round ran (a checkpoint after the build read the last
             # one) is a change still to build, not the state to wait on.
             for path in changed_during(map(Path, baseline), project, started_ns):
-                baseline[str(path)] = "changed during the round"
+                baseline[str(path)] = CHANGED_DURING_THE_BUILD
             outcome = "ok" if code == 0 else f"exit {code}"
             print(f"[{started}] round {rounds}: {outcome}; watching {len(baseline)} files (Ctrl-C stops)", flush=True)
             if args.rounds and rounds >= args.rounds:

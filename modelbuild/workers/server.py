@@ -279,7 +279,11 @@ class Server:
             return pid
         except OSError as exc:  # the spare died (killed, out of memory) or does not read: a fork made now takes it
             self.log.info("the spare fork %d could not take a request: %s", pid, exc)
-            _kill_group(pid, alone=True)
+            _kill_group(pid)  # it has no group of its own yet: the spare alone
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
             return None
         finally:
             channel.close()
@@ -444,15 +448,7 @@ def _run_in_fork(conn: socket.socket, request: dict[str, Any], threads: int | No
         os._exit(code)
 
 
-def _kill_group(pid: int, alone: bool = False) -> None:
-    """Kill a fork's process group (``alone``: the fork itself, which has no group of its own yet)."""
-    if alone:
-        try:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError, PermissionError):
-            pass
-        return
+def _kill_group(pid: int) -> None:
     _signal_group(pid, signal.SIGKILL)
 
 
