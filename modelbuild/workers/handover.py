@@ -10,16 +10,18 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
-from modelbuild.workers import caller, identity, wire
+from modelbuild.workers import caller, identity, pages, wire
 from modelbuild.workers.delegate import DELEGATED, here_because
 from modelbuild.workers.limits import LimitsRefused
 
 
-def run_handed_over(conn: socket.socket, request: dict[str, Any], streams: list[int]) -> None:
+def run_handed_over(conn: socket.socket, request: dict[str, Any], streams: list[int], pages_file: Path) -> None:
     """In the server's fork: become the build's process (its folder, environment, import path
-    and standard streams), run the command, send the exit code, and end."""
+    and standard streams), run the command, send the exit code, and end. After the answer, list
+    the pages this build wrote in ``pages_file``, for the next spare to copy ahead."""
     import io
     import logging
     import signal
@@ -76,7 +78,7 @@ def run_handed_over(conn: socket.socket, request: dict[str, Any], streams: list[
             wire.send(conn, ("exit", int(code)))
         except OSError:  # the client went away (Ctrl-C): it has said "interrupted" already
             pass
-        _after_the_answer()
+        _after_the_answer(pages_file)
     except BaseException:  # noqa: BLE001 - the client reports a dead build process
         import traceback
 
@@ -107,10 +109,11 @@ def _runs_in_client(argv: list[str]) -> tuple[str | None, Any]:
     return here_because(args), args
 
 
-def _after_the_answer() -> None:
+def _after_the_answer(pages_file: Path) -> None:
     """The client has its exit code and is gone: let go of its streams (a reader of its
     output, ``| tail``, waits for every writer to close them), then write what was kept for
-    later (modelbuild.cli.afterwards). A failure here costs the next build its fast path only."""
+    later (modelbuild.cli.afterwards), and the pages this build wrote (modelbuild.workers.pages).
+    A failure here costs the next build its fast path, or its pages copied ahead, only."""
     from modelbuild.cli import afterwards
 
     null = os.open(os.devnull, os.O_RDWR)
@@ -120,4 +123,8 @@ def _after_the_answer() -> None:
     try:
         afterwards.finish()
     except Exception:  # noqa: BLE001 - nobody is left to tell; the next build takes the full path
+        pass
+    try:
+        pages.keep(pages_file, os.getppid(), pages.written_runs())
+    except OSError:  # no /proc (another system), a full disk: the next spare copies nothing ahead
         pass

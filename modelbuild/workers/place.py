@@ -38,6 +38,11 @@ class Place(NamedTuple):
     def lock(self) -> Path:
         return self.folder / f"{self.name}.lock"
 
+    @property
+    def pages(self) -> Path:
+        """The pages the last handed-over build wrote (modelbuild.workers.pages)."""
+        return self.folder / f"{self.name}.pages"
+
 
 def place_for(cache_dir: Path) -> Place:
     """The server place of the project whose cache is ``cache_dir`` (the folder is made private)."""

@@ -29,7 +29,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from modelbuild.workers import caller, limits, wire
+from modelbuild.workers import caller, limits, pages, wire
 from modelbuild.workers.identity import differences, identity
 from modelbuild.workers.limits import LimitsRefused
 from modelbuild.workers.place import Place
@@ -239,7 +239,7 @@ class Server:
             pid = os.fork()
             if pid == 0:
                 self._child_of_server()
-                _run_request(kind, conn, request, streams, self.threads)  # never returns
+                _run_request(kind, conn, request, streams, self.threads, self.place.pages)  # never returns
         return pid
 
     def _make_spare(self) -> None:
@@ -260,7 +260,7 @@ class Server:
         if pid == 0:
             ours.close()
             self._child_of_server()
-            _wait_as_spare(theirs, self.threads)  # never returns
+            _wait_as_spare(theirs, self.threads, self.place.pages)  # never returns
         theirs.close()
         self.spare = (pid, ours)
         self._write_status()
@@ -387,31 +387,33 @@ class Server:
             self._last_status = text
 
 
-def _wait_as_spare(channel: socket.socket, threads: int | None) -> None:
-    """The spare fork: wait for a request from the server, then run it as a fork made for it
-    would. Ends when the server closes the channel without one."""
+def _wait_as_spare(channel: socket.socket, threads: int | None, pages_file: Path) -> None:
+    """The spare fork: copy ahead the pages the last handed-over build wrote (until the request
+    comes), wait for a request from the server, then run it as a fork made for it would. Ends
+    when the server closes the channel without one."""
     code = 0
     try:
+        pages.copy_ahead(pages.kept(pages_file, os.getppid()), channel)
         _, fds, _, _ = socket.recv_fds(channel, 1, 4)
         if not fds:
             return  # the server stopped
         kind, request = wire.receive(channel)
         channel.close()
         conn = socket.socket(fileno=fds[0])
-        _run_request(kind, conn, request, fds[1:], threads)  # never returns
+        _run_request(kind, conn, request, fds[1:], threads, pages_file)  # never returns
     except BaseException:  # noqa: BLE001 - a spare that cannot take its request: the build hears "gone"
         code = 1
     finally:
         os._exit(code)
 
 
-def _run_request(kind: str, conn: socket.socket, request: dict[str, Any], streams: list[int], threads: int | None) -> None:
+def _run_request(kind: str, conn: socket.socket, request: dict[str, Any], streams: list[int], threads: int | None, pages_file: Path) -> None:
     """In a fork: run a stage, or a whole handed-over build, and end."""
     try:
         if kind == "build":
             from modelbuild.workers.handover import run_handed_over
 
-            run_handed_over(conn, request, streams)
+            run_handed_over(conn, request, streams, pages_file)
         else:
             _run_in_fork(conn, request, threads)
     finally:

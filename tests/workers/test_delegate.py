@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from modelbuild.workers import pages
+from modelbuild.workers.place import place_for
 from tests.adversarial.test_user_code import run_artifact, two_folders
 from tests.conftest import run_cli
 from tests.workers.test_server import LIGHT, add_slow_model, alive, children, status_of, wait_for
@@ -43,6 +45,9 @@ def test_a_build_handed_to_the_warm_server_writes_what_a_local_build_writes(tmp_
     assert builds_served(root) == 1
     assert "built" in handed.stdout  # the summary reached this process's own stdout
     assert (root / "build" / "first" / "first.pt").stat().st_mode & 0o077 == 0  # the client's umask, not the server's
+    # After its answer the fork listed the pages it wrote, for the next spare to copy ahead.
+    server_pid = int(status_of(root)["pid"])  # type: ignore[index]
+    assert wait_for(lambda: pages.kept(place_for(root / "cache").pages, server_pid) != [])
     cold = run_cli(cold_root, "build", "first", "second", "--no-bench", "--cold", env=LIGHT)
     assert cold.returncode == 0, cold.stdout + cold.stderr
     for name in ("first", "second"):
