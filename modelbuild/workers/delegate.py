@@ -138,15 +138,16 @@ def _remembered_toml(path: Path) -> dict[str, Any]:
     private folder, by the file's path and stat signature (importing the TOML parser costs a
     handed-over build 4 ms). Anything unusual (a value JSON cannot hold, an unreadable
     folder) parses the file again."""
-    import hashlib
     import json
+
+    from blake3 import blake3
 
     from modelbuild.manifest.settings_file import read_toml
     from modelbuild.workers.place import private_folder
 
     info = path.stat()
     signature = [str(path), info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns]
-    kept = private_folder() / f"settings-{hashlib.sha256(str(path).encode()).hexdigest()[:16]}.json"
+    kept = private_folder() / f"settings-{blake3(str(path).encode()).hexdigest()[:16]}.json"
     try:
         saved = json.loads(kept.read_text(encoding="utf-8"))
         if saved["signature"] == signature and isinstance(saved["table"], dict):

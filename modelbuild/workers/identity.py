@@ -7,11 +7,11 @@ identity is cheap to compute (no heavy import) and says, when two differ, what c
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
-from pathlib import Path
 from typing import Any
+
+from blake3 import blake3
 
 # Distributions whose code runs in a stage (the toolchain) or shapes what it computes.
 TOOLS = ("torch", "coremltools", "executorch", "onnx", "onnxruntime", "onnxscript", "numpy", "scikit-learn", "safetensors", "transformers", "torchao")
@@ -142,28 +142,30 @@ def _version(distribution: str) -> str:
 
 def _code_digest() -> str:
     """modelbuild's own source files by stat signature: an editable checkout changes under
-    one version number, and a server running the old code must not serve the new."""
-    digest = hashlib.sha256()
-    package = Path(__file__).resolve().parents[1]
-    for root, dirs, names in sorted(os.walk(package)):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+    one version number, and a server running the old code must not serve the new. (Plain
+    strings and blake3 rather than pathlib and hashlib: the thin client computes this on every
+    build, and OpenSSL alone takes 2 ms to load.)"""
+    digest = blake3()
+    package = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+    for root, dirs, names in os.walk(package):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")  # walked in this order
         for name in sorted(names):
             if name.endswith((".py", ".json")):
-                digest.update(_signature(Path(root) / name).encode())
+                digest.update(_signature(os.path.join(root, name)).encode())
     return digest.hexdigest()[:20]
 
 
 def _packages_digest(here: str | None) -> str:
     """The folders on sys.path by stat signature: installing, upgrading or removing any
     package changes its site-packages folder (what a version list alone might miss)."""
-    digest = hashlib.sha256()
+    digest = blake3()
     for entry in search_path(here):
-        if Path(entry).is_dir():
-            digest.update(_signature(Path(entry)).encode())
+        if os.path.isdir(entry):
+            digest.update(_signature(entry).encode())
     return digest.hexdigest()[:20]
 
 
-def _signature(path: Path) -> str:
+def _signature(path: str) -> str:
     try:
         st = os.stat(path)
     except OSError:

@@ -8,12 +8,13 @@ server per cache folder, named by a digest of its path (socket paths are short o
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
+
+from blake3 import blake3
 
 from modelbuild.errors import UserError
 
@@ -46,7 +47,7 @@ class Place(NamedTuple):
 
 def place_for(cache_dir: Path) -> Place:
     """The server place of the project whose cache is ``cache_dir`` (the folder is made private)."""
-    name = "w-" + hashlib.sha256(str(cache_dir.resolve()).encode()).hexdigest()[:16]
+    name = "w-" + blake3(str(cache_dir.resolve()).encode()).hexdigest()[:16]
     return Place(private_folder(), name)
 
 

@@ -54,6 +54,7 @@ class Server:
         self.warm_seconds: dict[str, float] = {}
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.spare: tuple[int, socket.socket] | None = None  # a fork waiting for the next request, and its channel
+        self.child_exits = os.pipe()  # written to when a fork ends, so the loop wakes to reap it (see ``_wake_on_child_exit``)
 
     # -- life ------------------------------------------------------------------------------
 
@@ -78,6 +79,7 @@ class Server:
             self.last_used = time.monotonic()  # the idle clock starts when it can serve (a build may be waiting already)
             self.threads = _torch_threads()
             self._write_status()
+            self._wake_on_child_exit()
             self._loop()
         finally:
             self._shut()
@@ -105,7 +107,7 @@ class Server:
             if not self._still_mine():
                 self.log.info("the socket was removed or taken by another server: stopping")
                 return
-            watched = [self.listener, *(conn for conn in self.running.values() if conn is not None)]
+            watched: list[socket.socket | int] = [self.listener, self.child_exits[0], *(conn for conn in self.running.values() if conn is not None)]
             try:
                 readable, _, _ = select.select(watched, [], [], 0.2 if self.doomed else 1.0)
             except InterruptedError:
@@ -113,8 +115,19 @@ class Server:
             for ready in readable:
                 if ready is self.listener:
                     self._accept()
+                elif isinstance(ready, int):  # the child-exit pipe
+                    os.read(self.child_exits[0], 512)  # the loop's next turn reaps the fork (and makes a spare)
                 else:
                     self._build_went_away(ready)
+
+    def _wake_on_child_exit(self) -> None:
+        """A fork that ends wakes the loop at once (the signal's number is written to a pipe
+        the loop watches), rather than at its next timeout: the spare for the next build is
+        made, and has copied its pages ahead, while the user is still typing."""
+        for fd in self.child_exits:
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(self.child_exits[1], warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # a handler of Python's own: the C side writes the pipe
 
     def _on_term(self, signum: int, frame: Any) -> None:
         self.stopping = True
@@ -293,6 +306,10 @@ class Server:
         connections, the spare's channel), so only the server answers them."""
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # until the work's own handler is in place
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the fork's own children are its business
+        signal.set_wakeup_fd(-1)
+        for fd in self.child_exits:
+            os.close(fd)
         self.listener.close()
         for other in self.running.values():
             if other is not None:

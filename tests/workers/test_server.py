@@ -357,3 +357,68 @@ def test_a_spare_that_stopped_costs_one_build_a_wait_and_nothing_else(tmp_path: 
             os.kill(stopped, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+SIGNALS = """\
+import json
+import signal
+
+import torch
+
+
+class Tiny(torch.nn.Module):
+    def forward(self, x):
+        return {{"out": x * 2}}
+
+
+def build():
+    wakeup = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(wakeup)
+    with open({record!r}, "w") as f:
+        json.dump({{"sigchld_default": signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL, "wakeup": wakeup}}, f)
+    return Tiny()
+"""
+
+
+def test_forks_do_not_inherit_the_servers_child_exit_wakeup(tmp_path: Path) -> None:
+    """The server wakes when a fork ends (SIGCHLD written to a pipe); a fork that kept that
+    handler would have its own children's exits interrupt it and write into the server's pipe."""
+    root = two_folders(tmp_path)
+    assert run_cli(root, "build", "first", "--no-bench", env=LIGHT).returncode == 0  # starts the server
+    assert wait_for(lambda: (status_of(root) or {}).get("state") == "ready", 30)
+    record = tmp_path / "signals.json"
+    (root / "first" / "models" / "signals.py").write_text(SIGNALS.format(record=str(record)))
+    (root / "first" / "signals.yaml").write_text(
+        "name: signals\nsource: {factory: models.signals:build}\ninputs: [{name: x, shape: [1, 4]}]\n"
+        "outputs: [{name: y, select: out}]\ntargets: {torchscript: {}}\n"
+    )
+    built = run_cli(root, "build", "first/signals.yaml", "--no-bench", env=LIGHT)
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert (status_of(root) or {}).get("served", 0) >= 1  # its stages ran in the server's forks
+    assert json.loads(record.read_text()) == {"sigchld_default": True, "wakeup": -1}
+
+
+def test_the_server_wakes_when_a_fork_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    from modelbuild.workers.server import Server
+
+    monkeypatch.setenv("MODELBUILD_WORKERS_DIR", str(tmp_path / "workers"))
+    server = Server(place_for(tmp_path / "cache"), 60.0, logging.getLogger("test"))
+    before = signal.getsignal(signal.SIGCHLD)
+    try:
+        server._wake_on_child_exit()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        import select
+
+        readable, _, _ = select.select([server.child_exits[0]], [], [], 30)
+        assert readable == [server.child_exits[0]]
+        os.waitpid(pid, 0)
+    finally:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, before)
+        server.listener.close()
+        for fd in server.child_exits:
+            os.close(fd)
