@@ -126,5 +126,5 @@ def _after_the_answer(pages_file: Path) -> None:
         pass
     try:
         pages.keep(pages_file, os.getppid(), pages.written_runs())
-    except OSError:  # no /proc (another system), a full disk: the next spare copies nothing ahead
+    except (OSError, ValueError):  # no /proc (another system), an odd map line, a full disk: the next spare copies nothing ahead
         pass

@@ -27,6 +27,7 @@ from pathlib import Path
 
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 MAX_PAGES = 32768  # 128 MB of 4 KB pages: a list beyond this is not what a build's fork touches
+_LARGEST_MAPPING = 1 << 30
 _MINE = bytes(1 if byte & 0x81 == 0x81 else 0 for byte in range(256))
 _RUNS = re.compile(b"\x01+")
 _MADV_POPULATE_WRITE = 23
@@ -46,6 +47,8 @@ def written_runs() -> list[tuple[int, int]]:
             if len(fields) < 2 or fields[1] != b"rw-p":
                 continue
             start, end = (int(part, 16) for part in fields[0].split(b"-"))
+            if end - start > _LARGEST_MAPPING:  # a reserved arena, not the interpreter's heap: its map alone would be megabytes
+                continue
             pagemap.seek(start // PAGE * 8)
             # An entry is 64 bits, little-endian: its last byte holds "present" (bit 63) and
             # "mapped by this process alone" (bit 56). One character per page, runs by regex.
