@@ -103,6 +103,12 @@ def write_bundle(model: ModelSpec, report: BuildReport, store: ObjectStore, out:
     folder = inside(out / f"{model.name}-{model.data['version']}", out, "a release bundle")
     if folder.exists() and not (folder / "provenance.json").is_file():
         raise UserError(f"--out: {folder} exists and is not a modelbuild release bundle (it has no provenance.json); move it away or choose another --out")
+    beside = out / f"{folder.name}.bench.json"  # measurements: beside the bundle, never inside what SHA256SUMS covers
+    if not _ours_or_absent(beside):
+        raise UserError(
+            f"--out: {beside} exists and is not modelbuild's measurements of this bundle (a JSON list of bench rows); "
+            "move it away or choose another --out"
+        )
     _confirm_artifacts(model, results, store)
     staging = out / f".{folder.name}.tmp-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -137,12 +143,25 @@ def write_bundle(model: ModelSpec, report: BuildReport, store: ObjectStore, out:
         shutil.rmtree(old, ignore_errors=True)
     os.replace(staging, folder)
     timings = [dict(row, stage=name) for name, r in sorted(results.items()) if role_of(name) == "measure" for row in r.info.get("bench", [])]
-    beside = out / f"{folder.name}.bench.json"  # measurements: beside the bundle, never inside what SHA256SUMS covers
     if timings:
         replace_file(beside, json.dumps(timings, indent=2, sort_keys=True) + "\n")
     else:
         beside.unlink(missing_ok=True)
     return folder
+
+
+def _ours_or_absent(path: Path) -> bool:
+    """Whether ``path`` may be replaced or removed: absent, a link (replaced, never written
+    through), or a file modelbuild wrote there (a JSON list of rows naming their stage). A
+    release without measurements removes the last one's, so old timings never sit beside new
+    bytes; a file of the user's under that name is theirs."""
+    if path.is_symlink() or not path.exists():
+        return True
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(rows, list) and all(isinstance(row, dict) and "stage" in row for row in rows)
 
 
 def _confirm_artifacts(model: ModelSpec, results: dict[str, StageResult], store: ObjectStore) -> None:

@@ -317,3 +317,24 @@ def test_gc_and_clean_never_delete_through_a_linked_folder_in_the_cache(tiny: Pa
         result = run_cli(tiny, *command)
         assert result.returncode == 0, result.stdout + result.stderr
         assert digest_named.read_text() == "looks like a cache entry" and (outside / "leftover").is_file()
+
+
+def test_a_release_leaves_a_users_file_under_the_measurements_name_alone(tiny: Path) -> None:
+    """``release --no-bench`` removes the last release's measurements beside the bundle (old
+    timings must not sit beside new bytes), and a release with them replaces that file: a file
+    of the user's under the same name is refused, never removed or overwritten."""
+    assert run_cli(tiny, "build", "manifests", "--no-bench").returncode == 0
+    (tiny / "dist").mkdir()
+    theirs = tiny / "dist" / "tiny-2.0.0.bench.json"
+    theirs.write_text("my notes on the phone's timings\n")
+    refused = run_cli(tiny, "release", "manifests", "--out", "dist", "--no-bench")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "tiny-2.0.0.bench.json exists and is not modelbuild's measurements" in refused.stderr and "Traceback" not in refused.stderr
+    assert theirs.read_text() == "my notes on the phone's timings\n"
+    assert not (tiny / "dist" / "tiny-2.0.0").exists()  # refused before anything was written
+
+    ours = '[{"stage": "torchscript.bench", "runtime": "torchscript", "median_ms": 1.0}]\n'
+    theirs.write_text(ours)  # what an earlier release wrote there
+    released = run_cli(tiny, "release", "manifests", "--out", "dist", "--no-bench")
+    assert released.returncode == 0, released.stdout + released.stderr
+    assert not theirs.exists()  # no measurements this time: the old ones are gone
