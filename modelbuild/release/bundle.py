@@ -106,8 +106,7 @@ def write_bundle(model: ModelSpec, report: BuildReport, store: ObjectStore, out:
     beside = out / f"{folder.name}.bench.json"  # measurements: beside the bundle, never inside what SHA256SUMS covers
     if not _ours_or_absent(beside):
         raise UserError(
-            f"--out: {beside} exists and is not modelbuild's measurements of this bundle (a JSON list of bench rows); "
-            "move it away or choose another --out"
+            f"--out: {beside} exists and is not modelbuild's measurements of this bundle (a JSON list of bench rows); move it away or choose another --out"
         )
     _confirm_artifacts(model, results, store)
     staging = out / f".{folder.name}.tmp-{os.getpid()}"
