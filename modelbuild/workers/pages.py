@@ -72,7 +72,7 @@ def keep(path: Path, server_pid: int, runs: list[tuple[int, int]]) -> None:
 def kept(path: Path, server_pid: int) -> list[tuple[int, int]]:
     """The list made in a fork of ``server_pid``; empty when there is none or it is another server's."""
     try:
-        data = path.read_bytes()
+        data = _read_regular_file(path, _HEADER.size + MAX_PAGES * _RUN.size)
         magic, pid, count = _HEADER.unpack_from(data)
         if magic != _MAGIC or pid != server_pid or len(data) != _HEADER.size + count * _RUN.size:
             return []
@@ -87,6 +87,22 @@ def kept(path: Path, server_pid: int) -> list[tuple[int, int]]:
         capped.append((first, count))
         pages += count
     return capped
+
+
+def _read_regular_file(path: Path, limit: int) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes: a FIFO or a
+    device put there would otherwise keep the spare waiting, and so every build it should take."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            return b""
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            return file.read(limit + 1)
+    finally:
+        os.close(fd)
 
 
 def copy_ahead(runs: list[tuple[int, int]], channel: socket.socket) -> int:

@@ -116,7 +116,10 @@ class Server:
                 if ready is self.listener:
                     self._accept()
                 elif isinstance(ready, int):  # the child-exit pipe
-                    os.read(self.child_exits[0], 512)  # the loop's next turn reaps the fork (and makes a spare)
+                    try:
+                        os.read(self.child_exits[0], 512)  # the loop's next turn reaps the fork (and makes a spare)
+                    except BlockingIOError:
+                        pass
                 else:
                     self._build_went_away(ready)
 

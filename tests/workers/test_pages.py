@@ -140,3 +140,15 @@ def test_the_header_names_the_format_the_server_and_the_count(tmp_path):
     pages.keep(path, 42, [(4096, 2)])
     magic, pid, count = struct.unpack_from("<8sqq", path.read_bytes())
     assert (magic, pid, count) == (b"mbpages1", 42, 1)
+
+
+def test_a_fifo_or_a_folder_in_place_of_the_list_copies_nothing_and_never_waits(tmp_path):
+    fifo = tmp_path / "fifo.pages"
+    os.mkfifo(fifo)  # nobody writes it: reading it plainly would wait forever
+    assert pages.kept(fifo, 1234) == []
+    (tmp_path / "folder.pages").mkdir()
+    assert pages.kept(tmp_path / "folder.pages", 1234) == []
+    real = tmp_path / "real.pages"
+    pages.keep(real, 1234, [(4096, 1)])
+    (tmp_path / "link.pages").symlink_to(real)
+    assert pages.kept(tmp_path / "link.pages", 1234) == []  # a link is not followed
