@@ -157,6 +157,8 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise  # the reader went away (``| head``): main says nothing
     except (OSError, sqlite3.Error) as exc:
         # The machine's problem, not a bug: a full disk, a folder without permission. One line
         # that names the path; the traceback only with -v.

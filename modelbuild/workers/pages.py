@@ -18,6 +18,7 @@ kernel, another system, a damaged file) means no pages copied ahead, nothing mor
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import select
@@ -65,8 +66,12 @@ def keep(path: Path, server_pid: int, runs: list[tuple[int, int]]) -> None:
     """Write the list for the next spare of ``server_pid`` (replaced whole: a spare never reads half of one)."""
     body = b"".join(_RUN.pack(first, count) for first, count in runs)
     scratch = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    scratch.write_bytes(_HEADER.pack(_MAGIC, server_pid, len(runs)) + body)
-    os.replace(scratch, path)
+    try:
+        scratch.write_bytes(_HEADER.pack(_MAGIC, server_pid, len(runs)) + body)
+        os.replace(scratch, path)
+    except OSError:
+        scratch.unlink(missing_ok=True)  # a full disk, a folder in the way: no scratch file left behind
+        raise
 
 
 def kept(path: Path, server_pid: int) -> list[tuple[int, int]]:
@@ -87,6 +92,33 @@ def kept(path: Path, server_pid: int) -> list[tuple[int, int]]:
         capped.append((first, count))
         pages += count
     return capped
+
+
+def _inside_private_writable(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of ``runs`` that lie in this process's private writable mappings, page-aligned.
+    A list is only ever made of such pages; a run reaching into a shared file mapping would have
+    the kernel mark the file's pages dirty (and write them back), so it is cut off here."""
+    mappings = []
+    with open("/proc/self/maps", "rb") as maps:
+        for line in maps:
+            fields = line.split()
+            if len(fields) >= 2 and fields[1] == b"rw-p":
+                start, end = (int(part, 16) for part in fields[0].split(b"-"))
+                mappings.append((start, end))
+    mappings.sort()
+    starts = [start for start, _ in mappings]
+    inside = []
+    for first, count in runs:
+        if first % PAGE or count <= 0:
+            continue
+        last = first + count * PAGE
+        index = max(bisect.bisect_right(starts, first) - 1, 0)
+        while index < len(mappings) and mappings[index][0] < last:
+            low, high = max(first, mappings[index][0]), min(last, mappings[index][1])
+            if low < high:
+                inside.append((low, (high - low) // PAGE))
+            index += 1
+    return inside
 
 
 def _read_regular_file(path: Path, limit: int) -> bytes:
@@ -118,7 +150,7 @@ def copy_ahead(runs: list[tuple[int, int]], channel: socket.socket) -> int:
     except (OSError, AttributeError):
         return 0
     copied = 0
-    for first, count in runs:
+    for first, count in _inside_private_writable(runs):
         if select.select([channel], [], [], 0)[0]:
             break
         if madvise(first, count * PAGE, _MADV_POPULATE_WRITE) == 0:

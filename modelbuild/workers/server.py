@@ -34,6 +34,8 @@ from modelbuild.workers.identity import differences, identity
 from modelbuild.workers.limits import LimitsRefused
 from modelbuild.workers.place import Place
 
+SPARE_BACKOFF = 1.0  # seconds before a spare that ended without a request is replaced
+
 
 class Server:
     def __init__(self, place: Place, idle: float, log: logging.Logger, here: str | None = None) -> None:
@@ -54,6 +56,7 @@ class Server:
         self.warm_seconds: dict[str, float] = {}
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.spare: tuple[int, socket.socket] | None = None  # a fork waiting for the next request, and its channel
+        self.spare_died = 0.0  # when the last spare ended without a request (monotonic)
         self.child_exits = os.pipe()  # written to when a fork ends, so the loop wakes to reap it (see ``_wake_on_child_exit``)
 
     # -- life ------------------------------------------------------------------------------
@@ -265,6 +268,8 @@ class Server:
         ends when the server closes its end (the server stopped or died)."""
         if self.spare is not None or self.stopping:
             return
+        if time.monotonic() - self.spare_died < SPARE_BACKOFF:  # spares that die young are not replaced in a tight loop
+            return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             pid = os.fork()
@@ -351,7 +356,9 @@ class Server:
         self.spare = None
         channel.close()
         try:
-            os.waitpid(pid, 0)
+            if not _waited(pid, 2.0):  # one that does not end (stopped, stuck in a read) is not waited for forever
+                _kill_group(pid)
+                os.waitpid(pid, 0)
         except ChildProcessError:
             pass
 
@@ -361,9 +368,10 @@ class Server:
                 gone = os.waitpid(self.spare[0], os.WNOHANG)[0]
             except ChildProcessError:
                 gone = self.spare[0]
-            if gone:  # killed from outside: the next request forks, and a new spare follows
+            if gone:  # killed from outside, or it failed: the next request forks, and a new spare follows
                 self.spare[1].close()
                 self.spare = None
+                self.spare_died = time.monotonic()
         for pid in list(self.running):
             try:
                 done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
@@ -407,13 +415,27 @@ class Server:
             self._last_status = text
 
 
+def _waited(pid: int, seconds: float) -> bool:
+    """Whether child ``pid`` ended within ``seconds`` (reaped if so)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+
+
 def _wait_as_spare(channel: socket.socket, threads: int | None, pages_file: Path) -> None:
     """The spare fork: copy ahead the pages the last handed-over build wrote (until the request
     comes), wait for a request from the server, then run it as a fork made for it would. Ends
     when the server closes the channel without one."""
     code = 0
     try:
-        pages.copy_ahead(pages.kept(pages_file, os.getppid()), channel)
+        try:
+            pages.copy_ahead(pages.kept(pages_file, os.getppid()), channel)
+        except Exception:  # noqa: BLE001 - pages copied ahead save time only; the request still comes
+            pass
         _, fds, _, _ = socket.recv_fds(channel, 1, 4)
         if not fds:
             return  # the server stopped

@@ -109,3 +109,28 @@ def test_the_bench_table_never_cuts_a_shape_label() -> None:
     terminal.print(terminal.bench_table(BuildReport([StageResult("generator", "executorch.bench", Status.CACHED, info={"bench": [row]})])))
     out = terminal.console.file.getvalue()
     assert "image=1×3×512×512" in out and "37 (budget)" in out
+
+
+@pytest.mark.parametrize("command", [["check", "manifests"], ["workers", "status"]])
+def test_a_reader_that_went_away_is_not_an_error(tmp_path: Path, command: list[str]) -> None:
+    """``modelbuild check manifests | head -1``: the reader closed the pipe; no "error: Broken
+    pipe", no traceback, exit 0."""
+    import os
+    import subprocess
+    import sys
+
+    copy_examples(tmp_path)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # gone before the first line
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "modelbuild", *command],
+            cwd=tmp_path,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "MODELBUILD_WORKERS_DIR": str(tmp_path / "workers")},
+        )
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (0, "")

@@ -152,3 +152,27 @@ def test_a_fifo_or_a_folder_in_place_of_the_list_copies_nothing_and_never_waits(
     pages.keep(real, 1234, [(4096, 1)])
     (tmp_path / "link.pages").symlink_to(real)
     assert pages.kept(tmp_path / "link.pages", 1234) == []  # a link is not followed
+
+
+def test_runs_over_a_shared_file_mapping_are_cut_off(tmp_path):
+    """Only private writable pages are ever listed; a forged run over a file mapped shared
+    would have the kernel write the file back (its mtime changed in a helper's test)."""
+    import ctypes
+    import mmap
+
+    shared = tmp_path / "shared.bin"
+    shared.write_bytes(b"\0" * (4 * pages.PAGE))
+    with open(shared, "r+b") as file, mmap.mmap(file.fileno(), 4 * pages.PAGE, mmap.MAP_SHARED) as mapped:
+        address = ctypes.addressof(ctypes.c_char.from_buffer(mapped))
+        assert pages._inside_private_writable([(address, 4)]) == []
+        data, private = _buffer(8)
+        first = private - private % pages.PAGE + pages.PAGE
+        assert pages._inside_private_writable([(address, 4), (first, 4), (first + 1, 1)]) == [(first, 4)]  # the unaligned run goes too
+        del data
+
+
+def test_a_list_that_cannot_be_written_leaves_no_scratch_file(tmp_path):
+    (tmp_path / "w.pages").mkdir()  # something in the way of the rename
+    with pytest.raises(OSError):
+        pages.keep(tmp_path / "w.pages", 1234, [(4096, 1)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.pages"]

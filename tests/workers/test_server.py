@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from modelbuild.workers import pages
 from modelbuild.workers.place import place_for
 from tests.adversarial.test_user_code import LAYERS, MODULE, run_artifact, two_folders
 from tests.conftest import copy_examples, run_cli
@@ -422,3 +423,37 @@ def test_the_server_wakes_when_a_fork_ends(tmp_path: Path, monkeypatch: pytest.M
         server.listener.close()
         for fd in server.child_exits:
             os.close(fd)
+
+
+@pytest.mark.parametrize("plant", ["fifo", "huge"])
+def test_a_bad_page_list_costs_the_spare_nothing(tmp_path: Path, plant: str) -> None:
+    """A FIFO at the spare's page list kept it waiting forever (every build then waited 30 s
+    for it, and a piped reader longer); a 100 GB file made it fail, and the server forked
+    spares in a tight loop. Now the spare copies nothing ahead, lives, and takes the build."""
+    root = two_folders(tmp_path)
+    assert run_cli(root, "build", "first", "--no-bench", env=LIGHT).returncode == 0
+    assert wait_for(lambda: (status_of(root) or {}).get("spare") is not None, 30)
+    listed = place_for(root / "cache").pages
+    listed.unlink(missing_ok=True)
+    if plant == "fifo":
+        os.mkfifo(listed)
+    else:
+        with open(listed, "wb") as file:
+            file.truncate(100 * 2**30)  # sparse: no disk used
+    old = status_of(root)["spare"]  # type: ignore[index]
+    os.kill(old, signal.SIGKILL)  # the next spare reads the planted list
+    assert wait_for(lambda: (status_of(root) or {}).get("spare") not in (None, old), 10)
+    spare = status_of(root)["spare"]  # type: ignore[index]
+    time.sleep(1.5)
+    assert alive(spare) and status_of(root)["spare"] == spare  # type: ignore[index]  # not dead, not replaced in a loop
+
+    layers = root / "first" / "models" / "layers.py"
+    layers.write_text(layers.read_text().replace("* 2", "* 3"))
+    built = run_cli(root, "build", "first", "--no-bench", env=LIGHT)
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert wait_for(lambda: not alive(spare), 10)  # it took the build
+    # ...and ran it (a client that waits 30 s in vain builds here, silently): a handed-over
+    # build lists its pages afterwards, in place of what was planted.
+    assert wait_for(lambda: pages.kept(listed, status_of(root)["pid"]) != [], 10)  # type: ignore[index]
+    assert run_artifact(root, "first") == [4.0] * 4
+    assert run_cli(root, "workers", "stop", env=LIGHT).returncode == 0
