@@ -54,7 +54,8 @@ def test_every_artifact_is_built_and_verified_against_pytorch(built_examples: Pa
     coreml = stage_entry(built_examples, name, "coreml.verify")
     assert coreml["status"] in ("built", "cached") and coreml["info"]["verdict"] == "pass", coreml
     float32 = name in ("gpt", "generator")  # gpt sets precision float32; the generator is a neuralnetwork package
-    assert coreml["info"]["atol"] == (1e-3 if float32 else 0.05)  # float16 programs get the float16 default
+    # float16 programs get the float16 default; the generator declares validate.atol 0.01 for its 0..255 pixels
+    assert coreml["info"]["atol"] == (0.01 if name == "generator" else 1e-3 if float32 else 0.05)
     if name == "generator":  # unbounded H and W: default, min and two non-square sizes, one larger than the default
         assert coreml["info"]["samples"] == 8
 
