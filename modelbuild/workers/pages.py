@@ -42,12 +42,8 @@ def written_runs() -> list[tuple[int, int]]:
     those it copied from its parent or filled itself."""
     runs: list[tuple[int, int]] = []
     total = 0
-    with open("/proc/self/maps", "rb") as maps, open("/proc/self/pagemap", "rb", buffering=0) as pagemap:
-        for line in maps:
-            fields = line.split()
-            if len(fields) < 2 or fields[1] != b"rw-p":
-                continue
-            start, end = (int(part, 16) for part in fields[0].split(b"-"))
+    with open("/proc/self/pagemap", "rb", buffering=0) as pagemap:
+        for start, end in _private_writable_mappings():
             if end - start > _LARGEST_MAPPING:  # a reserved arena, not the interpreter's heap: its map alone would be megabytes
                 continue
             pagemap.seek(start // PAGE * 8)
@@ -60,6 +56,18 @@ def written_runs() -> list[tuple[int, int]]:
             if total > MAX_PAGES:
                 break
     return runs
+
+
+def _private_writable_mappings() -> list[tuple[int, int]]:
+    """(start, end) of this process's private writable mappings (``rw-p`` in /proc/self/maps)."""
+    mappings = []
+    with open("/proc/self/maps", "rb") as maps:
+        for line in maps:
+            fields = line.split()
+            if len(fields) >= 2 and fields[1] == b"rw-p":
+                start, end = (int(part, 16) for part in fields[0].split(b"-"))
+                mappings.append((start, end))
+    return mappings
 
 
 def keep(path: Path, server_pid: int, runs: list[tuple[int, int]]) -> None:
@@ -98,14 +106,7 @@ def _inside_private_writable(runs: list[tuple[int, int]]) -> list[tuple[int, int
     """The parts of ``runs`` that lie in this process's private writable mappings, page-aligned.
     A list is only ever made of such pages; a run reaching into a shared file mapping would have
     the kernel mark the file's pages dirty (and write them back), so it is cut off here."""
-    mappings = []
-    with open("/proc/self/maps", "rb") as maps:
-        for line in maps:
-            fields = line.split()
-            if len(fields) >= 2 and fields[1] == b"rw-p":
-                start, end = (int(part, 16) for part in fields[0].split(b"-"))
-                mappings.append((start, end))
-    mappings.sort()
+    mappings = sorted(_private_writable_mappings())
     starts = [start for start, _ in mappings]
     inside = []
     for first, count in runs:
