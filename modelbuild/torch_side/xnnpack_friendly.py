@@ -41,13 +41,25 @@ def _from_end(x: Any, dim: int, i: int) -> Any:
 
 
 def reflection_pad1d(x: Any, padding: list[int]) -> Any:
+    if _crops(padding):
+        return NotImplemented
     left, right = padding
     return _reflect(x, left, right, -1)
 
 
 def reflection_pad2d(x: Any, padding: list[int]) -> Any:
+    if _crops(padding):
+        return NotImplemented
     left, right, top, bottom = padding
     return _reflect(_reflect(x, left, right, -1), top, bottom, -2)
+
+
+def _crops(padding: list[int]) -> bool:
+    """A negative pad crops (torch takes ``F.pad(x, (-1, -1), mode="reflect")``). The
+    one-row slices above only add rows, so such a pad keeps torch's own decomposition: a
+    rewrite that silently did not crop once shipped a program whose border pixels leaked into
+    a max, and the seeded samples did not show it."""
+    return any(not isinstance(p, int) or p < 0 for p in padding)
 
 
 def batch_norm_own_statistics(x: Any, weight: Any, bias: Any, training: bool, momentum: float, eps: float) -> tuple[Any, Any, Any]:

@@ -95,6 +95,27 @@ def test_switch_names_match_and_reports_round_trip() -> None:
     assert from_json(report.to_json()) == report
 
 
+def test_a_negative_reflection_pad_crops_as_torch_does() -> None:
+    """The adversarial case: the rewrite ignored negative pads, so a border pixel that torch
+    crops away reached a max, and a program that did not crop passed both seeded samples."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+    from executorch.runtime import Runtime
+
+    class CropMax(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            cropped = nn.functional.pad(x, (-1, 2, 1, -2), mode="reflect")
+            return torch.cat([cropped.flatten(2), cropped.amax(dim=(2, 3), keepdim=True).flatten(2)], dim=2)
+
+    x = torch.rand(1, 3, 8, 8)
+    x[0, :, 0, 3] = 5.0  # on the row torch crops away
+    model = CropMax().eval()
+    program = make_friendly(torch.export.export(model, (x,), strict=False), {})
+    buffer = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
+    got = Runtime.get().load_program(buffer).load_method("forward").execute([x])[0]
+    assert got.shape == model(x).shape and torch.equal(got, model(x))
+
+
 def test_nearest_upsampling_by_whole_factors_becomes_copies_exactly() -> None:
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
