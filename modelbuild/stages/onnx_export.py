@@ -25,7 +25,9 @@ class OnnxExportStage(Stage):
     # v9: the record's fingerprint covers the program's subgraphs (torch.cond branches)
     # v10: an input's per-channel scaling folded into the first convolution's weights (fold_input_scale);
     #      the model is built with the random generators seeded (torch_side.loading.seeded)
-    version = 10
+    # v11: no fold of a scaling that broadcasts or promotes the input; no fold note on the
+    #      TorchScript-exporter fallback (it exports the module, multiplication included)
+    version = 11
     tools = ("torch", "onnx", "onnxscript")
     warm_imports = ("onnx", "onnxscript", "torch.onnx")
     deps = ("source", "capture")
@@ -134,6 +136,10 @@ class OnnxExportStage(Stage):
             # The TorchScript-based exporter traces instead and keeps recurrent layers whole
             # (ONNX LSTM/GRU ops), so their sequence length stays dynamic.
             proto = legacy_export(source, example, inputs, names, opset, fixed)
+            # It traces the module, not the folded program: the file keeps its multiplication.
+            from modelbuild.torch_side.input_scale import FOLDED_NOTE
+
+            job.notes[:] = [n for n in job.notes if not n.startswith(FOLDED_NOTE)]
             lost = [] if fixed else specialised_axes(proto, inputs)
             if lost:
                 raise StageFailure(

@@ -57,12 +57,15 @@ def fold_input_scale(program: Any) -> list[str]:
     return folded
 
 
+FOLDED_NOTE = "input scaling folded into the weights of"
+
+
 def fold_and_note(program: Any, target: str, notes: list[str]) -> None:
     """What a target's export stage calls: fold, and say in the build's notes which layer took
     the scaling and which switch turns it off."""
     folded = fold_input_scale(program)
     if folded:
-        notes.append(f"input scaling folded into the weights of {', '.join(folded)} (targets.{target}.fold_input_scale)")
+        notes.append(f"{FOLDED_NOTE} {', '.join(folded)} (targets.{target}.fold_input_scale)")
 
 
 def _new_parameter(program: Any, graph: Any, name: str, data: Any) -> Any:
@@ -145,7 +148,19 @@ def _foldable(program: Any, mul: Any) -> tuple[Any, Any, Any, Any, Any, Any] | N
     per_channel = (1, weight.shape[1], *[1] * (weight.dim() - 2))
     if value is None or value.dim() != weight.dim() or tuple(scale.shape) != per_channel or scale.dtype != weight.dtype:
         return None
+    if not _same_tensor_type(value, mul.meta.get("val")):
+        return None
     return image, factors, conv, weight_node, weight, scale
+
+
+def _same_tensor_type(image: Any, scaled: Any) -> bool:
+    """The scaled image is the image's shape and dtype: a multiplication that broadcasts one
+    channel to C or promotes float16 to float32 is not a scaling a convolution can absorb
+    (folded, the convolution met one channel, or half precision, and the build failed with an
+    error about channels or dtypes that named neither the fold nor the switch)."""
+    if scaled is None or image.dtype != scaled.dtype or image.dim() != scaled.dim():
+        return False
+    return [str(size) for size in image.shape] == [str(size) for size in scaled.shape]
 
 
 def _user_inputs(program: Any) -> set[str]:

@@ -209,3 +209,41 @@ def test_new_weights_patch_the_folded_onnx_graph_to_the_bytes_a_full_export_writ
     new = folded(1)
     full, _, _ = full_export(new, x)
     assert patched(tmp_path, new) == full and full != first
+
+
+class OwnScale(nn.Module):
+    """A model that multiplies its input by a (1, 3, 1, 1) parameter before its convolution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(FACTORS).reshape(1, 3, 1, 1))
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.conv(image * self.scale)
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype"),
+    [((1, 1, 16, 16), torch.float32), ((1, 3, 16, 16), torch.float16)],
+    ids=["one-channel-broadcast-to-three", "float16-promoted-to-float32"],
+)
+def test_a_scaling_that_broadcasts_or_promotes_the_input_is_not_folded(shape: tuple[int, ...], dtype: torch.dtype) -> None:
+    """Found by an adversarial run: folded, the convolution met the one-channel or float16
+    image itself, and the build failed with an error about channels or dtypes."""
+    torch.manual_seed(0)
+    x = torch.rand(shape).to(dtype)
+    program = torch.export.export(OwnScale().eval(), (x,), strict=False)
+    before = program.module()(x)
+    assert fold_input_scale(program) == []
+    assert torch.equal(program.module()(x), before)
+
+
+def test_the_models_own_scaling_of_a_matching_input_is_folded() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 16, 16)
+    program = torch.export.export(OwnScale().eval(), (x,), strict=False)
+    before = program.module()(x)
+    assert fold_input_scale(program) == ["conv.weight"]  # unwrapped: named by its parameter
+    assert _muls(program) == 0
+    torch.testing.assert_close(program.module()(x), before, rtol=1e-5, atol=1e-6)
