@@ -66,6 +66,27 @@ def test_onnxruntime_feeds_inputs_by_the_graph_names(tmp_path: Path) -> None:
     np.testing.assert_array_equal(d, [[4, 5]])  # a, b in input order: Sub is not commutative
 
 
+def test_onnxruntime_sessions_do_not_spin_between_runs(tmp_path: Path) -> None:
+    """The benchmark alternates runtimes in one process; a pool spinning after its run starved
+    torch's next one (an adversarial run read a 13x speedup that was not there)."""
+    pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+    )
+    path = tmp_path / "m.onnx"
+    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+    path.write_bytes(onnx_model.SerializeToString())
+    runtime = RUNTIMES.get("onnxruntime")(path, {}, threads=2)
+    options = runtime.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.intra_op_num_threads == 2
+
+
 def test_runtimes_say_why_they_cannot_run_here(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
