@@ -27,12 +27,15 @@ class OutputError:
         return asdict(self)
 
 
-def compare(name: str, got: np.ndarray, want: np.ndarray, atol: float, rtol: float) -> OutputError:
+def compare(name: str, got: np.ndarray, want: np.ndarray, atol: float, rtol: float, unit_axes_may_differ: bool = False) -> OutputError:
+    """``unit_axes_may_differ``: a shape that differs from the reference in axes of size 1 only
+    is compared as the reference's (Core ML drops or adds a unit batch axis); otherwise any
+    other shape fails, however equal the numbers."""
     got = np.asarray(got)
     want = np.asarray(want)
     if got.shape != want.shape:
-        if [d for d in got.shape if d != 1] == [d for d in want.shape if d != 1]:
-            got = got.reshape(want.shape)  # e.g. Core ML drops or adds a unit batch axis
+        if unit_axes_may_differ and [d for d in got.shape if d != 1] == [d for d in want.shape if d != 1]:
+            got = got.reshape(want.shape)
         else:
             return OutputError(name, float("inf"), float("inf"), 0.0, False, f"shape {list(got.shape)}, expected {list(want.shape)}")
     g = got.astype(np.float64).ravel()

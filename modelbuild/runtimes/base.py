@@ -14,6 +14,9 @@ class Runtime:
     name: ClassVar[str]
     distributions: ClassVar[tuple[str, ...]] = ()  # versions that belong in verify/bench keys
     warm_imports: ClassVar[tuple[str, ...]] = ()  # what a warm worker server imports for this runtime
+    # Core ML drops or adds unit axes (a batch of 1) by design; every other runtime must hand
+    # back the shape PyTorch does, or an app indexing the output reads it wrong.
+    unit_axes_may_differ: ClassVar[bool] = False
 
     @classmethod
     def unavailable(cls, options: dict[str, Any], purpose: str = "verify") -> str | None:

@@ -22,6 +22,7 @@ class CoreMLRuntime(Runtime):
     name = "coreml"
     distributions = ("coremltools", "modelbuild")  # on Linux our own executor computes the outputs
     warm_imports = ("coremltools",)
+    unit_axes_may_differ = True
 
     runner: Any  # modelbuild's executor (Linux)
     model: Any  # coremltools.models.MLModel (macOS)
