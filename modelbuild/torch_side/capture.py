@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from modelbuild.errors import Location, UserError
+from modelbuild.errors import Location, StageFailure, UserError
 from modelbuild.manifest.shapes import dims, shape_at
 from modelbuild.torch_side.eager import flatten
 
@@ -167,6 +167,12 @@ def dynamic_shapes(inputs: list[dict[str, Any]], unbounded_max: int | None = Non
                     # torch.export specialises sizes 0 and 1; a range starting at 1 starts at 2 there.
                     low = max(d.min, 2)
                     high = d.max if d.max is not None else unbounded_max
+                    if high is not None and high <= low:
+                        raise StageFailure(
+                            f"input {inp['name']!r}, dimension {axis}: torch.export cannot keep {d.min}..{d.max} flexible "
+                            "(it treats a size of 1 as fixed, so its ranges start at 2 and must hold two sizes); "
+                            "give it a max of 3 or more, or set fixed_shapes: true on this target"
+                        )
                     shared[name] = Dim(name, min=low, max=high) if high is not None else Dim(name, min=low)
                 axes[axis] = shared[name]
         spec.append(axes or None)

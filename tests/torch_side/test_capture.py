@@ -243,3 +243,15 @@ def test_a_shared_dimension_is_one_torch_export_dim() -> None:
     program = torch.export.export(_Masked.module(), sample, dynamic_shapes={"inputs": spec}, strict=False)
     out = program.module()(torch.ones(1, 5, dtype=torch.int32), torch.ones(1, 5, dtype=torch.int32))
     assert out.tolist() == [5]
+
+
+def test_a_range_torch_export_cannot_keep_flexible_fails_with_a_reason_not_an_assertion() -> None:
+    """{min: 1, max: 2}: torch.export starts ranges at 2, and Dim(min=2, max=2) raised a bare
+    AssertionError inside torch (found by an adversarial run)."""
+    from modelbuild.errors import StageFailure
+    from modelbuild.torch_side.capture import dynamic_shapes
+
+    inputs = [{"name": "x", "shape": [{"min": 1, "max": 2, "default": 1}, 4]}]
+    with pytest.raises(StageFailure, match=r"input 'x', dimension 0: torch.export cannot keep 1..2 flexible.*max of 3"):
+        dynamic_shapes(inputs)
+    assert dynamic_shapes([{"name": "x", "shape": [{"min": 1, "max": 3, "default": 1}, 4]}])[0][0].max == 3
