@@ -42,7 +42,9 @@ class ExecuTorchExportStage(Stage):
     # v14: only at flexible sizes; at fixed ones the rows' multiplication stays inside XNNPACK
     # v15: an input's per-channel scaling folded into the convolution that reads it
     # v16: the model is built with the random generators seeded (torch_side.loading.seeded)
-    version = 16
+    # v17: a negative (cropping) reflection pad keeps torch's decomposition (the rewrite did not
+    #      crop); no fold of a scaling that broadcasts or promotes the input
+    version = 17
     tools = ("torch", "executorch")
     warm_imports = ("executorch.exir", "executorch.backends.xnnpack.partition.xnnpack_partitioner")
     deps = ("source", "capture")
