@@ -226,8 +226,10 @@ def check_against_eager(captured: Any, prepared: Any, inputs: list[dict[str, Any
     sample = make_inputs(inputs, which, seed=1)
     with torch.no_grad():
         try:
-            expected = prepared(*sample)
-            got = captured(*sample)
+            # Each gets its own copy: a model that writes into its input (x.mul_(2)) would hand the
+            # capture the doubled sample, and the check blamed the capture for the difference.
+            expected = prepared(*_copies(sample))
+            got = captured(*_copies(sample))
         except Exception as exc:  # noqa: BLE001
             return f"the captured module fails on a second sample at the {which} shape: {type(exc).__name__}: {str(exc).splitlines()[0]}"
     expected_list = flatten(expected)
@@ -239,6 +241,10 @@ def check_against_eager(captured: Any, prepared: Any, inputs: list[dict[str, Any
             delta = (e - g).abs().max().item()
             return f"at the {which} shape, output {index} differs from eager by up to {delta:.3g}: the capture baked in an input-dependent value"
     return None
+
+
+def _copies(sample: list[Any]) -> list[Any]:
+    return [t.clone() if hasattr(t, "clone") else t for t in sample]
 
 
 def save_torchscript(module: Any, path: Path) -> None:

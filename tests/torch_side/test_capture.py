@@ -255,3 +255,21 @@ def test_a_range_torch_export_cannot_keep_flexible_fails_with_a_reason_not_an_as
     with pytest.raises(StageFailure, match=r"input 'x', dimension 0: torch.export cannot keep 1..2 flexible.*max of 3"):
         dynamic_shapes(inputs)
     assert dynamic_shapes([{"name": "x", "shape": [{"min": 1, "max": 3, "default": 1}, 4]}])[0][0].max == 3
+
+
+def test_a_model_writing_into_its_input_is_compared_on_its_own_copy() -> None:
+    """Eager ran first and doubled the shared sample in place, so the capture saw another input
+    and the check blamed the capture (found by an adversarial run)."""
+    import torch
+
+    from modelbuild.torch_side.capture import check_against_eager
+
+    class Doubles(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x.mul_(2.0)
+            return x + 1
+
+    inputs = [{"name": "x", "kind": "tensor", "dtype": "float32", "shape": [1, 4]}]
+    model = Doubles().eval()
+    assert check_against_eager(Doubles().eval(), model, inputs) is None
+    assert "differs from eager" in (check_against_eager(lambda x: x + 1, model, inputs) or "")  # a capture that lost the write
