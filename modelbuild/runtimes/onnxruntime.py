@@ -29,12 +29,13 @@ class OnnxRuntime(Runtime):
         settings = ort.SessionOptions()
         settings.intra_op_num_threads = threads
         settings.inter_op_num_threads = 1
-        # ONNX Runtime's pool spins after each run by default. The benchmark times each runtime
-        # in turns with torch eager in one process, and a spinning pool starves the next run of
-        # its cores: with 2 threads on 2 cores, eager's row read 0.368 ms beside ONNX Runtime
-        # against 0.027 ms alone, a 13x "speedup" that was not there. Idle workers sleep instead.
-        settings.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        settings.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        # ONNX Runtime's pool keeps spinning after a run by default. The benchmark times each
+        # runtime in turns with torch eager in one process, and the spinning pool starved the
+        # next torch run of its cores: with 2 threads on 2 cores, eager read 0.368 ms beside ONNX
+        # Runtime against 0.027 ms alone, a 13x "speedup" that was not there. Its threads still
+        # spin within a run (no spinning at all cost the segmenter its whole second-thread gain),
+        # and stop when the run returns, as an app's pool does between infrequent requests.
+        settings.add_session_config_entry("session.force_spinning_stop", "1")
         settings.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         settings.log_severity_level = 3
         self.session = ort.InferenceSession(str(artifact), sess_options=settings, providers=["CPUExecutionProvider"])

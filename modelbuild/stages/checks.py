@@ -142,7 +142,8 @@ class BenchStage(Stage):
     target: ClassVar[str]  # "torch" for the eager baseline
     # v2: benchmark.threads may be a list; v3: ExecuTorch timed without the binding's output copy
     # v4: ONNX Runtime's pool sleeps between runs (spinning starved the torch runs timed beside it)
-    version = 4
+    # v5: it spins within a run again, and stops when the run returns
+    version = 5
     exclusive = True
     lock = "none"  # timings are measurements, not build outputs
     role = "measure"

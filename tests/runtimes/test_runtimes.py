@@ -66,7 +66,7 @@ def test_onnxruntime_feeds_inputs_by_the_graph_names(tmp_path: Path) -> None:
     np.testing.assert_array_equal(d, [[4, 5]])  # a, b in input order: Sub is not commutative
 
 
-def test_onnxruntime_sessions_do_not_spin_between_runs(tmp_path: Path) -> None:
+def test_onnxruntime_sessions_stop_spinning_when_a_run_returns(tmp_path: Path) -> None:
     """The benchmark alternates runtimes in one process; a pool spinning after its run starved
     torch's next one (an adversarial run read a 13x speedup that was not there)."""
     pytest.importorskip("onnx")
@@ -83,7 +83,7 @@ def test_onnxruntime_sessions_do_not_spin_between_runs(tmp_path: Path) -> None:
     path.write_bytes(onnx_model.SerializeToString())
     runtime = RUNTIMES.get("onnxruntime")(path, {}, threads=2)
     options = runtime.session.get_session_options()
-    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"
     assert options.intra_op_num_threads == 2
 
 
