@@ -22,7 +22,8 @@ def output_names(outputs: list[dict[str, Any]] | None, count: int) -> list[str]:
 class ReferenceStage(Stage):
     name = "reference"
     # v3: the model is built with the random generators seeded (torch_side.loading.seeded)
-    version = 3
+    # v4: a 0-d output stays 0-d; the model runs on copies of the samples
+    version = 4
     # PyTorch's float outputs differ in the last bits between CPUs (AVX2 and AVX-512 kernels
     # accumulate in another order): the lock checks them by tolerance.
     lock = "tolerance"
@@ -72,7 +73,11 @@ class ReferenceStage(Stage):
         count = 0
         for case in cases:
             try:
-                case.expected = [np.ascontiguousarray(a) for a in run_numpy(prepared, model_feeds(inputs, case.raw))]
+                # The model runs on copies: one that writes into its input would change the stored
+                # sample that every target is then fed. np.require keeps a 0-d result 0-d
+                # (ascontiguousarray made it (1,), and a scalar output then failed every verify).
+                feeds = [np.array(f, copy=True) for f in model_feeds(inputs, case.raw)]
+                case.expected = [np.require(a, requirements="C") for a in run_numpy(prepared, feeds)]
             except Exception as exc:  # noqa: BLE001
                 raise UserError(
                     f"{job.where('validate')}: the PyTorch model fails on the {case.shape} sample: {type(exc).__name__}: {first_line(exc)}"

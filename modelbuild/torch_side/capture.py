@@ -168,11 +168,7 @@ def dynamic_shapes(inputs: list[dict[str, Any]], unbounded_max: int | None = Non
                     low = max(d.min, 2)
                     high = d.max if d.max is not None else unbounded_max
                     if high is not None and high <= low:
-                        raise StageFailure(
-                            f"input {inp['name']!r}, dimension {axis}: torch.export cannot keep {d.min}..{d.max} flexible "
-                            "(it treats a size of 1 as fixed, so its ranges start at 2 and must hold two sizes); "
-                            "give it a max of 3 or more, or set fixed_shapes: true on this target"
-                        )
+                        raise StageFailure(_unkeepable(inp["name"], axis, d.min, d.max, high))
                     shared[name] = Dim(name, min=low, max=high) if high is not None else Dim(name, min=low)
                 axes[axis] = shared[name]
         spec.append(axes or None)
@@ -241,6 +237,16 @@ def check_against_eager(captured: Any, prepared: Any, inputs: list[dict[str, Any
             delta = (e - g).abs().max().item()
             return f"at the {which} shape, output {index} differs from eager by up to {delta:.3g}: the capture baked in an input-dependent value"
     return None
+
+
+def _unkeepable(name: str, axis: int, low: int, high: int | None, bound: int) -> str:
+    where = f"input {name!r}, dimension {axis}"
+    if high is None:
+        return f"{where}: its min {low} is above the {bound} that targets.executorch.unbounded_max plans for; raise unbounded_max or give the dimension a max"
+    return (
+        f"{where}: torch.export cannot keep {low}..{high} flexible (it treats a size of 1 as fixed, so its ranges "
+        "start at 2 and must hold two sizes); give it a max of 3 or more"
+    )
 
 
 def _copies(sample: list[Any]) -> list[Any]:

@@ -137,3 +137,47 @@ def test_capture_check_fails_a_trace_that_baked_in_a_branch_and_names_the_line(t
     assert "the trace capture does not compute what the model computes: at the min shape, output 0 differs from eager" in capture["error"]
     assert "tracer: models/branchy.py:8: Converting a tensor to a Python boolean might cause the trace to be incorrect" in capture["error"]
     assert "tracer: models/branchy.py:8:" in result.stdout  # the summary shows the line
+
+
+SCALAR_AND_MUTATING = '''import torch
+
+
+class SumAndWrite(torch.nn.Module):
+    """A 0-d output, and a model that writes into its input before reading it."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        x.mul_(2.0)
+        y = self.linear(x)
+        return y.sum(), y
+
+
+def build():
+    return SumAndWrite()
+'''
+
+SCALAR_MANIFEST = """\
+name: sumwrite
+source: {factory: "models.sumwrite:build"}
+inputs: [{name: x, shape: [1, 4]}]
+outputs: [{name: total}, {name: y}]
+targets: {onnx: {}, torchscript: {}}
+"""
+
+
+def test_a_scalar_output_and_a_model_writing_into_its_input_verify_end_to_end(tmp_path: Path) -> None:
+    """Found by an adversarial run: the reference stored a 0-d output as shape (1,), and ran the
+    model on the stored sample itself, so the targets were fed the doubled input."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "sumwrite.py").write_text(SCALAR_AND_MUTATING)
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "manifests" / "sumwrite.yaml").write_text(SCALAR_MANIFEST)
+    result = run_cli(tmp_path, "build", "manifests", "--no-bench")
+    assert result.returncode == 0, result.stdout + result.stderr
+    stages = json.loads((tmp_path / "build" / "report.json").read_text())["models"]["sumwrite"]["stages"]
+    for target in ("onnx", "torchscript"):
+        info = stages[f"{target}.verify"]["info"]
+        assert info["verdict"] == "pass" and all(o["max_abs"] < 1e-5 and not o["problem"] for o in info["outputs"]), info

@@ -255,6 +255,9 @@ def test_a_range_torch_export_cannot_keep_flexible_fails_with_a_reason_not_an_as
     with pytest.raises(StageFailure, match=r"input 'x', dimension 0: torch.export cannot keep 1..2 flexible.*max of 3"):
         dynamic_shapes(inputs)
     assert dynamic_shapes([{"name": "x", "shape": [{"min": 1, "max": 3, "default": 1}, 4]}])[0][0].max == 3
+    unbounded = [{"name": "x", "shape": [{"min": 1100, "default": 1100}, 4]}]
+    with pytest.raises(StageFailure, match=r"min 1100 is above the 1024 that targets.executorch.unbounded_max plans for"):
+        dynamic_shapes(unbounded, unbounded_max=1024)
 
 
 def test_a_model_writing_into_its_input_is_compared_on_its_own_copy() -> None:
